@@ -1,0 +1,225 @@
+//! The command line: a faithful parse of the arguments (clap), then one handler
+//! per command. Every handler returns `anyhow::Result`; [`main`] prints the error
+//! chain once and maps it to the exit code (0 success, 1 runtime failure, 2 usage).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod files;
+mod inspect;
+
+/// An error in how the command was called: exit code 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// A run that completed but found damage: the report was printed, exit code 1.
+#[derive(Debug)]
+pub struct DamageFound;
+
+impl std::fmt::Display for DamageFound {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("damage found (see the report above)")
+    }
+}
+
+impl std::error::Error for DamageFound {}
+
+/// domuify: run an installed system as a Xen domU, offline.
+#[derive(Parser, Debug)]
+#[command(name = "domuify", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Read the partition table, identify every filesystem, inspect each installed
+    /// system (read-only).
+    Inspect(InspectArgs),
+    /// List a directory of a guest filesystem (read-only).
+    Ls(LsArgs),
+    /// Print a file of a guest filesystem (read-only).
+    Cat(PathArgs),
+    /// Copy files or trees out of a guest filesystem into a host directory
+    /// (read-only on the image).
+    CopyOut(CopyOutArgs),
+    /// Replace (or create) a guest file with the contents of standard input.
+    Write(WriteArgs),
+    /// Copy host files or trees into a guest directory.
+    CopyIn(CopyInArgs),
+    /// Create a guest directory.
+    Mkdir(MkdirArgs),
+    /// Remove a guest file, symlink or (with -r) directory tree.
+    Rm(RmArgs),
+    /// Restore an image from an undo file, bit for bit.
+    Undo(UndoArgs),
+}
+
+/// `inspect` arguments.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Raw disk image or block device.
+    pub image: PathBuf,
+    /// Print one JSON document instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The image and partition every file command takes.
+#[derive(Args, Debug)]
+pub struct Target {
+    /// Raw disk image or block device.
+    pub image: PathBuf,
+    /// Partition number as Linux numbers it; may be omitted for a bare filesystem.
+    #[arg(long = "part", short = 'p')]
+    pub part: Option<u32>,
+}
+
+/// Options shared by every writing command.
+#[derive(Args, Debug)]
+pub struct WriteOpts {
+    /// Keep the original bytes of every block overwritten in FILE, for `domuify undo`.
+    #[arg(long, value_name = "FILE")]
+    pub undo: Option<PathBuf>,
+}
+
+/// `ls` arguments.
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Guest path (default `/`).
+    #[arg(default_value = "/")]
+    path: String,
+    /// Long listing: mode, links, owner, size, mtime, name, link target.
+    #[arg(short = 'l')]
+    long: bool,
+}
+
+/// Arguments of a command on one guest path.
+#[derive(Args, Debug)]
+pub struct PathArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Guest path.
+    path: String,
+}
+
+/// `copy-out` arguments.
+#[derive(Args, Debug)]
+pub struct CopyOutArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Guest paths, then the host directory last.
+    #[arg(required = true, num_args = 2..)]
+    paths: Vec<String>,
+}
+
+/// `write` arguments.
+#[derive(Args, Debug)]
+pub struct WriteArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Guest path; created (mode 0644, root) if missing.
+    path: String,
+    #[command(flatten)]
+    opts: WriteOpts,
+}
+
+/// `copy-in` arguments.
+#[derive(Args, Debug)]
+pub struct CopyInArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Host paths, then the guest directory last.
+    #[arg(required = true, num_args = 2..)]
+    paths: Vec<String>,
+    #[command(flatten)]
+    opts: WriteOpts,
+}
+
+/// `mkdir` arguments.
+#[derive(Args, Debug)]
+pub struct MkdirArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Create missing parents; no error if it exists.
+    #[arg(short = 'p')]
+    parents: bool,
+    /// Guest directory to create.
+    path: String,
+    #[command(flatten)]
+    opts: WriteOpts,
+}
+
+/// `rm` arguments.
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Remove directories and their contents.
+    #[arg(short = 'r')]
+    recursive: bool,
+    /// Guest path to remove.
+    path: String,
+    #[command(flatten)]
+    opts: WriteOpts,
+}
+
+/// `undo` arguments.
+#[derive(Args, Debug)]
+pub struct UndoArgs {
+    /// Undo file written by `--undo`.
+    undo_file: PathBuf,
+    /// The image it was recorded on.
+    image: PathBuf,
+}
+
+/// Parse, run, report. The only place that prints an error or picks an exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // clap prints help/version to stdout (exit 0) and usage errors to stderr (2).
+            let _ = e.print();
+            return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
+        }
+    };
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<DamageFound>().is_some() => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("domuify: {e:#}");
+            if e.downcast_ref::<UsageError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Inspect(a) => inspect::run(a),
+        Command::Ls(a) => files::ls(a),
+        Command::Cat(a) => files::cat(a),
+        Command::CopyOut(a) => files::copy_out(a),
+        Command::Write(a) => files::write(a),
+        Command::CopyIn(a) => files::copy_in(a),
+        Command::Mkdir(a) => files::mkdir(a),
+        Command::Rm(a) => files::rm(a),
+        Command::Undo(a) => files::undo(a),
+    }
+}

@@ -1,0 +1,427 @@
+//! The disk layer: a raw image file or a block device, and byte windows over it.
+//!
+//! Owns every byte that goes to or comes from the image. All I/O is positional
+//! ([`ReadAt::read_exact_at`], [`WriteAt::write_all_at`]): there is no shared seek
+//! cursor, so many readers can share one [`Disk`]. A disk is opened read-only
+//! unless the caller asks for [`Access::ReadWrite`]; a read-only disk is opened
+//! `O_RDONLY` and cannot write even by mistake.
+//!
+//! A [`Window`] is a bounded byte range of a device (a partition). It serves
+//! positional I/O, `std::io::{Read, Write, Seek}` (for fatfs) and
+//! [`ext4_view::Ext4Read`]. Reads and writes past a window's end are errors,
+//! never silent truncation.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, ErrorKind, Result};
+
+/// Positional reads from a byte-addressed device.
+pub trait ReadAt {
+    /// Fill `buf` with the bytes at `offset`; an error if any byte is past the end.
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+    /// The device's size in bytes.
+    fn size(&self) -> u64;
+}
+
+/// Positional writes to a byte-addressed device.
+pub trait WriteAt: ReadAt {
+    /// Write all of `buf` at `offset`; an error if any byte would be past the end.
+    fn write_all_at(&self, offset: u64, buf: &[u8]) -> Result<()>;
+    /// Make every write so far durable.
+    fn sync(&self) -> Result<()>;
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for &T {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        (**self).read_exact_at(offset, buf)
+    }
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+}
+
+impl<T: WriteAt + ?Sized> WriteAt for &T {
+    fn write_all_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        (**self).write_all_at(offset, buf)
+    }
+    fn sync(&self) -> Result<()> {
+        (**self).sync()
+    }
+}
+
+impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        (**self).read_exact_at(offset, buf)
+    }
+    fn size(&self) -> u64 {
+        (**self).size()
+    }
+}
+
+impl<T: WriteAt + ?Sized> WriteAt for Arc<T> {
+    fn write_all_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        (**self).write_all_at(offset, buf)
+    }
+    fn sync(&self) -> Result<()> {
+        (**self).sync()
+    }
+}
+
+/// Check that `len` bytes at `offset` fit in a device of `size` bytes.
+pub fn check_range(offset: u64, len: usize, size: u64, what: &dyn std::fmt::Display) -> Result<()> {
+    let end = u64::try_from(len).ok().and_then(|l| offset.checked_add(l));
+    match end {
+        Some(end) if end <= size => Ok(()),
+        _ => Err(Error::corrupt(format!(
+            "{what}: {len} bytes at offset {offset:#x} are past the end (size {size:#x})"
+        ))),
+    }
+}
+
+/// How a [`Disk`] is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Access {
+    /// `O_RDONLY`: the default, and the only mode of every inspection.
+    ReadOnly,
+    /// Read and write; only for commands that exist to write.
+    ReadWrite,
+}
+
+/// What a [`Disk`] is backed by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskKind {
+    /// A regular file holding a raw image.
+    ImageFile,
+    /// A block device node.
+    BlockDevice,
+}
+
+/// A raw image file or block device.
+#[derive(Debug)]
+pub struct Disk {
+    file: File,
+    path: PathBuf,
+    size: u64,
+    kind: DiskKind,
+    access: Access,
+    logical_sector_size: u32,
+}
+
+impl Disk {
+    /// Open `path` with the given access. A read-only open never writes.
+    pub fn open(path: &Path, access: Access) -> Result<Disk> {
+        let shown = path.display();
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(access == Access::ReadWrite)
+            .open(path)
+            .map_err(|e| Error::io(format!("cannot open {shown}"), e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io(format!("cannot stat {shown}"), e))?;
+        let ft = meta.file_type();
+        let kind = if ft.is_file() {
+            DiskKind::ImageFile
+        } else if ft.is_block_device() {
+            DiskKind::BlockDevice
+        } else {
+            return Err(Error::invalid(format!(
+                "{shown} is neither a regular file nor a block device"
+            )));
+        };
+        let size = match kind {
+            DiskKind::ImageFile => meta.len(),
+            DiskKind::BlockDevice => file
+                .seek(SeekFrom::End(0))
+                .map_err(|e| Error::io(format!("cannot find the size of {shown}"), e))?,
+        };
+        let logical_sector_size = match kind {
+            DiskKind::ImageFile => 512,
+            DiskKind::BlockDevice => block_device_sector_size(path).unwrap_or(512),
+        };
+        Ok(Disk {
+            file,
+            path: path.to_path_buf(),
+            size,
+            kind,
+            access,
+            logical_sector_size,
+        })
+    }
+
+    /// The path it was opened from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Image file or block device.
+    pub fn kind(&self) -> DiskKind {
+        self.kind
+    }
+
+    /// How it was opened.
+    pub fn access(&self) -> Access {
+        self.access
+    }
+
+    /// Logical sector size: 512 for image files, the kernel's value for block devices.
+    pub fn logical_sector_size(&self) -> u32 {
+        self.logical_sector_size
+    }
+}
+
+/// Read `/sys/class/block/NAME/queue/logical_block_size` for a block device node.
+fn block_device_sector_size(path: &Path) -> Option<u32> {
+    let real = std::fs::canonicalize(path).ok()?;
+    let name = real.file_name()?.to_str()?;
+    let text = std::fs::read_to_string(format!("/sys/class/block/{name}/queue/logical_block_size"))
+        .or_else(|_| {
+            // A partition node: the queue lives on the parent disk.
+            std::fs::read_to_string(format!(
+                "/sys/class/block/{name}/../queue/logical_block_size"
+            ))
+        })
+        .ok()?;
+    text.trim().parse().ok()
+}
+
+impl ReadAt for Disk {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(offset, buf.len(), self.size, &self.path.display())?;
+        self.file.read_exact_at(buf, offset).map_err(|e| {
+            Error::io(
+                format!(
+                    "{}: read of {} bytes at offset {offset:#x}",
+                    self.path.display(),
+                    buf.len()
+                ),
+                e,
+            )
+        })
+    }
+    fn size(&self) -> u64 {
+        self.size
+    }
+}
+
+impl WriteAt for Disk {
+    fn write_all_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        if self.access != Access::ReadWrite {
+            return Err(Error::refused(format!(
+                "{} is open read-only; refusing to write at {offset:#x}",
+                self.path.display()
+            )));
+        }
+        check_range(offset, buf.len(), self.size, &self.path.display())?;
+        self.file.write_all_at(buf, offset).map_err(|e| {
+            Error::io(
+                format!(
+                    "{}: write of {} bytes at offset {offset:#x}",
+                    self.path.display(),
+                    buf.len()
+                ),
+                e,
+            )
+        })
+    }
+    fn sync(&self) -> Result<()> {
+        if self.access != Access::ReadWrite {
+            return Ok(());
+        }
+        self.file
+            .sync_all()
+            .map_err(|e| Error::io(format!("{}: sync", self.path.display()), e))
+    }
+}
+
+/// A bounded byte range `[start, start + len)` of a device.
+#[derive(Clone, Debug)]
+pub struct Window<D> {
+    dev: D,
+    start: u64,
+    len: u64,
+    /// Cursor for `std::io::{Read, Write, Seek}` only; positional calls ignore it.
+    pos: u64,
+}
+
+impl<D: ReadAt> Window<D> {
+    /// A window of `len` bytes at `start`; an error if it does not fit in `dev`.
+    pub fn new(dev: D, start: u64, len: u64) -> Result<Window<D>> {
+        match start.checked_add(len) {
+            Some(end) if end <= dev.size() => Ok(Window {
+                dev,
+                start,
+                len,
+                pos: 0,
+            }),
+            _ => Err(Error::corrupt(format!(
+                "byte range {start:#x}+{len:#x} is past the end of the disk (size {:#x})",
+                dev.size()
+            ))),
+        }
+    }
+
+    /// Offset of the window in its device.
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// The device under the window.
+    pub fn device(&self) -> &D {
+        &self.dev
+    }
+}
+
+impl<D: ReadAt> ReadAt for Window<D> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(
+            offset,
+            buf.len(),
+            self.len,
+            &format_args!("window at {:#x}", self.start),
+        )?;
+        self.dev.read_exact_at(self.start + offset, buf)
+    }
+    fn size(&self) -> u64 {
+        self.len
+    }
+}
+
+impl<D: WriteAt> WriteAt for Window<D> {
+    fn write_all_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        check_range(
+            offset,
+            buf.len(),
+            self.len,
+            &format_args!("window at {:#x}", self.start),
+        )?;
+        self.dev.write_all_at(self.start + offset, buf)
+    }
+    fn sync(&self) -> Result<()> {
+        self.dev.sync()
+    }
+}
+
+impl<D: ReadAt> Read for Window<D> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        if n == 0 {
+            return Ok(0);
+        }
+        self.read_exact_at(self.pos, &mut buf[..n])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<D: WriteAt> Write for Window<D> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let left = self.len.saturating_sub(self.pos);
+        let n = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
+        if n == 0 && !buf.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::WriteZero,
+                "write past the end of the partition window",
+            ));
+        }
+        self.write_all_at(self.pos, &buf[..n])?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<D: ReadAt> Seek for Window<D> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let new = match to {
+            SeekFrom::Start(p) => Some(p),
+            SeekFrom::End(d) => self.len.checked_add_signed(d),
+            SeekFrom::Current(d) => self.pos.checked_add_signed(d),
+        };
+        match new {
+            Some(p) if p <= self.len => {
+                self.pos = p;
+                Ok(p)
+            }
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "seek outside the partition window",
+            )),
+        }
+    }
+}
+
+impl<D: ReadAt + 'static> ext4_view::Ext4Read for Window<D> {
+    fn read(
+        &mut self,
+        start_byte: u64,
+        dst: &mut [u8],
+    ) -> std::result::Result<(), Box<dyn std::error::Error + Send + Sync + 'static>> {
+        self.read_exact_at(start_byte, dst)
+            .map_err(|e| Box::new(io::Error::from(e)) as _)
+    }
+}
+
+/// An in-memory device, for tests and for building small images.
+#[derive(Debug, Default)]
+pub struct MemDisk {
+    bytes: std::sync::Mutex<Vec<u8>>,
+}
+
+impl MemDisk {
+    /// A device holding `bytes`.
+    pub fn new(bytes: Vec<u8>) -> MemDisk {
+        MemDisk {
+            bytes: std::sync::Mutex::new(bytes),
+        }
+    }
+
+    /// A copy of the current contents.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<u8>> {
+        // OK to recover: a panic while holding the lock leaves plain bytes behind.
+        self.bytes.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl ReadAt for MemDisk {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let bytes = self.lock();
+        check_range(offset, buf.len(), bytes.len() as u64, &"memory disk")?;
+        // OK to cast: the range check above bounds offset by the vector's length.
+        let o = offset as usize;
+        buf.copy_from_slice(&bytes[o..o + buf.len()]);
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.lock().len() as u64
+    }
+}
+
+impl WriteAt for MemDisk {
+    fn write_all_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        let mut bytes = self.lock();
+        check_range(offset, buf.len(), bytes.len() as u64, &"memory disk")?;
+        let o = offset as usize;
+        bytes[o..o + buf.len()].copy_from_slice(buf);
+        Ok(())
+    }
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Is this error a read past the end of the device?
+pub fn is_out_of_range(e: &Error) -> bool {
+    e.kind() == ErrorKind::Corrupt && e.message().contains("past the end")
+}

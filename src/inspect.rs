@@ -1,0 +1,1 @@
+//! The whole-disk report behind `domuify inspect`. (Being built.)

@@ -1,0 +1,27 @@
+//! domuify: turn an operating system installed on a disk (a raw image file or a
+//! block device) into a Xen guest (domU), offline: no mount, no root for image
+//! files, no VM, no external program at run time.
+//!
+//! Layers, bottom up:
+//! - [`disk`]: image files and block devices, positional I/O, partition windows;
+//! - [`part`]: MBR/GPT/none, normalised into one [`part::Partition`];
+//! - [`probe`]: filesystem identification by signatures;
+//! - [`ext`]: our ext2/3/4 engine (read and write in place, with undo);
+//! - [`guest`]: the installed system as the planners see it (fstab, kernels,
+//!   module trees, OS release), read through ext4-view;
+//! - [`inspect`]: the whole-disk report behind `domuify inspect`;
+//! - [`cli`]: the command line; `main.rs` only calls it.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod cli;
+pub mod disk;
+pub mod error;
+pub mod ext;
+pub mod guest;
+pub mod inspect;
+pub mod part;
+pub mod probe;
+
+pub use error::{Error, ErrorKind, Result};
