@@ -15,22 +15,12 @@ pub fn crc32c(seed: u32, data: &[u8]) -> u32 {
 /// The crc16 of the older `gdt_csum` (uninit_bg) feature: CRC-16/ARC (poly 0x8005
 /// reflected), init `!0` chained through `crc`.
 pub fn crc16(init: u16, data: &[u8]) -> u16 {
-    const ARC_NO_INIT: crc::Algorithm<u16> = crc::Algorithm {
-        width: 16,
-        poly: 0x8005,
-        init: 0,
-        refin: true,
-        refout: true,
-        xorout: 0,
-        check: 0,
-        residue: 0,
-    };
-    let algo = crc::Algorithm {
-        init: init.reverse_bits(),
-        ..ARC_NO_INIT
-    };
-    let c = crc::Crc::<u16>::new(&algo);
-    c.checksum(data)
+    static ARC: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_ARC);
+    // The crate takes the initial value unreflected and reflects it itself; our
+    // chained value is already the reflected register, so undo that first.
+    let mut digest = ARC.digest_with_initial(init.reverse_bits());
+    digest.update(data);
+    digest.finalize()
 }
 
 #[cfg(test)]

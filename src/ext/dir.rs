@@ -43,12 +43,12 @@ pub struct DirCtx {
 /// A directory's blocks, as the engine exposes them to this module.
 pub trait DirBlocks {
     /// Number of logical blocks (`i_size / block_size`).
-    fn len(&self) -> u32;
+    fn block_count(&self) -> u32;
     /// Read logical block `lblk` into `buf` (one block).
     fn read(&mut self, lblk: u32, buf: &mut [u8]) -> Result<()>;
     /// Write logical block `lblk` (one block) as given; checksums are the caller's.
     fn write(&mut self, lblk: u32, buf: &[u8]) -> Result<()>;
-    /// Allocate and map a new logical block at the end (number `len()` before the
+    /// Allocate and map a new logical block at the end (number `block_count()` before the
     /// call), grow `i_size`, and return its number. Its contents are undefined until
     /// written.
     fn append(&mut self) -> Result<u32>;
