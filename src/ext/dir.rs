@@ -15,6 +15,7 @@
 use crate::error::{Error, ErrorKind, Result};
 
 use super::csum::crc32c;
+pub use super::htree::make_linear;
 use super::{FileType, Ino};
 
 /// The hash parameters of the filesystem (from the superblock).
@@ -247,7 +248,7 @@ impl Slot {
     }
 
     /// Whether a new entry needing `need` bytes fits in this record.
-    fn fits(&self, need: usize) -> bool {
+    pub fn fits(&self, need: usize) -> bool {
         if self.ino == 0 {
             self.rec_len >= need
         } else {
@@ -678,6 +679,25 @@ pub fn add_entry(
     blocks.write(lblk, &buf)
 }
 
+/// How many blocks [`add_entry`] would append to the directory to add `name`
+/// (0, 1, or 2 for an htree leaf split that also grows the index), so the engine
+/// can check for space before changing anything. `Unsupported` when a full htree
+/// cannot grow (it would need largedir).
+pub fn add_entry_cost(blocks: &mut dyn DirBlocks, ctx: &DirCtx, name: &[u8]) -> Result<u32> {
+    check_name(name)?;
+    if ctx.indexed {
+        return super::htree::add_cost(blocks, ctx, name);
+    }
+    let need = rec_size(name.len());
+    for lblk in 0..blocks.block_count() {
+        let (_, slots) = read_leaf(blocks, ctx, lblk)?;
+        if slots.iter().any(|s| s.fits(need)) {
+            return Ok(0);
+        }
+    }
+    Ok(1)
+}
+
 /// Remove `name` and return the entry it held; `NotFound` if absent.
 pub fn remove_entry(blocks: &mut dyn DirBlocks, ctx: &DirCtx, name: &[u8]) -> Result<RawEntry> {
     check_name(name)?;
@@ -699,7 +719,6 @@ pub fn remove_entry(blocks: &mut dyn DirBlocks, ctx: &DirCtx, name: &[u8]) -> Re
 }
 
 /// Remove `name` from one leaf if it is there (helper for htree).
-#[allow(dead_code)] // used by htree (being built)
 pub(crate) fn remove_from_leaf(
     blocks: &mut dyn DirBlocks,
     ctx: &DirCtx,
@@ -716,12 +735,10 @@ pub(crate) fn remove_from_leaf(
     Ok(e)
 }
 
-#[allow(dead_code)]
 pub(crate) fn exists_error(ctx: &DirCtx, name: &[u8]) -> Error {
     exists_err(ctx, name)
 }
 
-#[allow(dead_code)]
 pub(crate) fn not_found_error(ctx: &DirCtx, name: &[u8]) -> Error {
     not_found_err(ctx, name)
 }
