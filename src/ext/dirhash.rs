@@ -283,6 +283,7 @@ mod tests {
         use std::os::unix::ffi::OsStrExt;
         let dir = tempfile::tempdir().unwrap();
         let img = dir.path().join("img");
+        std::fs::write(&img, b"").unwrap();
         let st = Command::new("mke2fs")
             .args(["-q", "-F", "-t", "ext4"])
             .arg(&img)

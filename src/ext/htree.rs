@@ -870,3 +870,342 @@ pub fn make_linear(blocks: &mut dyn DirBlocks, ctx: &DirCtx) -> Result<()> {
     );
     blocks.write(0, &first)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::ext::dir as d;
+    use crate::ext::dir::tests::{ctx, MemDir};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// A fresh two-block htree: the root (one entry) and an empty leaf, as the
+    /// kernel leaves a directory it has just indexed and emptied.
+    fn new_htree(c: &DirCtx) -> MemDir {
+        let mut root = d::new_dir_block(
+            &DirCtx {
+                indexed: false,
+                ..*c
+            },
+            2,
+        );
+        let bs = c.block_size;
+        // '..' spans the whole block in a dx_root; the dx data replaces the tail.
+        root.truncate(24);
+        root.resize(bs, 0);
+        put16(
+            &mut root,
+            ROOT_DOTDOT + ROOT_DOT_REC_LEN,
+            rec_len_to_disk(bs - 12, bs),
+        );
+        put8(&mut root, ROOT_HASH_VERSION, c.hash.default_version);
+        put8(&mut root, ROOT_INFO_LENGTH, ROOT_INFO_LEN);
+        let limit = expected_limit(c, ROOT_ENTRIES);
+        put16(&mut root, ROOT_ENTRIES + CL_LIMIT, limit as u16);
+        let mut dx = DxBlock {
+            lblk: 0,
+            buf: root,
+            eo: ROOT_ENTRIES,
+            count: 0,
+            limit,
+        };
+        dx.set_count(1);
+        dx.set_entry(0, 0, 1);
+        dx.seal(c);
+        MemDir {
+            blocks: vec![dx.buf, d::build_leaf(c, &[])],
+            block_size: bs,
+            max_blocks: None,
+        }
+    }
+
+    fn hctx(bs: usize, csum: bool, version: u8, unsigned: bool) -> DirCtx {
+        let mut c = ctx(bs, csum);
+        c.indexed = true;
+        c.hash.default_version = version;
+        c.hash.unsigned = unsigned;
+        c
+    }
+
+    fn long_name(i: usize) -> Vec<u8> {
+        let mut n = format!("n{i}-").into_bytes();
+        n.resize(n.len() + (i * 37) % 240, b'a' + (i % 26) as u8);
+        n
+    }
+
+    fn check_model(dir: &mut MemDir, c: &DirCtx, model: &BTreeMap<Vec<u8>, u32>) {
+        d::verify(dir, c).unwrap();
+        let got: BTreeMap<Vec<u8>, u32> = d::entries(dir, c)
+            .unwrap()
+            .into_iter()
+            .map(|e| (e.name, e.ino))
+            .collect();
+        assert_eq!(&got, model);
+        for (n, ino) in model {
+            assert_eq!(d::lookup(dir, c, n).unwrap().map(|e| e.ino), Some(*ino));
+        }
+    }
+
+    #[test]
+    fn grows_to_two_levels_and_splits_nodes() {
+        for (csum, version, unsigned) in [(true, 1, false), (false, 2, true), (true, 0, false)] {
+            let c = hctx(1024, csum, version, unsigned);
+            let mut dir = new_htree(&c);
+            let mut model = BTreeMap::new();
+            for i in 0..2500 {
+                let n = long_name(i);
+                let before = dir.blocks.len() as u32;
+                let cost = d::add_entry_cost(&mut dir, &c, &n).unwrap();
+                d::add_entry(&mut dir, &c, &n, 100 + i as u32, 1).unwrap();
+                assert_eq!(dir.blocks.len() as u32 - before, cost);
+                model.insert(n, 100 + i as u32);
+            }
+            let root = read_root(&mut dir, &c).unwrap();
+            assert_eq!(root.levels, 1);
+            assert!(root.dx.count > 1, "no node split happened");
+            check_model(&mut dir, &c, &model);
+            for i in (0..2500).step_by(3) {
+                let n = long_name(i);
+                d::remove_entry(&mut dir, &c, &n).unwrap();
+                model.remove(&n);
+            }
+            check_model(&mut dir, &c, &model);
+        }
+    }
+
+    #[test]
+    fn full_index_is_refused_before_writing() {
+        // Root (levels 1) full of entries to one full node, full of entries to one
+        // full leaf: a split would need a third level.
+        let c = hctx(1024, true, 1, false);
+        let mut dir = new_htree(&c);
+        let mut fill = Vec::new();
+        let mut i = 0;
+        loop {
+            let n = long_name(i);
+            let mut buf = dir.blocks[1].clone();
+            let slots = d::parse_leaf(&c, 1, &buf).unwrap();
+            if !d::leaf_insert(&c, &mut buf, &slots, &n, 5, 1) {
+                break;
+            }
+            dir.blocks[1] = buf;
+            fill.push(n);
+            i += 1;
+        }
+        let mut node = empty_node(&c, 2);
+        let node_limit = node.limit;
+        node.set_count(node_limit);
+        for j in 0..node_limit {
+            node.set_entry(j, 0, 1);
+        }
+        node.seal(&c);
+        dir.blocks.push(node.buf);
+        let mut root = read_root(&mut dir, &c).unwrap().dx;
+        let root_limit = root.limit;
+        root.set_count(root_limit);
+        for j in 0..root_limit {
+            root.set_entry(j, 0, 2);
+        }
+        put8(&mut root.buf, ROOT_INDIRECT_LEVELS, 1);
+        root.seal(&c);
+        dir.blocks[0] = root.buf;
+        let snapshot = dir.blocks.clone();
+        let n = long_name(100_000);
+        let e = d::add_entry_cost(&mut dir, &c, &n).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        let e = d::add_entry(&mut dir, &c, &n, 9, 1).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+        assert_eq!(dir.blocks, snapshot, "blocks changed");
+        // Everything already there is still found.
+        for n in &fill {
+            assert!(d::lookup(&mut dir, &c, n).unwrap().is_some());
+        }
+    }
+
+    #[test]
+    fn collision_chain_is_followed() {
+        // Two leaves; the second's key is hash(x)|1 and x lives in it: a lookup for
+        // x probes the first leaf and must continue to the second.
+        let c = hctx(1024, true, 1, false);
+        let mut dir = new_htree(&c);
+        let x = b"the-name".to_vec();
+        let (h, _) = dirhash::dirhash(&x, 1, &c.hash.seed).unwrap();
+        let small: Vec<RawEntry> = (0..200)
+            .map(|i| format!("s{i}").into_bytes())
+            .filter(|n| dirhash::dirhash(n, 1, &c.hash.seed).unwrap().0 < h)
+            .take(5)
+            .map(|name| RawEntry {
+                name,
+                ino: 7,
+                file_type: 1,
+            })
+            .collect();
+        dir.blocks[1] = d::build_leaf(&c, &small);
+        dir.blocks.push(d::build_leaf(
+            &c,
+            &[RawEntry {
+                name: x.clone(),
+                ino: 8,
+                file_type: 1,
+            }],
+        ));
+        let mut root = read_root(&mut dir, &c).unwrap().dx;
+        root.insert(1, h | 1, 2);
+        root.seal(&c);
+        dir.blocks[0] = root.buf;
+        d::verify(&mut dir, &c).unwrap();
+        assert_eq!(d::lookup(&mut dir, &c, &x).unwrap().map(|e| e.ino), Some(8));
+        assert_eq!(
+            d::add_entry(&mut dir, &c, &x, 9, 1).unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(d::remove_entry(&mut dir, &c, &x).unwrap().ino, 8);
+        assert!(d::lookup(&mut dir, &c, &x).unwrap().is_none());
+    }
+
+    #[test]
+    fn split_marks_straddling_equal_hashes() {
+        let c = hctx(1024, false, 1, false);
+        let e = |i: usize| RawEntry {
+            name: long_name(i),
+            ino: 3,
+            file_type: 1,
+        };
+        // Six entries of one hash: any cut straddles it, so the key has bit 0 set.
+        let hashed: Vec<((u32, u32), RawEntry)> =
+            (0..6).map(|i| ((0x1000, i as u32), e(i))).collect();
+        let (lo, hi, key) = split_leaf(&c, hashed, 0x1000, e(99)).unwrap();
+        assert_eq!(key, 0x1001);
+        assert!(!lo.is_empty() && !hi.is_empty());
+        // Distinct hashes: a plain key.
+        let hashed: Vec<((u32, u32), RawEntry)> =
+            (0..6).map(|i| ((0x1000 + 2 * i as u32, 0), e(i))).collect();
+        let (_, _, key) = split_leaf(&c, hashed, 0, e(99)).unwrap();
+        assert_eq!(key & 1, 0);
+    }
+
+    #[test]
+    fn bad_roots_are_corrupt() {
+        let c = hctx(1024, false, 1, false);
+        let base = new_htree(&c);
+        let cases: [(usize, u8, ErrorKind); 5] = [
+            (ROOT_HASH_VERSION, 9, ErrorKind::Corrupt),
+            (ROOT_HASH_VERSION, 6, ErrorKind::Unsupported),
+            (ROOT_INFO_LENGTH, 12, ErrorKind::Corrupt),
+            (ROOT_UNUSED_FLAGS, 1, ErrorKind::Corrupt),
+            (ROOT_INDIRECT_LEVELS, 3, ErrorKind::Corrupt),
+        ];
+        for (off, v, kind) in cases {
+            let mut dir = base.clone();
+            dir.blocks[0][off] = v;
+            assert_eq!(
+                d::entries(&mut dir, &c).unwrap_err().kind(),
+                kind,
+                "{off:#x}={v}"
+            );
+            assert_eq!(d::lookup(&mut dir, &c, b"x").unwrap_err().kind(), kind);
+            assert_eq!(
+                d::add_entry(&mut dir, &c, b"x", 5, 1).unwrap_err().kind(),
+                kind
+            );
+        }
+        // Checksummed roots: a flipped entry byte is caught.
+        let c = hctx(1024, true, 1, false);
+        let mut dir = new_htree(&c);
+        dir.blocks[0][ROOT_ENTRIES + 4] ^= 0x40;
+        assert_eq!(
+            d::lookup(&mut dir, &c, b"x").unwrap_err().kind(),
+            ErrorKind::Corrupt
+        );
+    }
+
+    #[test]
+    fn hostile_index_never_panics() {
+        let c = hctx(1024, false, 1, false);
+        let mut base = new_htree(&c);
+        for i in 0..300 {
+            d::add_entry(&mut base, &c, &long_name(i), 10, 1).unwrap();
+        }
+        let mut x = 0x1234_5679u32;
+        for _ in 0..3000 {
+            let mut dir = base.clone();
+            for _ in 0..4 {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                let blk = (x as usize >> 3) % dir.blocks.len();
+                let off = (x as usize >> 12) % 64;
+                dir.blocks[blk][off] = (x >> 24) as u8;
+            }
+            let _ = d::entries(&mut dir, &c);
+            let _ = d::lookup(&mut dir, &c, &long_name(5));
+            let _ = d::add_entry(&mut dir, &c, b"new", 10, 1);
+            let _ = d::remove_entry(&mut dir, &c, &long_name(7));
+            let _ = d::verify(&mut dir, &c);
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+        /// Random adds and removes against a map: the directory always lists the
+        /// model, finds every name, and keeps the hash ranges of its leaves.
+        #[test]
+        fn htree_matches_model(
+            ops in proptest::collection::vec((any::<bool>(), 0usize..1500), 1..1200),
+            csum in any::<bool>(),
+            version in 0u8..3,
+        ) {
+            let c = hctx(1024, csum, version, false);
+            let mut dir = new_htree(&c);
+            let mut model = BTreeMap::new();
+            for (add, i) in ops {
+                let n = long_name(i);
+                if add || model.len() < 10 {
+                    let r = d::add_entry(&mut dir, &c, &n, 11 + i as u32, 1);
+                    if model.contains_key(&n) {
+                        prop_assert_eq!(r.unwrap_err().kind(), ErrorKind::AlreadyExists);
+                    } else {
+                        r.unwrap();
+                        model.insert(n, 11 + i as u32);
+                    }
+                } else {
+                    let r = d::remove_entry(&mut dir, &c, &n);
+                    if model.remove(&n).is_some() {
+                        r.unwrap();
+                    } else {
+                        prop_assert_eq!(r.unwrap_err().kind(), ErrorKind::NotFound);
+                    }
+                }
+            }
+            check_model(&mut dir, &c, &model);
+        }
+
+        #[test]
+        fn linear_matches_model(
+            ops in proptest::collection::vec((any::<bool>(), 0usize..300), 1..400),
+            csum in any::<bool>(),
+        ) {
+            let c = ctx(1024, csum);
+            let mut dir = d::tests::new_dir(&c);
+            let mut model = BTreeMap::new();
+            for (add, i) in ops {
+                let n = long_name(i);
+                if add {
+                    let r = d::add_entry(&mut dir, &c, &n, 11 + i as u32, 1);
+                    if model.contains_key(&n) {
+                        prop_assert_eq!(r.unwrap_err().kind(), ErrorKind::AlreadyExists);
+                    } else {
+                        r.unwrap();
+                        model.insert(n, 11 + i as u32);
+                    }
+                } else {
+                    let r = d::remove_entry(&mut dir, &c, &n);
+                    prop_assert_eq!(r.is_ok(), model.remove(&n).is_some());
+                }
+            }
+            check_model(&mut dir, &c, &model);
+        }
+    }
+}
