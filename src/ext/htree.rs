@@ -1164,11 +1164,14 @@ mod tests {
                 let n = long_name(i);
                 if add || model.len() < 10 {
                     let r = d::add_entry(&mut dir, &c, &n, 11 + i as u32, 1);
-                    if model.contains_key(&n) {
-                        prop_assert_eq!(r.unwrap_err().kind(), ErrorKind::AlreadyExists);
-                    } else {
-                        r.unwrap();
-                        model.insert(n, 11 + i as u32);
+                    match model.entry(n) {
+                        std::collections::btree_map::Entry::Occupied(_) => {
+                            prop_assert_eq!(r.unwrap_err().kind(), ErrorKind::AlreadyExists);
+                        }
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            r.unwrap();
+                            v.insert(11 + i as u32);
+                        }
                     }
                 } else {
                     let r = d::remove_entry(&mut dir, &c, &n);
@@ -1194,11 +1197,14 @@ mod tests {
                 let n = long_name(i);
                 if add {
                     let r = d::add_entry(&mut dir, &c, &n, 11 + i as u32, 1);
-                    if model.contains_key(&n) {
-                        prop_assert_eq!(r.unwrap_err().kind(), ErrorKind::AlreadyExists);
-                    } else {
-                        r.unwrap();
-                        model.insert(n, 11 + i as u32);
+                    match model.entry(n) {
+                        std::collections::btree_map::Entry::Occupied(_) => {
+                            prop_assert_eq!(r.unwrap_err().kind(), ErrorKind::AlreadyExists);
+                        }
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            r.unwrap();
+                            v.insert(11 + i as u32);
+                        }
                     }
                 } else {
                     let r = d::remove_entry(&mut dir, &c, &n);
