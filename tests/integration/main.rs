@@ -1,6 +1,7 @@
 //! One integration-test binary: every test runs the built `domuify` or the library
 //! against images made by `scripts/`, judged by independent tools.
 
+mod dirs;
 mod files;
 mod harness;
 mod undo;
