@@ -82,7 +82,7 @@ pub struct Target {
     /// Raw disk image or block device.
     pub image: PathBuf,
     /// Partition number as Linux numbers it; may be omitted for a bare filesystem.
-    #[arg(long = "part", short = 'p')]
+    #[arg(long = "part")]
     pub part: Option<u32>,
 }
 

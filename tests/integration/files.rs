@@ -93,7 +93,7 @@ fn read_commands_match_debugfs_and_never_change_the_image() {
 
     // ls -l /etc: mode, owner and size as debugfs sees them.
     let a = bin()
-        .args(["ls", "-l", "-p", "1"])
+        .args(["ls", "-l", "--part", "1"])
         .arg(&img)
         .arg("/etc")
         .assert()
@@ -134,7 +134,7 @@ fn read_commands_match_debugfs_and_never_change_the_image() {
         ),
     ] {
         let a = bin()
-            .args(["cat", "-p", "1"])
+            .args(["cat", "--part", "1"])
             .arg(&img)
             .arg(ours)
             .assert()
@@ -146,21 +146,21 @@ fn read_commands_match_debugfs_and_never_change_the_image() {
 
     // Errors: exit 1 with the path named.
     let a = bin()
-        .args(["cat", "-p", "1"])
+        .args(["cat", "--part", "1"])
         .arg(&img)
         .arg("/etc/nope")
         .assert()
         .code(1);
     assert!(stderr_of(&a).contains("/etc/nope"));
     let a = bin()
-        .args(["cat", "-p", "1"])
+        .args(["cat", "--part", "1"])
         .arg(&img)
         .arg("/etc")
         .assert()
         .code(1);
     assert!(stderr_of(&a).contains("directory"), "{}", stderr_of(&a));
     bin()
-        .args(["cat", "-p", "1"])
+        .args(["cat", "--part", "1"])
         .arg(&img)
         .arg("etc/fstab")
         .assert()
@@ -226,7 +226,7 @@ fn metadata_csum_with_128_byte_inodes_falls_back_with_a_note() {
     let (img, off) = make_image(t.path(), "disk.img", Some(&tree), &spec);
     let sha = sha256_file(&img);
     let a = bin()
-        .args(["cat", "-p", "1"])
+        .args(["cat", "--part", "1"])
         .arg(&img)
         .arg("/etc/fstab")
         .assert()
@@ -235,7 +235,7 @@ fn metadata_csum_with_128_byte_inodes_falls_back_with_a_note() {
     let e = stderr_of(&a);
     assert!(e.contains("ext4-view") && e.contains("truncated"), "{e}");
     let a = bin()
-        .args(["ls", "-p", "1"])
+        .args(["ls", "--part", "1"])
         .arg(&img)
         .arg("/lib/")
         .assert()
@@ -257,7 +257,7 @@ fn copy_out_matches_debugfs_rdump() {
     fs::create_dir(&ours).unwrap();
     fs::create_dir(&theirs).unwrap();
     bin()
-        .args(["copy-out", "-p", "1"])
+        .args(["copy-out", "--part", "1"])
         .arg(&img)
         .args(["/etc", "/usr", "/lib"])
         .arg(&ours)
@@ -385,7 +385,7 @@ fn copy_out_never_writes_outside_the_destination() {
     let out = t.path().join("a/b/out");
     fs::create_dir_all(&out).unwrap();
     let a = bin()
-        .args(["copy-out", "-p", "1"])
+        .args(["copy-out", "--part", "1"])
         .arg(&img)
         .arg("/sub")
         .arg(&out)
@@ -416,4 +416,403 @@ fn copy_out_through_the_engine_reader_never_escapes() {
 fn disk_len(d: &domuify::disk::Disk) -> u64 {
     use domuify::disk::ReadAt;
     d.size()
+}
+
+#[test]
+fn every_subcommand_has_valid_help() {
+    for c in [
+        "ls", "cat", "copy-out", "write", "copy-in", "mkdir", "rm", "undo",
+    ] {
+        bin().arg(c).arg("--help").assert().success();
+    }
+}
+
+fn system_image(t: &Path) -> (std::path::PathBuf, u64) {
+    let tree = t.join("tree");
+    system_tree(&tree);
+    make_image(t, "disk.img", Some(&tree), &ImageSpec::default())
+}
+
+/// Needs the engine.
+#[test]
+fn write_replaces_in_place_keeping_inode_owner_and_xattrs() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, off) = system_image(t.path());
+    debugfs_w(
+        &img,
+        off,
+        "ea_set /etc/fstab security.selinux system_u:object_r:etc_t:s0\n\
+         set_inode_field /etc/fstab uid 7\nset_inode_field /etc/fstab mode 0100640\n",
+    );
+    let before = debugfs_stat(&img, off, "/etc/fstab");
+    let new: String = (0..400)
+        .map(|i| format!("/dev/xvda{i} /mnt/{i} ext4 defaults 0 2\n"))
+        .collect();
+    bin()
+        .args(["write", "--part", "1"])
+        .arg(&img)
+        .arg("/etc/fstab")
+        .write_stdin(new.clone())
+        .assert()
+        .success();
+    assert_eq!(debugfs_cat(&img, off, "/etc/fstab"), new.as_bytes());
+    let after = debugfs_stat(&img, off, "/etc/fstab");
+    for f in ["Inode:", "User:", "Group:", "Mode:"] {
+        assert_eq!(stat_field(&before, f), stat_field(&after, f), "{f}");
+    }
+    let ea = String::from_utf8_lossy(&debugfs(&img, off, "ea_get /etc/fstab security.selinux"))
+        .into_owned();
+    assert!(ea.contains("system_u:object_r:etc_t:s0"), "{ea}");
+    assert_fsck_clean(&img, off);
+
+    // Shorter again, from a redirected regular file rather than a pipe.
+    let short = t.path().join("short");
+    fs::write(&short, "tmpfs /tmp tmpfs defaults 0 0\n").unwrap();
+    let st = std::process::Command::new(assert_cmd::cargo::cargo_bin("domuify"))
+        .args(["write", "--part", "1"])
+        .arg(&img)
+        .arg("/etc/fstab")
+        .stdin(fs::File::open(&short).unwrap())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        debugfs_cat(&img, off, "/etc/fstab"),
+        fs::read(&short).unwrap()
+    );
+    assert_fsck_clean(&img, off);
+}
+
+/// Needs the engine.
+#[test]
+fn write_creates_resolves_paths_and_follows_guest_symlinks() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, off) = system_image(t.path());
+    // New file: 0644 root:root.
+    bin()
+        .args(["write", "--part", "1"])
+        .arg(&img)
+        .arg("/etc/new.conf")
+        .write_stdin("x=1\n")
+        .assert()
+        .success();
+    let st = debugfs_stat(&img, off, "/etc/new.conf");
+    assert_eq!(stat_field(&st, "Mode:"), "0644");
+    assert_eq!(stat_field(&st, "User:"), "0");
+    assert_eq!(stat_field(&st, "Type:"), "regular");
+    // A destination with `/` is a path: through the guest's /lib -> usr/lib.
+    bin()
+        .args(["write", "--part", "1"])
+        .arg(&img)
+        .arg("/lib/modules/6.1.0-9-amd64/extra.conf")
+        .write_stdin("options x y=1\n")
+        .assert()
+        .success();
+    assert_eq!(
+        debugfs_cat(&img, off, "/usr/lib/modules/6.1.0-9-amd64/extra.conf"),
+        b"options x y=1\n"
+    );
+    assert_eq!(
+        stat_field(&debugfs_stat(&img, off, "/lib"), "Type:"),
+        "symlink"
+    );
+    for dir in ["/", "/etc", "/usr/lib/modules/6.1.0-9-amd64"] {
+        for e in debugfs_ls(&img, off, dir) {
+            assert!(!e.name.contains(&b'/'), "literal slash in {dir}");
+        }
+    }
+    // Through a symlink to a file: the target is written.
+    bin()
+        .args(["write", "--part", "1"])
+        .arg(&img)
+        .arg("/etc/hostname-link")
+        .write_stdin("renamed\n")
+        .assert()
+        .success();
+    assert_eq!(debugfs_cat(&img, off, "/etc/hostname"), b"renamed\n");
+    assert_eq!(
+        stat_field(&debugfs_stat(&img, off, "/etc/hostname-link"), "Type:"),
+        "symlink"
+    );
+    assert_fsck_clean(&img, off);
+
+    // Errors leave the image as it was.
+    let sha = sha256_file(&img);
+    for (path, code) in [
+        ("/nope/x", 1),
+        ("/etc", 1),
+        ("/etc/fstab/x", 1),
+        ("relative", 2),
+    ] {
+        bin()
+            .args(["write", "--part", "1"])
+            .arg(&img)
+            .arg(path)
+            .write_stdin("z")
+            .assert()
+            .code(code);
+    }
+    assert_eq!(sha256_file(&img), sha);
+    // A read-only image is refused with a message.
+    fs::set_permissions(&img, fs::Permissions::from_mode(0o444)).unwrap();
+    let ro_ok = fs::OpenOptions::new().write(true).open(&img).is_err();
+    if ro_ok {
+        let a = bin()
+            .args(["write", "--part", "1"])
+            .arg(&img)
+            .arg("/etc/x")
+            .write_stdin("z")
+            .assert()
+            .code(1);
+        assert!(stderr_of(&a).contains("cannot open"), "{}", stderr_of(&a));
+    }
+}
+
+/// Needs the engine. The peer trap: `debugfs mkdir` through a usrmerge symlink
+/// corrupts the filesystem.
+#[test]
+fn mkdir_goes_through_the_usrmerge_symlink() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, off) = system_image(t.path());
+    let mk = |args: &[&str]| {
+        bin()
+            .arg("mkdir")
+            .args(["--part", "1"])
+            .arg(&img)
+            .args(args)
+            .assert()
+    };
+    mk(&["/lib/firmware"]).success();
+    mk(&["-p", "/lib/modules/6.1.0-9-amd64/updates/dkms"]).success();
+    assert_eq!(
+        stat_field(&debugfs_stat(&img, off, "/usr/lib/firmware"), "Type:"),
+        "directory"
+    );
+    let st = debugfs_stat(&img, off, "/usr/lib/modules/6.1.0-9-amd64/updates/dkms");
+    assert_eq!(stat_field(&st, "Type:"), "directory");
+    assert_eq!(stat_field(&st, "Mode:"), "0755");
+    let lib = debugfs_stat(&img, off, "/lib");
+    assert_eq!(stat_field(&lib, "Type:"), "symlink");
+    assert!(lib.contains("usr/lib"), "{lib}");
+    // Parent link count: /usr/lib gained one subdirectory (firmware).
+    let links = stat_field(&debugfs_stat(&img, off, "/usr/lib"), "Links:");
+    assert_eq!(links, "4", "links of /usr/lib (., .., modules, firmware)");
+    assert_fsck_clean(&img, off);
+
+    let sha = sha256_file(&img);
+    mk(&["/lib/firmware"]).code(1);
+    mk(&["-p", "/lib/firmware"]).success();
+    mk(&["-p", "/etc/fstab/sub"]).code(1);
+    mk(&["/missing/sub"]).code(1);
+    assert_eq!(sha256_file(&img), sha);
+}
+
+/// Needs the engine.
+#[test]
+fn rm_removes_files_symlinks_and_trees_and_frees_everything() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, off) = system_image(t.path());
+    let free0 = free_counts(&img, off);
+    let rm = |args: &[&str]| {
+        bin()
+            .arg("rm")
+            .args(["--part", "1"])
+            .arg(&img)
+            .args(args)
+            .assert()
+    };
+    // The symlink itself goes, not what it points to.
+    rm(&["/lib"]).success();
+    assert!(debugfs_ls(&img, off, "/").iter().all(|e| e.name != b"lib"));
+    assert_eq!(
+        stat_field(&debugfs_stat(&img, off, "/usr/lib"), "Type:"),
+        "directory"
+    );
+    rm(&["/etc/fstab"]).success();
+    assert!(debugfs_ls(&img, off, "/etc")
+        .iter()
+        .all(|e| e.name != b"fstab"));
+    let sha = sha256_file(&img);
+    rm(&["/usr"]).code(1);
+    rm(&["/nope"]).code(1);
+    rm(&["/"]).code(2);
+    assert_eq!(sha256_file(&img), sha);
+    rm(&["-r", "/usr"]).success();
+    assert!(debugfs_ls(&img, off, "/").iter().all(|e| e.name != b"usr"));
+    assert_fsck_clean(&img, off);
+    let free1 = free_counts(&img, off);
+    // 3 MB of big.ko came back, and the inodes of everything removed.
+    assert!(free1.0 > free0.0 + 2000, "{free0:?} -> {free1:?}");
+    assert!(free1.1 >= free0.1 + 8, "{free0:?} -> {free1:?}");
+}
+
+/// A host tree with what copy-in must keep: modes, owners, times, symlinks (fast
+/// and slow), hard links, an empty directory.
+fn host_tree(root: &Path) {
+    fs::create_dir_all(root.join("pkg/sub/empty")).unwrap();
+    fs::write(root.join("pkg/a.ko"), vec![0x5au8; 300_000]).unwrap();
+    fs::write(root.join("pkg/sub/b.conf"), "b\n").unwrap();
+    fs::write(root.join("pkg/empty-file"), "").unwrap();
+    fs::hard_link(root.join("pkg/a.ko"), root.join("pkg/sub/a-hard.ko")).unwrap();
+    std::os::unix::fs::symlink("../a.ko", root.join("pkg/sub/fast")).unwrap();
+    std::os::unix::fs::symlink("/".to_string() + &"long/".repeat(30), root.join("pkg/slow"))
+        .unwrap();
+    fs::set_permissions(root.join("pkg/a.ko"), fs::Permissions::from_mode(0o4751)).unwrap();
+    fs::set_permissions(root.join("pkg/sub"), fs::Permissions::from_mode(0o750)).unwrap();
+    // Owners need root; when not root they stay the runner's, and are checked as such.
+    let _ = std::os::unix::fs::chown(root.join("pkg/sub/b.conf"), Some(1234), Some(567));
+    let old = filetime::FileTime::from_unix_time(1_000_000_000, 123_456_789);
+    for p in ["pkg/sub/b.conf", "pkg/sub", "pkg", "pkg/sub/empty"] {
+        filetime::set_file_times(root.join(p), old, old).unwrap();
+    }
+    filetime::set_symlink_file_times(root.join("pkg/sub/fast"), old, old).unwrap();
+}
+
+/// Needs the engine. Judged by debugfs's rdump of the copy against the source.
+#[test]
+fn copy_in_keeps_modes_owners_times_symlinks_and_hard_links() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, off) = system_image(t.path());
+    let src = t.path().join("src");
+    host_tree(&src);
+    bin()
+        .args(["copy-in", "--part", "1"])
+        .arg(&img)
+        .arg(src.join("pkg"))
+        .arg("/lib/modules/6.1.0-9-amd64")
+        .assert()
+        .success();
+    assert_fsck_clean(&img, off);
+    let gdir = "/usr/lib/modules/6.1.0-9-amd64/pkg";
+    assert_eq!(
+        stat_field(&debugfs_stat(&img, off, "/lib"), "Type:"),
+        "symlink"
+    );
+
+    // Hard links: one inode, two names, link count 2.
+    let top = debugfs_ls(&img, off, gdir);
+    let sub = debugfs_ls(&img, off, &format!("{gdir}/sub"));
+    let a = top.iter().find(|e| e.name == b"a.ko").unwrap();
+    let h = sub.iter().find(|e| e.name == b"a-hard.ko").unwrap();
+    assert_eq!(a.ino, h.ino);
+    assert_eq!(
+        stat_field(&debugfs_stat(&img, off, &format!("{gdir}/a.ko")), "Links:"),
+        "2"
+    );
+
+    // Everything else through rdump, compared with the source.
+    let dump = t.path().join("dump");
+    fs::create_dir(&dump).unwrap();
+    debugfs(&img, off, &format!("rdump {gdir} {}", dump.display()));
+    let (ours, theirs) = (src.join("pkg"), dump.join("pkg"));
+    let paths = walk(&ours);
+    assert_eq!(paths, walk(&theirs));
+    for p in &paths {
+        let (x, y) = (ours.join(p), theirs.join(p));
+        let (mx, my) = (
+            fs::symlink_metadata(&x).unwrap(),
+            fs::symlink_metadata(&y).unwrap(),
+        );
+        assert_eq!(mx.file_type(), my.file_type(), "{}", p.display());
+        if mx.file_type().is_symlink() {
+            assert_eq!(fs::read_link(&x).unwrap(), fs::read_link(&y).unwrap());
+            continue;
+        }
+        // rdump chowns after chmod, which clears set-user-ID: full modes below.
+        assert_eq!(
+            mx.mode() & 0o777,
+            my.mode() & 0o777,
+            "mode of {}",
+            p.display()
+        );
+        assert_eq!(
+            (mx.uid(), mx.gid()),
+            (my.uid(), my.gid()),
+            "owner of {}",
+            p.display()
+        );
+        assert_eq!(mx.mtime(), my.mtime(), "mtime of {}", p.display());
+        if mx.is_file() {
+            assert!(
+                fs::read(&x).unwrap() == fs::read(&y).unwrap(),
+                "{}",
+                p.display()
+            );
+        }
+    }
+    let st = debugfs_stat(&img, off, &format!("{gdir}/a.ko"));
+    assert_eq!(stat_field(&st, "Mode:"), "04751");
+    // Nanoseconds of times, which rdump does not carry.
+    let st = debugfs_stat(&img, off, &format!("{gdir}/sub/b.conf"));
+    assert!(st.contains("mtime: 0x3b9aca00:"), "{st}");
+    let ns = u32::from_str_radix(&stat_field(&st, "mtime: 0x3b9aca00:"), 16).unwrap_or(0);
+    assert_eq!(ns >> 2, 123_456_789, "{st}");
+
+    // Again, with one file changed: merged, the file replaced in place.
+    fs::write(src.join("pkg/sub/b.conf"), "changed\n").unwrap();
+    let ino_before = stat_field(
+        &debugfs_stat(&img, off, &format!("{gdir}/sub/b.conf")),
+        "Inode:",
+    );
+    bin()
+        .args(["copy-in", "--part", "1"])
+        .arg(&img)
+        .arg(src.join("pkg"))
+        .arg("/usr/lib/modules/6.1.0-9-amd64")
+        .assert()
+        .success();
+    assert_eq!(
+        debugfs_cat(&img, off, &format!("{gdir}/sub/b.conf")),
+        b"changed\n"
+    );
+    let ino_after = stat_field(
+        &debugfs_stat(&img, off, &format!("{gdir}/sub/b.conf")),
+        "Inode:",
+    );
+    assert_eq!(ino_before, ino_after);
+    assert_fsck_clean(&img, off);
+}
+
+/// Needs the engine: a tree that does not fit is refused before any write.
+#[test]
+fn copy_in_that_does_not_fit_changes_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = ImageSpec {
+        mkfs: &["-t", "ext4", "-N", "64"],
+        fs_size: "8M",
+        image_mib: 16,
+        partitioned: true,
+    };
+    let (img, _) = make_image(t.path(), "small.img", None, &spec);
+    let sha = sha256_file(&img);
+    // Blocks.
+    let big = t.path().join("big");
+    fs::write(&big, vec![1u8; 12 << 20]).unwrap();
+    let a = bin()
+        .args(["copy-in", "--part", "1"])
+        .arg(&img)
+        .arg(&big)
+        .arg("/")
+        .assert()
+        .code(1);
+    assert!(
+        stderr_of(&a).to_lowercase().contains("space"),
+        "{}",
+        stderr_of(&a)
+    );
+    assert_eq!(sha256_file(&img), sha);
+    // Inodes.
+    let many = t.path().join("many");
+    fs::create_dir(&many).unwrap();
+    for i in 0..100 {
+        fs::write(many.join(format!("f{i}")), "x").unwrap();
+    }
+    bin()
+        .args(["copy-in", "--part", "1"])
+        .arg(&img)
+        .arg(&many)
+        .arg("/")
+        .assert()
+        .code(1);
+    assert_eq!(sha256_file(&img), sha);
 }

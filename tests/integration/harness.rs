@@ -282,3 +282,36 @@ pub fn walk(root: &Path) -> Vec<PathBuf> {
 pub fn bytes(p: &Path) -> &[u8] {
     p.as_os_str().as_bytes()
 }
+
+/// The first word after `label` in debugfs `stat` output (`"Links:"`, `"User:"`,
+/// `"Type:"`, `"Inode:"`, `"mtime:"`).
+pub fn stat_field(stat: &str, label: &str) -> String {
+    let i = stat
+        .find(label)
+        .unwrap_or_else(|| panic!("{label} not in\n{stat}"));
+    stat[i + label.len()..]
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// Free blocks and free inodes from `dumpe2fs -h`.
+pub fn free_counts(img: &Path, off: u64) -> (u64, u64) {
+    let out = check(Command::new("dumpe2fs").arg("-h").arg(spec(img, off))).stdout;
+    let text = String::from_utf8_lossy(&out);
+    let get = |k: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{k} missing"))
+    };
+    (get("Free blocks:"), get("Free inodes:"))
+}
+
+/// A copy of `img` at `dir/name`.
+pub fn copy_image(img: &Path, dir: &Path, name: &str) -> PathBuf {
+    let to = dir.join(name);
+    fs::copy(img, &to).unwrap();
+    to
+}
