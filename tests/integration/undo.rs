@@ -50,7 +50,7 @@ fn small_tree(root: &Path) {
 
 /// Every regular file under `root` with its bytes, and every symlink with its
 /// target (as bytes prefixed with `->`), keyed by relative path.
-fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+fn snapshot(root: &Path) -> Snapshot {
     let mut m = BTreeMap::new();
     for p in walk(root) {
         let full = root.join(&p);
@@ -66,7 +66,11 @@ fn snapshot(root: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     m
 }
 
-type Dev = Window<Arc<dyn WriteAt>>;
+type Shared = Arc<dyn WriteAt + Send + Sync>;
+type Dev = Window<Shared>;
+type Rules = BTreeMap<PathBuf, Rule>;
+type Snapshot = BTreeMap<PathBuf, Vec<u8>>;
+type RulesOf = dyn Fn(&Snapshot) -> Rules;
 type Op = dyn Fn(&mut Ext<Dev>) -> domuify::Result<()>;
 
 /// Run `op` on `img` over a fault device letting `allow` writes through, behind an
@@ -74,12 +78,12 @@ type Op = dyn Fn(&mut Ext<Dev>) -> domuify::Result<()>;
 fn run_op(img: &Path, allow: u64, undo: Option<&Path>, op: &Op) -> (domuify::Result<()>, u64) {
     let disk = Disk::open(img, Access::ReadWrite).unwrap();
     let len = disk.size() - OFF;
-    let base: Arc<dyn WriteAt> = match undo {
+    let base: Shared = match undo {
         Some(p) => Arc::new(UndoDev::create(disk, p).unwrap()),
         None => Arc::new(disk),
     };
     let fault = Arc::new(FaultDev::new(base, allow));
-    let win = Window::new(fault.clone() as Arc<dyn WriteAt>, OFF, len).unwrap();
+    let win = Window::new(fault.clone() as Shared, OFF, len).unwrap();
     let r = Ext::open_read_write(win).and_then(|mut ext| {
         op(&mut ext)?;
         ext.flush()
@@ -99,12 +103,7 @@ enum Rule {
 
 /// The fault matrix for one operation; `rules` maps relative paths to what they
 /// may hold after recovery (files not listed must be intact).
-fn fault_matrix(
-    name: &str,
-    mkfs: &[&str],
-    op: &Op,
-    extra_rules: &dyn Fn(&BTreeMap<PathBuf, Vec<u8>>) -> BTreeMap<PathBuf, Rule>,
-) {
+fn fault_matrix(name: &str, mkfs: &[&str], op: &Op, extra_rules: &RulesOf) {
     let t = tempfile::tempdir().unwrap();
     let tree = t.path().join("tree");
     small_tree(&tree);
@@ -118,7 +117,7 @@ fn fault_matrix(
     assert_eq!(off, OFF);
     let sha0 = sha256_file(&base);
     let before = snapshot(&tree);
-    let mut rules: BTreeMap<PathBuf, Rule> = before
+    let mut rules: Rules = before
         .iter()
         .map(|(p, b)| (p.clone(), Rule::Intact(b.clone())))
         .collect();
@@ -444,7 +443,7 @@ fn undo_syncs_are_per_write_not_per_block() {
     let len = disk.size() - OFF;
     let log = t.path().join("u");
     let u = Arc::new(UndoDev::create(disk, &log).unwrap());
-    let win = Window::new(u.clone() as Arc<dyn WriteAt>, OFF, len).unwrap();
+    let win = Window::new(u.clone() as Shared, OFF, len).unwrap();
     let mut ext = Ext::open_read_write(win).unwrap();
     domuify::copy::copy_in(&mut ext, &[src.join("big")], b"/", None).unwrap();
     ext.flush().unwrap();
