@@ -70,7 +70,7 @@ type Shared = Arc<dyn WriteAt + Send + Sync>;
 type Dev = Window<Shared>;
 type Rules = BTreeMap<PathBuf, Rule>;
 type Snapshot = BTreeMap<PathBuf, Vec<u8>>;
-type RulesOf = dyn Fn(&Snapshot) -> Rules;
+type RulesOf<'a> = dyn Fn(&Snapshot) -> Rules + 'a;
 type Op = dyn Fn(&mut Ext<Dev>) -> domuify::Result<()>;
 
 /// Run `op` on `img` over a fault device letting `allow` writes through, behind an
