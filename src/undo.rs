@@ -8,7 +8,11 @@
 //! chunk's original bytes are appended to the undo file and the undo file is synced
 //! (`fdatasync`) **before** the device write is issued. A write spanning many
 //! unsaved chunks saves all of them in one append followed by one sync; a chunk is
-//! saved at most once, so later writes to it cost nothing.
+//! saved at most once, so later writes to it cost nothing. Writes are also held
+//! back in a bounded write-behind buffer (8 MiB by default), so that the chunks of
+//! many small writes (a copy-in writes each file, inode table block, directory
+//! block) are saved with one append and one sync before those writes are issued in
+//! order; reads see held writes, and [`WriteAt::sync`] issues them.
 //!
 //! # File format (all integers little endian)
 //!
@@ -194,6 +198,8 @@ pub struct UndoStats {
     pub saved_bytes: u64,
     /// Appends, each followed by one sync of the undo file.
     pub syncs: u64,
+    /// Writes passed on to the device.
+    pub device_writes: u64,
     /// Size of the undo file.
     pub file_len: u64,
 }
@@ -205,25 +211,52 @@ struct State {
     end: u64,
     saved: RangeSet,
     stats: UndoStats,
-    /// Set after a failure of the undo file, or after `complete`: no more writes.
+    /// Set after a failure of the undo file or the device, or after `complete`:
+    /// no more writes.
     stopped: Option<String>,
+    /// Writes accepted but not yet passed to the device (write-behind), in order.
+    pending: Vec<(u64, Vec<u8>)>,
+    pending_bytes: usize,
 }
 
 /// A whole-disk device that saves the original bytes of every chunk before it is
 /// first overwritten (see the module documentation).
+///
+/// Writes are held back (write-behind, up to [`DEFAULT_BUFFER`] bytes by default)
+/// so that the chunks of many writes are saved with one append and one sync; the
+/// held writes are then issued in their order. Reads see held writes; [`sync`]
+/// (and [`complete`], and dropping the device) issue them. A held write is like
+/// one in the page cache: lost by a crash, together with its undo records, which
+/// is safe.
+///
+/// [`sync`]: WriteAt::sync
+/// [`complete`]: UndoDev::complete
 #[derive(Debug)]
-pub struct UndoDev<D> {
+pub struct UndoDev<D: WriteAt> {
     dev: D,
     path: PathBuf,
     chunk: u64,
+    /// Bytes of writes held back before they are saved and issued; 0 = none.
+    buffer: usize,
     state: Mutex<State>,
 }
+
+/// Default write-behind buffer of an [`UndoDev`].
+pub const DEFAULT_BUFFER: usize = 8 << 20;
+/// Most writes held back at once (bounds the cost of overlaying reads).
+const MAX_PENDING: usize = 4096;
 
 impl<D: WriteAt> UndoDev<D> {
     /// Start an undo log at `path` for the whole device `dev`. Refuses to replace a
     /// file that already exists. The header (with the identity fingerprint) is
     /// synced, and so is the directory holding it, before this returns.
     pub fn create(dev: D, path: &Path) -> Result<UndoDev<D>> {
+        UndoDev::create_with_buffer(dev, path, DEFAULT_BUFFER)
+    }
+
+    /// [`UndoDev::create`] with a write-behind buffer of `buffer` bytes (0: every
+    /// write is saved, synced and issued before it returns).
+    pub fn create_with_buffer(dev: D, path: &Path, buffer: usize) -> Result<UndoDev<D>> {
         let shown = path.display();
         let size = dev.size();
         let fp_len = size.min(FINGERPRINT_SPAN);
@@ -265,6 +298,7 @@ impl<D: WriteAt> UndoDev<D> {
             dev,
             path: path.to_path_buf(),
             chunk: u64::from(CHUNK_SIZE),
+            buffer,
             state: Mutex::new(State {
                 file,
                 end: HEADER_LEN as u64,
@@ -274,6 +308,8 @@ impl<D: WriteAt> UndoDev<D> {
                     ..UndoStats::default()
                 },
                 stopped: None,
+                pending: Vec::new(),
+                pending_bytes: 0,
             }),
         })
     }
@@ -293,8 +329,8 @@ impl<D: WriteAt> UndoDev<D> {
         self.lock().stats
     }
 
-    /// Mark the log complete (the command finished normally) and sync it. Later
-    /// writes are refused.
+    /// Issue the held writes, sync the device, then mark the log complete (the
+    /// command finished normally) and sync it. Later writes are refused.
     pub fn complete(&self) -> Result<()> {
         let mut st = self.lock();
         if let Some(why) = &st.stopped {
@@ -303,6 +339,8 @@ impl<D: WriteAt> UndoDev<D> {
                 self.path.display()
             )));
         }
+        self.drain(&mut st)?;
+        self.dev.sync()?;
         let mut rec = Vec::with_capacity(RECORD_HEADER_LEN);
         push_record(&mut rec, KIND_COMPLETE, 0, 0, 0, &[]);
         let at = st.end;
@@ -336,12 +374,43 @@ impl<D: WriteAt> UndoDev<D> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Save every unsaved chunk of `[offset, offset + len)`: one append, one sync.
-    fn save(&self, st: &mut State, offset: u64, len: u64) -> Result<()> {
+    /// Save the held writes' unsaved chunks (one append, one sync), then issue
+    /// the writes in order. Any failure stops the device.
+    fn drain(&self, st: &mut State) -> Result<()> {
+        if st.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut st.pending);
+        st.pending_bytes = 0;
+        let ranges: Vec<(u64, u64)> = pending.iter().map(|(o, b)| (*o, b.len() as u64)).collect();
+        if let Err(e) = self.save(st, &ranges) {
+            st.stopped
+                .get_or_insert_with(|| "saving original bytes failed".into());
+            return Err(e);
+        }
+        for (o, b) in pending {
+            if let Err(e) = self.dev.write_all_at(o, &b) {
+                st.stopped = Some("a write to the image failed".into());
+                return Err(e);
+            }
+            st.stats.device_writes += 1;
+        }
+        Ok(())
+    }
+
+    /// Save every unsaved chunk of the byte ranges `(offset, len)`: one append,
+    /// one sync.
+    fn save(&self, st: &mut State, ranges: &[(u64, u64)]) -> Result<()> {
         let size = self.dev.size();
-        let first = offset / self.chunk;
-        let last = (offset + len - 1) / self.chunk;
-        let missing = st.saved.missing(first, last + 1);
+        let mut want = RangeSet::default();
+        for &(offset, len) in ranges.iter().filter(|r| r.1 > 0) {
+            let first = offset / self.chunk;
+            let last = (offset + len - 1) / self.chunk;
+            for (lo, hi) in st.saved.missing(first, last + 1) {
+                want.insert(lo, hi);
+            }
+        }
+        let missing: Vec<(u64, u64)> = want.ranges.into_iter().collect();
         if missing.is_empty() {
             return Ok(());
         }
@@ -461,7 +530,21 @@ fn sync_parent_dir(path: &Path) -> Result<()> {
 
 impl<D: WriteAt> ReadAt for UndoDev<D> {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.dev.read_exact_at(offset, buf)
+        let st = self.lock();
+        self.dev.read_exact_at(offset, buf)?;
+        // Lay the held writes over what the device holds, in their order.
+        let end = offset + buf.len() as u64;
+        for (o, b) in &st.pending {
+            let (s, e) = (*o, *o + b.len() as u64);
+            if s < end && e > offset {
+                let from = s.max(offset);
+                let to = e.min(end);
+                // OK to cast: both spans are within in-memory buffers.
+                let dst = &mut buf[(from - offset) as usize..(to - offset) as usize];
+                dst.copy_from_slice(&b[(from - s) as usize..(to - s) as usize]);
+            }
+        }
+        Ok(())
     }
     fn size(&self) -> u64 {
         self.dev.size()
@@ -481,11 +564,37 @@ impl<D: WriteAt> WriteAt for UndoDev<D> {
                 self.path.display()
             )));
         }
-        self.save(&mut st, offset, buf.len() as u64)?;
-        self.dev.write_all_at(offset, buf)
+        if self.buffer == 0 {
+            self.save(&mut st, &[(offset, buf.len() as u64)])?;
+            if let Err(e) = self.dev.write_all_at(offset, buf) {
+                st.stopped = Some("a write to the image failed".into());
+                return Err(e);
+            }
+            st.stats.device_writes += 1;
+            return Ok(());
+        }
+        st.pending.push((offset, buf.to_vec()));
+        st.pending_bytes += buf.len();
+        if st.pending_bytes >= self.buffer || st.pending.len() >= MAX_PENDING {
+            self.drain(&mut st)?;
+        }
+        Ok(())
     }
     fn sync(&self) -> Result<()> {
+        let mut st = self.lock();
+        self.drain(&mut st)?;
         self.dev.sync()
+    }
+}
+
+impl<D: WriteAt> Drop for UndoDev<D> {
+    /// Writes that were accepted reach the device, as the page cache would have
+    /// written them.
+    fn drop(&mut self) {
+        let mut st = self.lock();
+        if st.stopped.is_none() {
+            let _ = self.drain(&mut st);
+        }
     }
 }
 
@@ -805,10 +914,13 @@ mod tests {
         u.write_all_at(z as u64 + 1, &[1u8; 8000]).unwrap();
         // The short last chunk.
         u.write_all_at(orig.len() as u64 - 3, b"end").unwrap();
+        u.sync().unwrap();
         // Already saved: no new record, no sync.
         let before = u.stats();
         u.write_all_at(12, b"again").unwrap();
+        u.sync().unwrap();
         assert_eq!(u.stats().syncs, before.syncs);
+        assert_eq!(u.stats().records, before.records);
         u.complete().unwrap();
         assert!(u.write_all_at(0, b"x").is_err());
         assert_ne!(sha(&mem.to_vec()), sha(&orig));
@@ -829,6 +941,7 @@ mod tests {
         // One big write over 2 MiB of zeros and 1 MiB of data, beyond MAX_RECORD_LEN
         // pieces: one sync.
         u.write_all_at(3 << 20, &vec![7u8; 3 << 20]).unwrap();
+        u.sync().unwrap();
         let st = u.stats();
         assert_eq!(st.syncs, 1);
         assert_eq!(st.saved_bytes, 3 << 20);
@@ -891,6 +1004,7 @@ mod tests {
         let mut states = vec![(HEADER_LEN as u64, orig.clone())];
         for (off, b) in &writes {
             u.write_all_at(*off, b).unwrap();
+            u.sync().unwrap();
             states.push((u.stats().file_len, mem.to_vec()));
         }
         u.complete().unwrap();
@@ -930,6 +1044,7 @@ mod tests {
         let path = dir.path().join("u");
         let u = UndoDev::create(&mem, &path).unwrap();
         u.write_all_at(0, &[1u8; 10]).unwrap();
+        u.sync().unwrap();
         let end1 = u.stats().file_len;
         u.write_all_at(1 << 20, &[2u8; 10]).unwrap();
         drop(u);
@@ -945,6 +1060,56 @@ mod tests {
         let now = mem.to_vec();
         assert_eq!(now[..10], orig[..10]);
         assert_eq!(now[1 << 20..(1 << 20) + 10], [2u8; 10]);
+    }
+
+    #[test]
+    fn held_writes_are_read_back_saved_together_and_issued_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let orig = image(4 << 20);
+        let mem = MemDisk::new(orig.clone());
+        let path = dir.path().join("u");
+        let u = UndoDev::create(&mem, &path).unwrap();
+        u.write_all_at(100, &[1u8; 5000]).unwrap();
+        u.write_all_at(3000, &[2u8; 10]).unwrap();
+        u.write_all_at(2 << 20, &[3u8; 10]).unwrap();
+        // Not on the device yet, but visible, the later write on top.
+        assert_eq!(mem.to_vec(), orig);
+        let mut b = vec![0u8; 6000];
+        u.read_exact_at(0, &mut b).unwrap();
+        assert_eq!(b[..100], orig[..100]);
+        assert_eq!(b[100..3000], [1u8; 2900]);
+        assert_eq!(b[3000..3010], [2u8; 10]);
+        assert_eq!(b[3010..5100], [1u8; 2090]);
+        assert_eq!(b[5100..], orig[5100..6000]);
+        u.sync().unwrap();
+        let st = u.stats();
+        assert_eq!(st.syncs, 1, "{st:?}");
+        assert_eq!(st.device_writes, 3);
+        let now = mem.to_vec();
+        assert_eq!(now[..6000], b[..]);
+        drop(u);
+        restore(&path, &mem).unwrap();
+        assert_eq!(mem.to_vec(), orig);
+    }
+
+    #[test]
+    fn write_through_and_drop_issue_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let orig = image(1 << 20);
+        let mem = MemDisk::new(orig.clone());
+        let u = UndoDev::create_with_buffer(&mem, &dir.path().join("u"), 0).unwrap();
+        u.write_all_at(10, b"abc").unwrap();
+        assert_eq!(&mem.to_vec()[10..13], b"abc");
+        assert_eq!(u.stats().syncs, 1);
+        drop(u);
+        let u = UndoDev::create(&mem, &dir.path().join("u2")).unwrap();
+        u.write_all_at(20, b"def").unwrap();
+        assert_eq!(&mem.to_vec()[20..23], &orig[20..23]);
+        drop(u);
+        assert_eq!(&mem.to_vec()[20..23], b"def");
+        restore(&dir.path().join("u2"), &mem).unwrap();
+        restore(&dir.path().join("u"), &mem).unwrap();
+        assert_eq!(mem.to_vec(), orig);
     }
 
     #[test]
