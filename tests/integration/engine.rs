@@ -105,9 +105,10 @@ impl Img {
         assert_eq!(rc, 0, "debugfs -w {req}: {out}");
     }
 
+    /// The whole image (compared instead of a sha256: same verdict, and fast in
+    /// debug builds).
     pub fn sha(&self) -> Vec<u8> {
-        use sha2::Digest;
-        sha2::Sha256::digest(fs::read(&self.path).unwrap()).to_vec()
+        fs::read(&self.path).unwrap()
     }
 }
 
@@ -302,12 +303,7 @@ fn scenario(args: &[&str], ext4_view_ok: bool) {
         st.contains("Fast link dest: \"../usr/lib/firmware/blob\""),
         "{st}"
     );
-    let st = img.debugfs("stat /etc/slow");
-    assert!(
-        st.contains(&format!("{}", "x".repeat(150)))
-            || img.debugfs("cat /etc/slow").contains(&"x".repeat(150)),
-        "{st}"
-    );
+    assert_eq!(img.debugfs("cat /etc/slow"), long_target);
     let st = img.debugfs("stat /usr/lib/modules");
     assert_eq!(stat_field(&st, "Links:").as_deref(), Some("3"), "{st}");
     assert!(st.contains("Mode:  0755"), "{st}");
