@@ -575,3 +575,197 @@ fn engine_no_space_leaves_image_unchanged() {
     drop(fs);
     assert_eq!(img.sha(), before);
 }
+
+fn cheap_pattern(len: usize, seed: u8) -> Vec<u8> {
+    let unit = pattern(4099, seed);
+    unit.iter().copied().cycle().take(len).collect()
+}
+
+fn dump(img: &Img, path: &str) -> Vec<u8> {
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("f");
+    img.debugfs(&format!("dump {path} {}", out.display()));
+    fs::read(&out).unwrap_or_default()
+}
+
+#[test]
+fn engine_fragmented_file_builds_deep_extent_tree() {
+    let img = Img::new(&["-t", "ext4", "-b", "1024"], None, 32);
+    let mut fs = img.open_rw();
+    let d = fs.mkdir(ROOT_INO, b"small", &node(0o755, 1)).unwrap();
+    for i in 0..800 {
+        fs.create_file(
+            d,
+            format!("f{i}").as_bytes(),
+            &node(0o644, 1),
+            &mut &[i as u8; 1000][..],
+            1000,
+        )
+        .unwrap();
+    }
+    fs.flush().unwrap();
+    for i in (0..800).step_by(2) {
+        fs.unlink(d, format!("f{i}").as_bytes()).unwrap();
+    }
+    fs.flush().unwrap();
+    drop(fs);
+    img.assert_clean("after holes");
+    // A new session starts allocating from the front: the file fills the holes.
+    let mut fs = img.open_rw();
+    let data = cheap_pattern(600 * 1024 + 17, 5);
+    let ino = fs
+        .create_file(
+            ROOT_INO,
+            b"frag",
+            &node(0o600, 2),
+            &mut &data[..],
+            data.len() as u64,
+        )
+        .unwrap();
+    fs.flush().unwrap();
+    drop(fs);
+    img.assert_clean("fragmented file");
+    let ex = img.debugfs("ex /frag");
+    assert!(
+        ex.lines().any(|l| l.trim_start().starts_with("2/ 2")),
+        "depth < 2:\n{ex}"
+    );
+    assert!(dump(&img, "/frag") == data);
+    let stat = img.debugfs("stat /frag");
+    let blocks: u64 = stat_field(&stat, "Blockcount:").unwrap().parse().unwrap();
+    assert!(
+        blocks > 601 * 2,
+        "i_blocks should count tree blocks: {blocks}"
+    );
+    let v = ext4_view::Ext4::load(Box::new(img.window(Access::ReadOnly))).unwrap();
+    assert_eq!(v.read("/frag").unwrap(), data);
+    // Replace with a short file: the tree blocks go back.
+    let mut fs = img.open_rw();
+    let free0 = fs.free_space().blocks;
+    fs.replace_contents(ino, &mut &b"tiny"[..], 4, Timestamp::now())
+        .unwrap();
+    fs.flush().unwrap();
+    assert!(fs.free_space().blocks > free0 + 600);
+    drop(fs);
+    img.assert_clean("after shrinking");
+    assert_eq!(img.debugfs("cat /frag"), "tiny");
+}
+
+#[test]
+fn engine_ext2_triple_indirect() {
+    let img = Img::new(&["-t", "ext2", "-b", "1024"], None, 96);
+    let mut fs = img.open_rw();
+    // 12 + 256 + 65536 blocks are direct, single and double: go past them.
+    let len = (12 + 256 + 65536 + 300) * 1024 + 5;
+    let data = cheap_pattern(len, 11);
+    fs.create_file(
+        ROOT_INO,
+        b"huge",
+        &node(0o644, 1),
+        &mut &data[..],
+        len as u64,
+    )
+    .unwrap();
+    fs.flush().unwrap();
+    drop(fs);
+    img.assert_clean("triple indirect");
+    let stat = img.debugfs("stat /huge");
+    assert!(
+        stat.contains("(TIND)"),
+        "no triple indirect block:\n{}",
+        &stat[..stat.len().min(2000)]
+    );
+    assert!(dump(&img, "/huge") == data, "contents differ");
+    // Remove it: every indirect block is freed (e2fsck would see leaks).
+    let mut fs = img.open_rw();
+    fs.unlink(ROOT_INO, b"huge").unwrap();
+    fs.flush().unwrap();
+    drop(fs);
+    img.assert_clean("after removing");
+}
+
+#[test]
+fn engine_xattr_block_survives_replace_and_is_freed_on_unlink() {
+    for args in [
+        &["-t", "ext4"][..],
+        &["-t", "ext4", "-I", "128"][..],
+        &["-t", "ext3"][..],
+    ] {
+        let img = Img::new(args, None, 16);
+        let d = tempfile::tempdir().unwrap();
+        let val = d.path().join("v");
+        fs::write(&val, "v".repeat(600)).unwrap();
+        let mut fs = img.open_rw();
+        for n in [&b"a"[..], b"b"] {
+            fs.create_file(ROOT_INO, n, &node(0o644, 1), &mut &b"hello"[..], 5)
+                .unwrap();
+        }
+        fs.flush().unwrap();
+        drop(fs);
+        img.debugfs_w(&format!("ea_set -f {} /a user.big", val.display()));
+        img.debugfs_w("ea_set /a security.selinux system_u:object_r:bin_t:s0");
+        img.debugfs_w(&format!("ea_set -f {} /b user.big", val.display()));
+        img.assert_clean("xattrs set");
+        let mut fs = img.open_rw();
+        let a = fs.resolve(b"/a", true).unwrap();
+        let before = fs.xattrs(a).unwrap();
+        assert_eq!(before.len(), 2, "{before:?}");
+        let data = cheap_pattern(50_000, 3);
+        fs.replace_contents(a, &mut &data[..], data.len() as u64, Timestamp::now())
+            .unwrap();
+        fs.unlink(ROOT_INO, b"b").unwrap();
+        fs.flush().unwrap();
+        assert_eq!(fs.xattrs(a).unwrap(), before);
+        drop(fs);
+        img.assert_clean(&format!("{args:?}: after replace and unlink"));
+        let list = img.debugfs("ea_list /a");
+        assert!(
+            list.contains("system_u:object_r:bin_t:s0") && list.contains("user.big"),
+            "{list}"
+        );
+        assert!(dump(&img, "/a") == data);
+    }
+}
+
+#[test]
+fn engine_htree_directory_stays_indexed() {
+    let tree = tempfile::tempdir().unwrap();
+    let etc = tree.path().join("etc");
+    fs::create_dir(&etc).unwrap();
+    for i in 0..3000 {
+        fs::write(etc.join(format!("config-file-{i:05}")), b"x").unwrap();
+    }
+    for args in [
+        &["-t", "ext4"][..],
+        &["-t", "ext4", "-O", "^metadata_csum"][..],
+        &["-t", "ext3", "-b", "1024"][..],
+    ] {
+        let img = Img::new(args, Some(tree.path()), 64);
+        let (rc, out) = run(Command::new("e2fsck").arg("-fyD").arg(img.spec()));
+        assert!(rc <= 1, "e2fsck -fyD: {out}");
+        img.assert_clean("indexed");
+        assert!(img.debugfs("htree_dump /etc").contains("Root node dump"));
+        let mut fs = img.open_rw();
+        let etc = fs.resolve(b"/etc", true).unwrap();
+        for i in 0..500 {
+            let name = format!("added-by-engine-{i:04}");
+            fs.create_file(etc, name.as_bytes(), &node(0o644, 1), &mut &b"y"[..], 1)
+                .unwrap();
+        }
+        for i in (0..3000).step_by(3) {
+            fs.unlink(etc, format!("config-file-{i:05}").as_bytes())
+                .unwrap();
+        }
+        fs.mkdir(etc, b"sub.d", &node(0o755, 1)).unwrap();
+        fs.flush().unwrap();
+        let names = fs.read_dir(etc).unwrap().len();
+        assert_eq!(names, 3000 - 1000 + 500 + 1);
+        drop(fs);
+        img.assert_clean(&format!("{args:?}: after adds and removes in an htree"));
+        let dump = img.debugfs("htree_dump /etc");
+        assert!(dump.contains("Root node dump"), "no longer indexed");
+        assert!(img.debugfs("ls /etc").contains("added-by-engine-0499"));
+        let stat = img.debugfs("stat /etc");
+        assert!(stat.contains("Links: 3"), "{stat}");
+    }
+}
