@@ -616,7 +616,10 @@ pub(crate) fn collect_live(buf: &[u8], slots: &[Slot], out: &mut Vec<RawEntry>) 
 
 /// Find `name` (uses the index of an htree directory).
 pub fn lookup(blocks: &mut dyn DirBlocks, ctx: &DirCtx, name: &[u8]) -> Result<Option<RawEntry>> {
-    if ctx.indexed && !is_dot(name) {
+    if is_dot(name) {
+        return dot_entry(blocks, ctx, name).map(Some);
+    }
+    if ctx.indexed {
         return super::htree::lookup(blocks, ctx, name);
     }
     for lblk in 0..blocks.block_count() {
@@ -626,6 +629,46 @@ pub fn lookup(blocks: &mut dyn DirBlocks, ctx: &DirCtx, name: &[u8]) -> Result<O
         }
     }
     Ok(None)
+}
+
+/// `.` or `..` from the first two records of block 0 (a leaf or a dx_root).
+fn dot_entry(blocks: &mut dyn DirBlocks, ctx: &DirCtx, name: &[u8]) -> Result<RawEntry> {
+    if blocks.block_count() == 0 {
+        return Err(corrupt_at(ctx, 0, 0, "directory without blocks"));
+    }
+    let buf = read_block(blocks, ctx, 0)?;
+    check_len(ctx, 0, &buf)?;
+    let mut off = 0;
+    for want in [&b"."[..], b".."] {
+        let rec_len = rec_len_from_disk(get16(&buf, off + DE_REC_LEN), ctx.block_size);
+        let slot = Slot {
+            off,
+            rec_len,
+            ino: get32(&buf, off + DE_INODE),
+            name_len: usize::from(get8(&buf, off + DE_NAME_LEN)),
+            file_type: if ctx.filetype {
+                get8(&buf, off + DE_FILE_TYPE)
+            } else {
+                0
+            },
+        };
+        if rec_len < MIN_REC_LEN || off + rec_len > ctx.block_size || slot.name(&buf) != want {
+            return Err(corrupt_at(
+                ctx,
+                0,
+                off,
+                format!(
+                    "'{}' is not where it belongs",
+                    String::from_utf8_lossy(want)
+                ),
+            ));
+        }
+        if want == name {
+            return Ok(slot.entry(&buf));
+        }
+        off += rec_len;
+    }
+    Err(Error::invalid("not a dot name"))
 }
 
 /// Add `name -> ino`. An htree directory stays indexed and valid (leaf split and
