@@ -310,7 +310,7 @@ fn make_image(
         ])
         .arg(&tree)
         .arg(&img)
-        .arg("64M"));
+        .arg(if bs == 65536 { "256M" } else { "64M" }));
     assert_eq!(rc, 0, "{out}");
     if let Some(alg) = hash.0 {
         let (rc, out) = run(Command::new("tune2fs")
@@ -558,10 +558,10 @@ fn new_dir_block_4k_nocsum() {
     new_dir_block_judged(4096, false);
 }
 
-fn linear_round_trip(bs: usize, csum: bool) {
+fn linear_round_trip(bs: usize, csum: bool, src: usize) {
     let tmp = tempfile::tempdir().unwrap();
     // No e2fsck -D: mke2fs -d leaves every directory linear.
-    let img = make_image(tmp.path(), bs, csum, 200, 300, false, DEFAULT_HASH);
+    let img = make_image(tmp.path(), bs, csum, 200, src, false, DEFAULT_HASH);
     let fs = Fs::open(&img);
     let (ctx, _) = fs.dir("/lin");
     assert!(!ctx.indexed);
@@ -580,12 +580,19 @@ fn linear_round_trip(bs: usize, csum: bool) {
 
 #[test]
 fn linear_1k_csum() {
-    linear_round_trip(1024, true);
+    linear_round_trip(1024, true, 300);
 }
 
 #[test]
 fn linear_4k_nocsum() {
-    linear_round_trip(4096, false);
+    linear_round_trip(4096, false, 300);
+}
+
+/// 64 KiB blocks: a record spanning a whole block has rec_len 65536, stored as
+/// 65535 (the appended block, and /src's second block once emptied).
+#[test]
+fn linear_64k_nocsum() {
+    linear_round_trip(65536, false, 800);
 }
 
 /// `make_linear` then clearing INDEX_FL leaves a directory e2fsck accepts, with
