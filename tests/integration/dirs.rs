@@ -596,16 +596,24 @@ fn linear_64k_nocsum() {
 }
 
 /// `make_linear` then clearing INDEX_FL leaves a directory e2fsck accepts, with
-/// or without metadata_csum.
-fn make_linear(bs: usize, csum: bool) {
+/// or without metadata_csum; `path` is read first (the two-level case is a tree
+/// e2fsck built, read by our code before it is flattened).
+fn make_linear(bs: usize, csum: bool, big: usize, src: usize, path: &str, levels: u32) {
     let tmp = tempfile::tempdir().unwrap();
-    let img = make_image(tmp.path(), bs, csum, 3000, 0, true, DEFAULT_HASH);
+    let img = make_image(tmp.path(), bs, csum, big, src, true, DEFAULT_HASH);
     let fs = Fs::open(&img);
-    let before = debugfs_ls(&img, "/big");
-    let (ctx, mut d) = open_dir(&fs, "/big", None);
+    let dump = debugfs(&img, &format!("htree_dump {path}"));
+    assert!(
+        dump.contains(&format!("Indirect levels: {levels}")),
+        "{}",
+        &dump[..300]
+    );
+    check_matches_debugfs(&fs, path);
+    let before = debugfs_ls(&img, path);
+    let (ctx, mut d) = open_dir(&fs, path, None);
     assert!(ctx.indexed);
     dir::make_linear(&mut d, &ctx).unwrap();
-    let stat = debugfs(&img, "stat /big");
+    let stat = debugfs(&img, &format!("stat {path}"));
     let flags = stat
         .lines()
         .next()
@@ -615,18 +623,18 @@ fn make_linear(bs: usize, csum: bool) {
         .unwrap()
         .trim();
     let flags = u32::from_str_radix(flags, 16).unwrap() & !0x1000;
-    debugfs_w(&img, &format!("set_inode_field /big flags {flags:#x}"));
+    debugfs_w(&img, &format!("set_inode_field {path} flags {flags:#x}"));
     fsck_clean(&img);
-    assert_same(&debugfs_ls(&img, "/big"), &before, "/big linear");
-    check_matches_debugfs(&fs, "/big");
+    assert_same(&debugfs_ls(&img, path), &before, "linear again");
+    check_matches_debugfs(&fs, path);
 }
 
 #[test]
-fn make_linear_1k_csum() {
-    make_linear(1024, true);
+fn make_linear_1k_csum_two_levels() {
+    make_linear(1024, true, 0, 3000, "/src", 1);
 }
 
 #[test]
 fn make_linear_4k_nocsum() {
-    make_linear(4096, false);
+    make_linear(4096, false, 3000, 0, "/big", 0);
 }
