@@ -6,6 +6,14 @@
 //! implements over a directory inode (mapping logical blocks, allocating new ones).
 //! It never touches bitmaps, inodes or the superblock itself.
 //!
+//! For the engine: [`entries`], [`lookup`], [`add_entry`] (with
+//! [`add_entry_cost`] to check for space first), [`remove_entry`], [`is_empty`],
+//! [`new_dir_block`], [`verify`], and [`make_linear`] (flatten an htree whose
+//! index cannot be used; the caller then clears `EXT4_INDEX_FL`). Blocks written
+//! always carry a fresh checksum tail when `csum_seed` is set. A new block is
+//! asked for with [`DirBlocks::append`] only after every check has passed, and
+//! written before any block that refers to it.
+//!
 //! Every block read is validated before use (`rec_len` at least 12, a multiple of
 //! 4, inside the block; `name_len` inside `rec_len`; the chain ends exactly at the
 //! end of the block or at the checksum tail; the tail checksum when metadata_csum

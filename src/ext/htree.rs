@@ -589,7 +589,16 @@ pub(crate) fn add_entry(
     // Every check is done; allocate, then write leaves, then the index bottom-up.
     let new_leaf = blocks.append()?;
     let extra = match plan {
-        Plan::SplitLeafAddLevel | Plan::SplitLeafAndNode => Some(blocks.append()?),
+        Plan::SplitLeafAddLevel | Plan::SplitLeafAndNode => match blocks.append() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                // Leave no garbage in the block already mapped: an empty leaf
+                // (unreferenced; e2fsck -fy rebuilds the index, nothing is lost).
+                // The engine avoids this by checking add_entry_cost first.
+                blocks.write(new_leaf, &build_leaf(ctx, &[]))?;
+                return Err(e);
+            }
+        },
         _ => None,
     };
     blocks.write(new_leaf, &build_leaf(ctx, &upper))?;
