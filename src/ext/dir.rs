@@ -962,6 +962,33 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn no_space_changes_nothing() {
+        let c = ctx(1024, true);
+        let mut d = new_dir(&c);
+        d.max_blocks = Some(1);
+        let mut i = 0;
+        let err = loop {
+            let name = format!("entry-number-{i}-{}", "y".repeat(60));
+            match add_entry(&mut d, &c, name.as_bytes(), 20 + i, FT_REG_FILE) {
+                Ok(()) => i += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), ErrorKind::NoSpace);
+        assert_eq!(
+            add_entry_cost(
+                &mut d,
+                &c,
+                b"one-more-name-that-does-not-fit-anywhere-at-all-xxxxxxxxxxx"
+            )
+            .unwrap(),
+            1
+        );
+        assert_eq!(entries(&mut d, &c).unwrap().len(), i as usize);
+        verify(&mut d, &c).unwrap();
+    }
+
+    #[test]
     fn bad_names_are_refused() {
         let c = ctx(1024, false);
         let mut d = new_dir(&c);

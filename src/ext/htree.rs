@@ -1033,6 +1033,33 @@ mod tests {
     }
 
     #[test]
+    fn failed_second_append_leaves_no_garbage() {
+        // Fill until the root is full and the next split must add a level, with
+        // room for only one more block.
+        let c = hctx(1024, true, 1, false);
+        let mut dir = new_htree(&c);
+        let mut i = 0;
+        loop {
+            let n = long_name(i);
+            if d::add_entry_cost(&mut dir, &c, &n).unwrap() == 2 {
+                dir.max_blocks = Some(dir.blocks.len() + 1);
+                let e = d::add_entry(&mut dir, &c, &n, 9, 1).unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::NoSpace);
+                break;
+            }
+            d::add_entry(&mut dir, &c, &n, 9, 1).unwrap();
+            i += 1;
+        }
+        // The extra block is a valid empty leaf; everything else is intact.
+        let last = dir.blocks.len() - 1;
+        let slots = d::parse_leaf(&c, last as u32, &dir.blocks[last]).unwrap();
+        assert!(slots.iter().all(|s| s.ino == 0));
+        for j in 0..i {
+            assert!(d::lookup(&mut dir, &c, &long_name(j)).unwrap().is_some());
+        }
+    }
+
+    #[test]
     fn collision_chain_is_followed() {
         // Two leaves; the second's key is hash(x)|1 and x lives in it: a lookup for
         // x probes the first leaf and must continue to the second.
