@@ -2,3 +2,4 @@
 //! against images made by `scripts/`, judged by independent tools.
 mod dirs;
 mod engine;
+mod engine_bench;
