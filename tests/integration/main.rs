@@ -3,3 +3,4 @@
 mod dirs;
 mod engine;
 mod engine_bench;
+mod engine_prop;
