@@ -321,6 +321,11 @@ impl<D: ReadAt> Ext<D> {
         ))
     }
 
+    /// Give back an inode this operation allocated and never made reachable.
+    pub(super) fn unalloc_inode(&mut self, ino: Ino, dir: bool) -> Result<()> {
+        self.mark_inode(ino, false, dir)
+    }
+
     /// The group of an inode.
     pub(super) fn inode_group(&self, ino: Ino) -> u32 {
         (ino.saturating_sub(1)) / self.sb.inodes_per_group

@@ -6,6 +6,14 @@
 //! implements over a directory inode (mapping logical blocks, allocating new ones).
 //! It never touches bitmaps, inodes or the superblock itself.
 //!
+//! For the engine: [`entries`], [`lookup`], [`add_entry`] (with
+//! [`add_entry_cost`] to check for space first), [`remove_entry`], [`is_empty`],
+//! [`new_dir_block`], [`verify`], and [`make_linear`] (flatten an htree whose
+//! index cannot be used; the caller then clears `EXT4_INDEX_FL`). Blocks written
+//! always carry a fresh checksum tail when `csum_seed` is set. A new block is
+//! asked for with [`DirBlocks::append`] only after every check has passed, and
+//! written before any block that refers to it.
+//!
 //! Every block read is validated before use (`rec_len` at least 12, a multiple of
 //! 4, inside the block; `name_len` inside `rec_len`; the chain ends exactly at the
 //! end of the block or at the checksum tail; the tail checksum when metadata_csum
@@ -616,7 +624,10 @@ pub(crate) fn collect_live(buf: &[u8], slots: &[Slot], out: &mut Vec<RawEntry>) 
 
 /// Find `name` (uses the index of an htree directory).
 pub fn lookup(blocks: &mut dyn DirBlocks, ctx: &DirCtx, name: &[u8]) -> Result<Option<RawEntry>> {
-    if ctx.indexed && !is_dot(name) {
+    if is_dot(name) {
+        return dot_entry(blocks, ctx, name).map(Some);
+    }
+    if ctx.indexed {
         return super::htree::lookup(blocks, ctx, name);
     }
     for lblk in 0..blocks.block_count() {
@@ -626,6 +637,46 @@ pub fn lookup(blocks: &mut dyn DirBlocks, ctx: &DirCtx, name: &[u8]) -> Result<O
         }
     }
     Ok(None)
+}
+
+/// `.` or `..` from the first two records of block 0 (a leaf or a dx_root).
+fn dot_entry(blocks: &mut dyn DirBlocks, ctx: &DirCtx, name: &[u8]) -> Result<RawEntry> {
+    if blocks.block_count() == 0 {
+        return Err(corrupt_at(ctx, 0, 0, "directory without blocks"));
+    }
+    let buf = read_block(blocks, ctx, 0)?;
+    check_len(ctx, 0, &buf)?;
+    let mut off = 0;
+    for want in [&b"."[..], b".."] {
+        let rec_len = rec_len_from_disk(get16(&buf, off + DE_REC_LEN), ctx.block_size);
+        let slot = Slot {
+            off,
+            rec_len,
+            ino: get32(&buf, off + DE_INODE),
+            name_len: usize::from(get8(&buf, off + DE_NAME_LEN)),
+            file_type: if ctx.filetype {
+                get8(&buf, off + DE_FILE_TYPE)
+            } else {
+                0
+            },
+        };
+        if rec_len < MIN_REC_LEN || off + rec_len > ctx.block_size || slot.name(&buf) != want {
+            return Err(corrupt_at(
+                ctx,
+                0,
+                off,
+                format!(
+                    "'{}' is not where it belongs",
+                    String::from_utf8_lossy(want)
+                ),
+            ));
+        }
+        if want == name {
+            return Ok(slot.entry(&buf));
+        }
+        off += rec_len;
+    }
+    Err(Error::invalid("not a dot name"))
 }
 
 /// Add `name -> ino`. An htree directory stays indexed and valid (leaf split and
@@ -908,6 +959,33 @@ pub(crate) mod tests {
                 ErrorKind::NotFound
             );
         }
+    }
+
+    #[test]
+    fn no_space_changes_nothing() {
+        let c = ctx(1024, true);
+        let mut d = new_dir(&c);
+        d.max_blocks = Some(1);
+        let mut i = 0;
+        let err = loop {
+            let name = format!("entry-number-{i}-{}", "y".repeat(60));
+            match add_entry(&mut d, &c, name.as_bytes(), 20 + i, FT_REG_FILE) {
+                Ok(()) => i += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(err.kind(), ErrorKind::NoSpace);
+        assert_eq!(
+            add_entry_cost(
+                &mut d,
+                &c,
+                b"one-more-name-that-does-not-fit-anywhere-at-all-xxxxxxxxxxx"
+            )
+            .unwrap(),
+            1
+        );
+        assert_eq!(entries(&mut d, &c).unwrap().len(), i as usize);
+        verify(&mut d, &c).unwrap();
     }
 
     #[test]

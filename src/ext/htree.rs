@@ -589,7 +589,16 @@ pub(crate) fn add_entry(
     // Every check is done; allocate, then write leaves, then the index bottom-up.
     let new_leaf = blocks.append()?;
     let extra = match plan {
-        Plan::SplitLeafAddLevel | Plan::SplitLeafAndNode => Some(blocks.append()?),
+        Plan::SplitLeafAddLevel | Plan::SplitLeafAndNode => match blocks.append() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                // Leave no garbage in the block already mapped: an empty leaf
+                // (unreferenced; e2fsck -fy rebuilds the index, nothing is lost).
+                // The engine avoids this by checking add_entry_cost first.
+                blocks.write(new_leaf, &build_leaf(ctx, &[]))?;
+                return Err(e);
+            }
+        },
         _ => None,
     };
     blocks.write(new_leaf, &build_leaf(ctx, &upper))?;
@@ -1020,6 +1029,33 @@ mod tests {
         // Everything already there is still found.
         for n in &fill {
             assert!(d::lookup(&mut dir, &c, n).unwrap().is_some());
+        }
+    }
+
+    #[test]
+    fn failed_second_append_leaves_no_garbage() {
+        // Fill until the root is full and the next split must add a level, with
+        // room for only one more block.
+        let c = hctx(1024, true, 1, false);
+        let mut dir = new_htree(&c);
+        let mut i = 0;
+        loop {
+            let n = long_name(i);
+            if d::add_entry_cost(&mut dir, &c, &n).unwrap() == 2 {
+                dir.max_blocks = Some(dir.blocks.len() + 1);
+                let e = d::add_entry(&mut dir, &c, &n, 9, 1).unwrap_err();
+                assert_eq!(e.kind(), ErrorKind::NoSpace);
+                break;
+            }
+            d::add_entry(&mut dir, &c, &n, 9, 1).unwrap();
+            i += 1;
+        }
+        // The extra block is a valid empty leaf; everything else is intact.
+        let last = dir.blocks.len() - 1;
+        let slots = d::parse_leaf(&c, last as u32, &dir.blocks[last]).unwrap();
+        assert!(slots.iter().all(|s| s.ino == 0));
+        for j in 0..i {
+            assert!(d::lookup(&mut dir, &c, &long_name(j)).unwrap().is_some());
         }
     }
 

@@ -252,8 +252,10 @@ fn debugfs_ls(img: &Path, path: &str) -> BTreeMap<Vec<u8>, u32> {
 
 fn name_for(i: usize, long: bool) -> String {
     if long {
-        // 40 to 130 bytes: few per 1 KiB leaf, so leaves split and the tree grows.
-        format!("moved-{i:05}-{}", "abcdefghij".repeat(3 + i % 10))
+        // 40 to 130 bytes: few per 1 KiB leaf, so leaves split and the tree grows;
+        // some with bytes >= 0x80, where signed and unsigned hashing differ.
+        let accent = if i % 3 == 0 { "é" } else { "" };
+        format!("moved-{i:05}-{accent}{}", "abcdefghij".repeat(3 + i % 10))
     } else {
         format!("file_{i}_{}", "x".repeat(i % 23))
     }
@@ -262,7 +264,22 @@ fn name_for(i: usize, long: bool) -> String {
 /// Build an image: `/big` with `big` files, `/src` with `src` files (long names),
 /// `/lin` with 40 files; `index` runs `e2fsck -fyD` so the big directories are
 /// htrees.
-fn make_image(dir: &Path, bs: usize, csum: bool, big: usize, src: usize, index: bool) -> PathBuf {
+/// Directory hash settings of a test image: the default algorithm (None keeps
+/// mke2fs's half_md4) and the unsigned-char flag.
+#[derive(Clone, Copy)]
+struct Hash(Option<&'static str>, bool);
+
+const DEFAULT_HASH: Hash = Hash(None, false);
+
+fn make_image(
+    dir: &Path,
+    bs: usize,
+    csum: bool,
+    big: usize,
+    src: usize,
+    index: bool,
+    hash: Hash,
+) -> PathBuf {
     let tree = dir.join("tree");
     for (d, n, long) in [("big", big, false), ("src", src, true), ("lin", 40, false)] {
         let p = tree.join(d);
@@ -293,8 +310,18 @@ fn make_image(dir: &Path, bs: usize, csum: bool, big: usize, src: usize, index: 
         ])
         .arg(&tree)
         .arg(&img)
-        .arg("64M"));
+        .arg(if bs == 65536 { "256M" } else { "64M" }));
     assert_eq!(rc, 0, "{out}");
+    if let Some(alg) = hash.0 {
+        let (rc, out) = run(Command::new("tune2fs")
+            .arg("-E")
+            .arg(format!("hash_alg={alg}"))
+            .arg(&img));
+        assert_eq!(rc, 0, "{out}");
+    }
+    if hash.1 {
+        debugfs_w(&img, "ssv flags 2");
+    }
     if index {
         let (rc, out) = run(Command::new("e2fsck").arg("-fyD").arg(&img));
         assert!(rc <= 1, "e2fsck -fyD: {rc} {out}");
@@ -396,10 +423,14 @@ fn debugfs_w(img: &Path, req: &str) {
     assert_eq!(rc, 0, "{out}");
 }
 
-fn htree_round_trip(bs: usize, csum: bool) {
+fn htree_round_trip(bs: usize, csum: bool, hash: Hash) {
     let tmp = tempfile::tempdir().unwrap();
-    let img = make_image(tmp.path(), bs, csum, 3000, 1500, true);
+    let img = make_image(tmp.path(), bs, csum, 3000, 1500, true, hash);
     let fs = Fs::open(&img);
+    assert_eq!(fs.hash.unsigned, hash.1);
+    if hash.0 == Some("tea") {
+        assert_eq!(fs.hash.default_version, 2);
+    }
     let (bctx, _) = fs.dir("/big");
     assert!(bctx.indexed, "/big is not an htree after e2fsck -D");
     assert_eq!(bctx.csum_seed.is_some(), csum);
@@ -421,6 +452,12 @@ fn htree_round_trip(bs: usize, csum: bool) {
     // At 1 KiB the 4500 names need more leaves than the root holds: a level was added.
     if bs == 1024 {
         assert!(dump.contains("Indirect levels: 1"), "{}", &dump[..400]);
+        // ... and the nodes below the root were split: the root has several.
+        let root_count: usize = field(&dump, "Number of entries (count):")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(root_count > 1, "{}", &dump[..400]);
     }
 
     // Remove half of them again (index left as is), then e2fsck still agrees.
@@ -453,32 +490,78 @@ fn htree_round_trip(bs: usize, csum: bool) {
     }
     check_matches_debugfs(&fs, "/big");
     check_matches_debugfs(&fs, "/lin");
+
+    // Everything back out of /big into /src: every leaf of /big ends up empty
+    // under an unchanged index, which e2fsck must accept.
+    let mut all = debugfs_ls(&img, "/src");
+    all.extend(debugfs_ls(&img, "/big"));
+    move_all(&fs, "/big", "/src");
+    fsck_clean(&img);
+    assert_same(&debugfs_ls(&img, "/big"), &BTreeMap::new(), "/big emptied");
+    assert_same(&debugfs_ls(&img, "/src"), &all, "/src refilled");
+    check_matches_debugfs(&fs, "/src");
 }
 
 #[test]
 fn htree_1k_csum() {
-    htree_round_trip(1024, true);
+    htree_round_trip(1024, true, DEFAULT_HASH);
 }
 
 #[test]
-fn htree_1k_nocsum() {
-    htree_round_trip(1024, false);
+fn htree_1k_nocsum_tea_unsigned() {
+    htree_round_trip(1024, false, Hash(Some("tea"), true));
 }
 
 #[test]
-fn htree_4k_csum() {
-    htree_round_trip(4096, true);
+fn htree_4k_csum_legacy() {
+    htree_round_trip(4096, true, Hash(Some("legacy"), false));
 }
 
 #[test]
-fn htree_4k_nocsum() {
-    htree_round_trip(4096, false);
+fn htree_4k_nocsum_half_md4_unsigned() {
+    htree_round_trip(4096, false, Hash(None, true));
 }
 
-fn linear_round_trip(bs: usize, csum: bool) {
+/// A block from `new_dir_block` replaces the one debugfs gave a new directory:
+/// e2fsck accepts it (record layout, '..' link, checksum tail).
+fn new_dir_block_judged(bs: usize, csum: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = make_image(tmp.path(), bs, csum, 0, 0, false, DEFAULT_HASH);
+    debugfs_w(&img, "mkdir /big/fresh");
+    let fs = Fs::open(&img);
+    let (_, parent) = open_dir(&fs, "/big", None);
+    let (pctx, _) = fs.dir("/big");
+    drop(parent);
+    let (ctx, mut d) = open_dir(&fs, "/big/fresh", None);
+    assert_eq!(d.phys.len(), 1);
+    // Scribble first, so the test cannot pass on debugfs's own block.
+    d.write(0, &vec![0xEE; bs]).unwrap();
+    d.write(0, &dir::new_dir_block(&ctx, pctx.ino)).unwrap();
+    fsck_clean(&img);
+    assert!(dir::is_empty(&mut d, &ctx).unwrap());
+    assert_eq!(
+        dir::lookup(&mut d, &ctx, b"..").unwrap().unwrap().ino,
+        pctx.ino
+    );
+    let ls = debugfs(&img, "ls -p /big/fresh");
+    assert!(ls.contains(&format!("/{}/040755/", ctx.ino)), "{ls}");
+    assert!(ls.contains(&format!("/{}/040755/", pctx.ino)), "{ls}");
+}
+
+#[test]
+fn new_dir_block_1k_csum() {
+    new_dir_block_judged(1024, true);
+}
+
+#[test]
+fn new_dir_block_4k_nocsum() {
+    new_dir_block_judged(4096, false);
+}
+
+fn linear_round_trip(bs: usize, csum: bool, src: usize) {
     let tmp = tempfile::tempdir().unwrap();
     // No e2fsck -D: mke2fs -d leaves every directory linear.
-    let img = make_image(tmp.path(), bs, csum, 200, 300, false);
+    let img = make_image(tmp.path(), bs, csum, 200, src, false, DEFAULT_HASH);
     let fs = Fs::open(&img);
     let (ctx, _) = fs.dir("/lin");
     assert!(!ctx.indexed);
@@ -497,25 +580,40 @@ fn linear_round_trip(bs: usize, csum: bool) {
 
 #[test]
 fn linear_1k_csum() {
-    linear_round_trip(1024, true);
+    linear_round_trip(1024, true, 300);
 }
 
 #[test]
 fn linear_4k_nocsum() {
-    linear_round_trip(4096, false);
+    linear_round_trip(4096, false, 300);
+}
+
+/// 64 KiB blocks: a record spanning a whole block has rec_len 65536, stored as
+/// 65535 (the appended block, and /src's second block once emptied).
+#[test]
+fn linear_64k_nocsum() {
+    linear_round_trip(65536, false, 800);
 }
 
 /// `make_linear` then clearing INDEX_FL leaves a directory e2fsck accepts, with
-/// or without metadata_csum.
-fn make_linear(bs: usize, csum: bool) {
+/// or without metadata_csum; `path` is read first (the two-level case is a tree
+/// e2fsck built, read by our code before it is flattened).
+fn make_linear(bs: usize, csum: bool, big: usize, src: usize, path: &str, levels: u32) {
     let tmp = tempfile::tempdir().unwrap();
-    let img = make_image(tmp.path(), bs, csum, 3000, 0, true);
+    let img = make_image(tmp.path(), bs, csum, big, src, true, DEFAULT_HASH);
     let fs = Fs::open(&img);
-    let before = debugfs_ls(&img, "/big");
-    let (ctx, mut d) = open_dir(&fs, "/big", None);
+    let dump = debugfs(&img, &format!("htree_dump {path}"));
+    assert!(
+        dump.contains(&format!("Indirect levels: {levels}")),
+        "{}",
+        &dump[..300]
+    );
+    check_matches_debugfs(&fs, path);
+    let before = debugfs_ls(&img, path);
+    let (ctx, mut d) = open_dir(&fs, path, None);
     assert!(ctx.indexed);
     dir::make_linear(&mut d, &ctx).unwrap();
-    let stat = debugfs(&img, "stat /big");
+    let stat = debugfs(&img, &format!("stat {path}"));
     let flags = stat
         .lines()
         .next()
@@ -525,18 +623,18 @@ fn make_linear(bs: usize, csum: bool) {
         .unwrap()
         .trim();
     let flags = u32::from_str_radix(flags, 16).unwrap() & !0x1000;
-    debugfs_w(&img, &format!("set_inode_field /big flags {flags:#x}"));
+    debugfs_w(&img, &format!("set_inode_field {path} flags {flags:#x}"));
     fsck_clean(&img);
-    assert_same(&debugfs_ls(&img, "/big"), &before, "/big linear");
-    check_matches_debugfs(&fs, "/big");
+    assert_same(&debugfs_ls(&img, path), &before, "linear again");
+    check_matches_debugfs(&fs, path);
 }
 
 #[test]
-fn make_linear_1k_csum() {
-    make_linear(1024, true);
+fn make_linear_1k_csum_two_levels() {
+    make_linear(1024, true, 0, 3000, "/src", 1);
 }
 
 #[test]
 fn make_linear_4k_nocsum() {
-    make_linear(4096, false);
+    make_linear(4096, false, 3000, 0, "/big", 0);
 }

@@ -2,6 +2,9 @@
 //! against images made by `scripts/`, judged by independent tools.
 
 mod dirs;
+mod engine;
+mod engine_bench;
+mod engine_prop;
 mod files;
 mod harness;
 mod undo;
