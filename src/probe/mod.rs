@@ -124,3 +124,16 @@ pub struct FsInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
 }
+
+/// Identify the filesystem on `dev` (temporary stub until the probe branch lands).
+pub fn probe<D: crate::disk::ReadAt>(dev: &D) -> crate::error::Result<FsInfo> {
+    let _ = dev;
+    Ok(FsInfo {
+        fstype: FsType::Unknown,
+        uuid: None,
+        label: None,
+        version: None,
+        ext: None,
+        problem: None,
+    })
+}
