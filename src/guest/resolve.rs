@@ -467,7 +467,7 @@ tmpfs /tmp tmpfs defaults 0 0\n";
         assert_eq!(
             kinds,
             vec![
-                Partition, Partition, Partition, Unresolved, Network, Bind, SwapFile, Unresolved,
+                Partition, Partition, Partition, Unresolved, Network, Bind, SwapFile, OtherDisk,
                 Unresolved, OtherDisk, Pseudo
             ]
         );
