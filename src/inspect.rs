@@ -68,15 +68,19 @@ pub struct Report {
 /// Inspect `disk`: table, filesystems, systems.
 pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
     let table: PartitionTable = part::read_table(&*disk, disk.logical_sector_size())?;
-    let mut problems: Vec<Problem> = table
-        .problems
-        .iter()
-        .map(|p| Problem {
-            place: "partition table".into(),
-            offset: p.offset,
-            message: p.message.clone(),
-        })
-        .collect();
+    let mut problems: Vec<Problem> = Vec::new();
+    if disk.size() == 0 {
+        problems.push(Problem {
+            place: "disk".into(),
+            offset: None,
+            message: "the image is empty (0 bytes)".into(),
+        });
+    }
+    problems.extend(table.problems.iter().map(|p| Problem {
+        place: "partition table".into(),
+        offset: p.offset,
+        message: p.message.clone(),
+    }));
 
     let mut partitions = Vec::with_capacity(table.partitions.len());
     for p in &table.partitions {
