@@ -109,6 +109,39 @@ pub struct Disk {
     kind: DiskKind,
     access: Access,
     logical_sector_size: u32,
+    stats: IoStats,
+}
+
+/// Counts of the I/O a [`Disk`] has done (for benchmarks and `--stats`).
+#[derive(Debug, Default)]
+pub struct IoStats {
+    reads: std::sync::atomic::AtomicU64,
+    bytes_read: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+    bytes_written: std::sync::atomic::AtomicU64,
+}
+
+impl IoStats {
+    fn add_read(&self, n: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.reads.fetch_add(1, Relaxed);
+        self.bytes_read.fetch_add(n as u64, Relaxed);
+    }
+    fn add_write(&self, n: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.writes.fetch_add(1, Relaxed);
+        self.bytes_written.fetch_add(n as u64, Relaxed);
+    }
+    /// (read calls, bytes read, write calls, bytes written) so far.
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.reads.load(Relaxed),
+            self.bytes_read.load(Relaxed),
+            self.writes.load(Relaxed),
+            self.bytes_written.load(Relaxed),
+        )
+    }
 }
 
 impl Disk {
@@ -150,6 +183,7 @@ impl Disk {
             kind,
             access,
             logical_sector_size,
+            stats: IoStats::default(),
         })
     }
 
@@ -166,6 +200,11 @@ impl Disk {
     /// How it was opened.
     pub fn access(&self) -> Access {
         self.access
+    }
+
+    /// I/O done so far through this disk.
+    pub fn stats(&self) -> &IoStats {
+        &self.stats
     }
 
     /// Logical sector size: 512 for image files, the kernel's value for block devices.
@@ -192,6 +231,7 @@ fn block_device_sector_size(path: &Path) -> Option<u32> {
 impl ReadAt for Disk {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         check_range(offset, buf.len(), self.size, &self.path.display())?;
+        self.stats.add_read(buf.len());
         self.file.read_exact_at(buf, offset).map_err(|e| {
             Error::io(
                 format!(
@@ -217,6 +257,7 @@ impl WriteAt for Disk {
             )));
         }
         check_range(offset, buf.len(), self.size, &self.path.display())?;
+        self.stats.add_write(buf.len());
         self.file.write_all_at(buf, offset).map_err(|e| {
             Error::io(
                 format!(

@@ -11,8 +11,8 @@ use crate::guest::resolve::SourceKind;
 use crate::inspect::{self, Report};
 
 pub fn run(a: InspectArgs) -> anyhow::Result<()> {
-    let disk = Disk::open(&a.image, Access::ReadOnly)?;
-    let report = inspect::inspect(Arc::new(disk))
+    let disk = Arc::new(Disk::open(&a.image, Access::ReadOnly)?);
+    let report = inspect::inspect(Arc::clone(&disk))
         .with_context(|| format!("inspecting {}", a.image.display()))?;
     if a.json {
         let mut out = serde_json::to_string_pretty(&report)?;
@@ -20,6 +20,10 @@ pub fn run(a: InspectArgs) -> anyhow::Result<()> {
         print_out(&out)?;
     } else {
         print_out(&human(&report))?;
+    }
+    if a.stats {
+        let (reads, bytes, _, _) = disk.stats().snapshot();
+        eprintln!("stats: {reads} reads, {bytes} bytes read");
     }
     if report.problems.is_empty() {
         Ok(())
