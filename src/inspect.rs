@@ -123,7 +123,7 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         }
         let number = r.partition.number;
         let place = partition_place(number);
-        let reader = match open_reader(&disk, &r.partition) {
+        let reader = match open_reader(&disk, &r.partition, &mut notes) {
             Ok(reader) => reader,
             Err(e) if e.kind() == ErrorKind::Unsupported => {
                 notes.push(format!("{place}: not inspected: {e}"));
@@ -149,7 +149,8 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         match guest {
             Ok(Some(mut g)) => {
                 if let Some(boot) = g.boot_partition() {
-                    read_separate_boot(&disk, &partitions, boot, &mut g, &mut problems);
+                    let sink = (&mut problems, &mut notes);
+                    read_separate_boot(&disk, &partitions, boot, &mut g, sink);
                 }
                 systems.push(g);
             }
@@ -227,17 +228,37 @@ fn probe_partition(disk: &Arc<Disk>, p: &Partition, problems: &mut Vec<Problem>)
     }
 }
 
-/// The reader for an ext partition: ext4-view.
-fn open_reader(disk: &Arc<Disk>, p: &Partition) -> Result<Box<dyn GuestFs>> {
+/// The reader for an ext partition: ext4-view, or our engine where ext4-view
+/// cannot read (it refuses some features, and fails on metadata_csum with 128-byte
+/// inodes); the fallback is said in `notes`, never hidden.
+fn open_reader(
+    disk: &Arc<Disk>,
+    p: &Partition,
+    notes: &mut Vec<String>,
+) -> Result<Box<dyn GuestFs>> {
     let w = window(disk, p)?;
-    match ext4_view::Ext4::load(Box::new(w)) {
-        Ok(fs) => Ok(Box::new(fs)),
-        Err(e) => {
+    let e = match ext4_view::Ext4::load(Box::new(w.clone())) {
+        Ok(fs) => return Ok(Box::new(fs)),
+        Err(e) => e,
+    };
+    match crate::ext::Ext::open_read_only(w) {
+        Ok(fs) => {
+            notes.push(format!(
+                "{}: ext4-view cannot read this filesystem ({e}); read with {} instead",
+                partition_place(p.number),
+                fs.reader_name()
+            ));
+            Ok(Box::new(fs))
+        }
+        Err(ours) => {
             let kind = match e {
                 ext4_view::Ext4Error::Incompatible(_) => ErrorKind::Unsupported,
-                _ => ErrorKind::Corrupt,
+                _ => ours.kind(),
             };
-            Err(crate::Error::new(kind, format!("ext4-view: {e}")))
+            Err(crate::Error::new(
+                kind,
+                format!("ext4-view: {e}; domuify's ext engine: {ours}"),
+            ))
         }
     }
 }
@@ -247,7 +268,7 @@ fn read_separate_boot(
     partitions: &[PartitionReport],
     boot: u32,
     guest: &mut Guest,
-    problems: &mut Vec<Problem>,
+    (problems, notes): (&mut Vec<Problem>, &mut Vec<String>),
 ) {
     let Some(r) = partitions.iter().find(|r| r.partition.number == boot) else {
         return;
@@ -258,7 +279,8 @@ fn read_separate_boot(
         ));
         return;
     }
-    match open_reader(disk, &r.partition).and_then(|fs| guest::scan_kernels(&*fs, "/", boot)) {
+    match open_reader(disk, &r.partition, notes).and_then(|fs| guest::scan_kernels(&*fs, "/", boot))
+    {
         Ok(k) => guest.kernels = k,
         Err(e) => problems.push(Problem {
             place: partition_place(boot),

@@ -96,3 +96,75 @@ impl GuestFs for ext4_view::Ext4 {
         "ext4-view"
     }
 }
+
+/// `Ok(None)` for "not there" from our engine.
+fn engine_opt<T>(r: Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+impl<D: crate::disk::ReadAt> GuestFs for crate::ext::Ext<D> {
+    fn read_file(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        let Some(ino) = engine_opt(self.resolve(path.as_bytes(), true))? else {
+            return Ok(None);
+        };
+        let st = self.stat(ino)?;
+        if st.file_type() != crate::ext::FileType::Regular {
+            return Ok(None);
+        }
+        if st.size > max {
+            return Err(Error::refused(format!(
+                "{path} is {} bytes, more than the {max} bytes this file may have; not read",
+                st.size
+            )));
+        }
+        // OK to cast: size is at most `max`, which the callers keep small.
+        let mut buf = vec![0; st.size as usize];
+        let mut done = 0;
+        while done < buf.len() {
+            let n = self.read_file(ino, done as u64, &mut buf[done..])?;
+            if n == 0 {
+                return Err(Error::corrupt(format!(
+                    "{path}: file ends at {done} bytes, its size says {}",
+                    st.size
+                )));
+            }
+            done += n;
+        }
+        Ok(Some(buf))
+    }
+
+    fn list_dir(&self, path: &str) -> Result<Option<Vec<(String, Kind)>>> {
+        let Some(ino) = engine_opt(self.resolve(path.as_bytes(), true))? else {
+            return Ok(None);
+        };
+        if self.stat(ino)?.file_type() != crate::ext::FileType::Directory {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        for e in self.read_dir(ino)? {
+            let kind = match e.file_type {
+                crate::ext::FileType::Regular => Kind::File,
+                crate::ext::FileType::Directory => Kind::Dir,
+                crate::ext::FileType::Symlink => Kind::Symlink,
+                _ => Kind::Other,
+            };
+            out.push((String::from_utf8_lossy(&e.name).into_owned(), kind));
+        }
+        Ok(Some(out))
+    }
+
+    fn is_dir(&self, path: &str) -> Result<bool> {
+        match engine_opt(self.resolve(path.as_bytes(), true))? {
+            Some(ino) => Ok(self.stat(ino)?.file_type() == crate::ext::FileType::Directory),
+            None => Ok(false),
+        }
+    }
+
+    fn reader_name(&self) -> &'static str {
+        "domuify's ext engine"
+    }
+}
