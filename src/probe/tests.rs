@@ -1,0 +1,1 @@
+//! Filesystem probe tests (filled below).
