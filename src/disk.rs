@@ -466,3 +466,57 @@ impl WriteAt for MemDisk {
 pub fn is_out_of_range(e: &Error) -> bool {
     e.kind() == ErrorKind::Corrupt && e.message().contains("past the end")
 }
+
+/// A read-ahead cache of one aligned chunk over a device: many small sequential
+/// reads (ext4-view reads group descriptors one by one) become a few large ones.
+/// Reads only; never used under writes.
+#[derive(Debug)]
+pub struct ReadAhead<D> {
+    dev: D,
+    cache: std::sync::Mutex<(u64, Vec<u8>)>,
+}
+
+/// Size of the [`ReadAhead`] chunk.
+const READ_AHEAD: u64 = 64 << 10;
+
+impl<D: ReadAt> ReadAhead<D> {
+    /// Cache reads of `dev`.
+    pub fn new(dev: D) -> ReadAhead<D> {
+        ReadAhead {
+            dev,
+            cache: std::sync::Mutex::new((0, Vec::new())),
+        }
+    }
+}
+
+impl<D: ReadAt> ReadAt for ReadAhead<D> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let len = buf.len() as u64;
+        let chunk = offset - offset % READ_AHEAD;
+        // Large reads, and reads that straddle a chunk boundary, go straight through.
+        if len > READ_AHEAD || offset + len > chunk + READ_AHEAD {
+            return self.dev.read_exact_at(offset, buf);
+        }
+        check_range(offset, buf.len(), self.dev.size(), &"read-ahead")?;
+        // OK to recover: the cache holds plain bytes and is refilled on a miss.
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, bytes) = &mut *cache;
+        if *start != chunk || bytes.is_empty() {
+            let fill = READ_AHEAD.min(self.dev.size() - chunk);
+            // OK to cast: fill is at most READ_AHEAD.
+            bytes.resize(fill as usize, 0);
+            if let Err(e) = self.dev.read_exact_at(chunk, bytes) {
+                bytes.clear();
+                return Err(e);
+            }
+            *start = chunk;
+        }
+        // OK to cast: both are below READ_AHEAD.
+        let from = (offset - chunk) as usize;
+        buf.copy_from_slice(&bytes[from..from + buf.len()]);
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.dev.size()
+    }
+}

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::disk::{Disk, ReadAt, Window};
+use crate::disk::{Disk, ReadAhead, ReadAt, Window};
 use crate::error::{ErrorKind, Result};
 use crate::guest::reader::GuestFs;
 use crate::guest::resolve::{DiskView, PartView};
@@ -237,7 +237,12 @@ fn open_reader(
     notes: &mut Vec<String>,
 ) -> Result<Box<dyn GuestFs>> {
     let w = window(disk, p)?;
-    let e = match ext4_view::Ext4::load(Box::new(w.clone())) {
+    let cached = Window::new(
+        Arc::new(ReadAhead::new(Arc::clone(disk))),
+        w.start(),
+        w.size(),
+    )?;
+    let e = match ext4_view::Ext4::load(Box::new(cached)) {
         Ok(fs) => return Ok(Box::new(fs)),
         Err(e) => e,
     };
