@@ -1,5 +1,6 @@
 //! One integration-test binary: every test runs the built `domuify` or the library
 //! against images made by `scripts/`, judged by independent tools.
 
+mod blockdev;
 mod fixtures;
 mod inspect;
