@@ -137,9 +137,10 @@ impl Partition {
 /// - any MBR entry of type `0xEE`: GPT (the protective MBR), read from the
 ///   primary header at LBA 1 or, if that is damaged, the backup at the last LBA;
 ///   a GPT found at byte 4096 and not 512 is read with 4096-byte sectors;
-/// - a sector 0 that is a valid FAT boot sector: no table (a bare FAT filesystem
-///   also ends in `0x55 0xAA`);
 /// - a boot indicator other than `0x00`/`0x80` in any entry: no table;
+/// - a sector 0 that is a valid FAT, exFAT or NTFS boot sector: no table (their
+///   boot sectors also end in `0x55 0xAA`);
+/// - no entry used, and an LVM2 label: no table (a boot loader in front of a PV);
 /// - otherwise MBR.
 ///
 /// With no table the result is one [`Slot::Whole`] partition numbered 0 spanning
@@ -166,16 +167,22 @@ pub fn read_table<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Parti
     {
         return gpt::read(dev, sector_size);
     }
-    if crate::probe::fat::is_fat_boot_sector(&sector0) {
-        return Ok(whole_disk(dev, sector_size));
-    }
     if entries
         .iter()
         .any(|e| e.boot_ind != 0x00 && e.boot_ind != 0x80)
+        || crate::probe::fat::is_fat_boot_sector(&sector0)
+        || bytes::has(&sector0, 3, b"EXFAT   ")
+        || crate::probe::ntfs::is_ntfs(dev)?
+        || (entries.iter().all(|e| e.nr_sects == 0) && is_lvm2(dev)?)
     {
         return Ok(whole_disk(dev, sector_size));
     }
     mbr::read(dev, sector_size, &sector0)
+}
+
+/// A valid LVM2 label (an empty MBR in front of it is a boot loader's, not a table).
+fn is_lvm2<D: ReadAt + ?Sized>(dev: &D) -> Result<bool> {
+    Ok(crate::probe::other::probe_lvm2(dev)?.is_some_and(|i| i.problem.is_none()))
 }
 
 /// No table: one window over the whole disk.

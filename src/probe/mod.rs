@@ -128,8 +128,8 @@ pub struct FsInfo {
 pub(crate) mod bytes;
 mod ext;
 pub(crate) mod fat;
-mod ntfs;
-mod other;
+pub(crate) mod ntfs;
+pub(crate) mod other;
 mod swap;
 
 pub use ext::feature_names as ext_feature_names;

@@ -64,6 +64,15 @@ pub(super) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
     Ok(Some(info))
 }
 
+/// Is this a valid NTFS volume (as libblkid's `blkid_probe_is_ntfs`, which keeps
+/// an NTFS boot sector from being read as an MBR)?
+pub(crate) fn is_ntfs<D: ReadAt + ?Sized>(dev: &D) -> Result<bool> {
+    let Some(bs) = bytes::read_opt(dev, 0, 512)? else {
+        return Ok(false);
+    };
+    Ok(bytes::has(&bs, NTFS_OEM_ID, b"NTFS    ") && read_volume(dev, &bs)?.is_ok())
+}
+
 /// Check the BPB and read the volume name; the inner error says what is wrong.
 fn read_volume<D: ReadAt + ?Sized>(
     dev: &D,

@@ -114,7 +114,7 @@ pub fn lvm2_crc(data: &[u8]) -> u32 {
 }
 
 /// Probe for an LVM2 physical volume.
-pub(super) fn probe_lvm2<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
+pub(crate) fn probe_lvm2<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
     for sector in 0..LVM2_LABEL_SECTORS {
         let Some(l) = bytes::read_opt(dev, sector * 512, LVM2_LABEL_SIZE)? else {
             return Ok(None);

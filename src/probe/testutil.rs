@@ -69,8 +69,25 @@ pub(crate) fn blkid(
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| (k.to_string(), unescape(v)))
         .collect()
+}
+
+/// Undo the shell escaping of `blkid -o export` (a backslash before blanks and
+/// shell metacharacters).
+fn unescape(v: &str) -> String {
+    let mut out = String::new();
+    let mut chars = v.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Patch `bytes` into the file at `off`.
