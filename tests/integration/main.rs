@@ -2,5 +2,6 @@
 //! against images made by `scripts/`, judged by independent tools.
 
 mod blockdev;
+mod dirs;
 mod fixtures;
 mod inspect;
