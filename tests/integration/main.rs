@@ -1,10 +1,13 @@
 //! One integration-test binary: every test runs the built `domuify` or the library
 //! against images made by `scripts/`, judged by independent tools.
 
+mod blockdev;
 mod dirs;
 mod engine;
 mod engine_bench;
 mod engine_prop;
 mod files;
+mod fixtures;
 mod harness;
+mod inspect;
 mod undo;
