@@ -22,149 +22,69 @@ use crate::copy::{self, EngineReader, GuestRead, Node, ViewReader};
 use crate::disk::{Access, Disk, ReadAt, Window, WriteAt};
 use crate::error::{Error, ErrorKind};
 use crate::ext::{Ext, FileType, Ino, NewNode, Timestamp};
+use crate::part::{Partition, Slot, TableKind};
 use crate::undo::{self, UndoDev};
-
-/// A partition as the file commands need it.
-struct Part {
-    number: u32,
-    start: u64,
-    size: u64,
-}
-
-// TEMPORARY until `crate::part::read_table` lands (branch `probe`): MBR primary and
-// logical partitions and GPT entries, enough for the file commands and their tests.
-// The lead replaces this with `crate::part::read_table(&disk, 512)` at merge.
-fn read_partitions(disk: &Disk) -> crate::Result<Vec<Part>> {
-    const SECTOR: u64 = 512;
-    let mut mbr = [0u8; 512];
-    if disk.size() < 512 {
-        return Ok(Vec::new());
-    }
-    disk.read_exact_at(0, &mut mbr)?;
-    if mbr[510..512] != [0x55, 0xAA] {
-        return Ok(Vec::new());
-    }
-    let entry = |b: &[u8], i: usize| -> (u8, u64, u64) {
-        let e = &b[446 + 16 * i..446 + 16 * (i + 1)];
-        let lba = u64::from(u32::from_le_bytes([e[8], e[9], e[10], e[11]]));
-        let n = u64::from(u32::from_le_bytes([e[12], e[13], e[14], e[15]]));
-        (e[4], lba, n)
-    };
-    let mut parts = Vec::new();
-    if (0..4).any(|i| entry(&mbr, i).0 == 0xEE) {
-        let mut h = [0u8; 92];
-        disk.read_exact_at(SECTOR, &mut h)?;
-        if &h[..8] != b"EFI PART" {
-            return Err(Error::corrupt(
-                "protective MBR without a GPT header at 0x200",
-            ));
-        }
-        let le64 = |b: &[u8], o: usize| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(&b[o..o + 8]);
-            u64::from_le_bytes(a)
-        };
-        let lba = le64(&h, 0x48);
-        let count = u32::from_le_bytes([h[0x50], h[0x51], h[0x52], h[0x53]]).min(1024);
-        let esize = u32::from_le_bytes([h[0x54], h[0x55], h[0x56], h[0x57]]);
-        if !(128..=4096).contains(&esize) {
-            return Err(Error::corrupt(format!("GPT entry size {esize}")));
-        }
-        let mut e = vec![0u8; esize as usize];
-        for i in 0..count {
-            let off = lba
-                .checked_mul(SECTOR)
-                .and_then(|o| o.checked_add(u64::from(i) * u64::from(esize)))
-                .ok_or_else(|| Error::corrupt("GPT entries offset overflows"))?;
-            disk.read_exact_at(off, &mut e)?;
-            if e[..16].iter().all(|&b| b == 0) {
-                continue;
-            }
-            let (first, last) = (le64(&e, 0x20), le64(&e, 0x28));
-            if last >= first {
-                parts.push(Part {
-                    number: i + 1,
-                    start: first.saturating_mul(SECTOR),
-                    size: (last - first + 1).saturating_mul(SECTOR),
-                });
-            }
-        }
-        return Ok(parts);
-    }
-    let mut extended = None;
-    for i in 0..4 {
-        let (ty, lba, n) = entry(&mbr, i);
-        if ty == 0 || n == 0 {
-            continue;
-        }
-        if matches!(ty, 0x05 | 0x0F | 0x85) {
-            extended = Some(lba);
-        }
-        parts.push(Part {
-            number: i as u32 + 1,
-            start: lba * SECTOR,
-            size: n * SECTOR,
-        });
-    }
-    if let Some(base) = extended {
-        let mut ebr_lba = base;
-        let mut number = 5;
-        let mut ebr = [0u8; 512];
-        while number < 64 {
-            disk.read_exact_at(ebr_lba * SECTOR, &mut ebr)?;
-            if ebr[510..512] != [0x55, 0xAA] {
-                break;
-            }
-            let (ty, rel, n) = entry(&ebr, 0);
-            if ty != 0 && n != 0 {
-                parts.push(Part {
-                    number,
-                    start: (ebr_lba + rel) * SECTOR,
-                    size: n * SECTOR,
-                });
-                number += 1;
-            }
-            let (nty, nrel, _) = entry(&ebr, 1);
-            if nty == 0 || nrel == 0 {
-                break;
-            }
-            ebr_lba = base + nrel;
-        }
-    }
-    Ok(parts)
-}
 
 /// The byte range `--part` names, or the whole disk for a bare filesystem.
 fn locate(disk: &Disk, part: Option<u32>) -> anyhow::Result<(u64, u64)> {
     let shown = disk.path().display();
-    let parts = read_partitions(disk).with_context(|| format!("{shown}: partition table"))?;
-    match part {
-        None if parts.is_empty() => Ok((0, disk.size())),
-        None => {
-            let list: Vec<String> = parts
-                .iter()
-                .map(|p| format!("{} (at {:#x}, {} bytes)", p.number, p.start, p.size))
-                .collect();
-            Err(UsageError(format!(
-                "{shown} is partitioned: choose one with --part N; partitions: {}",
-                list.join(", ")
-            ))
-            .into())
+    let table = crate::part::read_table(disk, disk.logical_sector_size())
+        .with_context(|| format!("{shown}: partition table"))?;
+    let problems = || -> String {
+        if table.problems.is_empty() {
+            String::new()
+        } else {
+            let p: Vec<&str> = table.problems.iter().map(|p| p.message.as_str()).collect();
+            format!(" (the table is damaged: {})", p.join("; "))
         }
+    };
+    // The containers of logical partitions hold no filesystem.
+    let parts: Vec<&Partition> = table
+        .partitions
+        .iter()
+        .filter(|p| p.slot != Slot::Extended)
+        .collect();
+    if table.kind == TableKind::None {
+        return match (part, parts.first()) {
+            (None, Some(whole)) => Ok((whole.start_bytes, whole.size_bytes)),
+            (None, None) => Ok((0, disk.size())),
+            (Some(n), _) => Err(UsageError(format!(
+                "{shown} has no partition table (it is a bare filesystem): omit --part {n}"
+            ))
+            .into()),
+        };
+    }
+    let list = || -> String {
+        let l: Vec<String> = parts
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} (at {:#x}, {} bytes)",
+                    p.number, p.start_bytes, p.size_bytes
+                )
+            })
+            .collect();
+        if l.is_empty() {
+            "none".into()
+        } else {
+            l.join(", ")
+        }
+    };
+    match part {
+        None => Err(UsageError(format!(
+            "{shown} is partitioned: choose one with --part N; partitions: {}{}",
+            list(),
+            problems()
+        ))
+        .into()),
         Some(n) => match parts.iter().find(|p| p.number == n) {
-            Some(p) => Ok((p.start, p.size)),
-            None => {
-                let nums: Vec<String> = parts.iter().map(|p| p.number.to_string()).collect();
-                Err(UsageError(format!(
-                    "{shown} has no partition {n} (it has: {})",
-                    if nums.is_empty() {
-                        "none, it is a bare filesystem: omit --part".to_string()
-                    } else {
-                        nums.join(", ")
-                    }
-                ))
-                .into())
-            }
+            Some(p) => Ok((p.start_bytes, p.size_bytes)),
+            None => Err(UsageError(format!(
+                "{shown} has no partition {n}; partitions: {}{}",
+                list(),
+                problems()
+            ))
+            .into()),
         },
     }
 }

@@ -816,3 +816,74 @@ fn copy_in_that_does_not_fit_changes_nothing() {
         .code(1);
     assert_eq!(sha256_file(&img), sha);
 }
+
+/// The seed's disk: the guest is ext3 in logical partition 5 (EBR chain), read and
+/// written by partition number. Needs the engine for the write.
+#[test]
+fn seed_fixture_logical_ext3_partition() {
+    let t = tempfile::tempdir().unwrap();
+    let img = crate::fixtures::copy("seed.img", t.path());
+    let off = 102_400 * 512;
+    let a = bin().arg("ls").arg(&img).assert().code(2);
+    let e = stderr_of(&a);
+    assert!(e.contains("5 (at 0x3200000"), "{e}");
+    let a = bin()
+        .args(["cat", "--part", "5"])
+        .arg(&img)
+        .arg("/etc/fstab")
+        .assert()
+        .success();
+    assert_eq!(stdout_of(&a), debugfs_cat(&img, off, "/etc/fstab"));
+    // --part 4 is the extended container: no filesystem to choose.
+    bin().args(["ls", "--part", "4"]).arg(&img).assert().code(2);
+    let mut fstab = stdout_of(&a);
+    fstab.extend_from_slice(b"/dev/xvdb1 /srv ext3 defaults 0 2\n");
+    bin()
+        .args(["write", "--part", "5"])
+        .arg(&img)
+        .arg("/etc/fstab")
+        .write_stdin(fstab.clone())
+        .assert()
+        .success();
+    assert_eq!(debugfs_cat(&img, off, "/etc/fstab"), fstab);
+    assert_fsck_clean(&img, off);
+    // The dom0 root in partition 3 is untouched.
+    assert_fsck_clean(&img, 51_200 * 512);
+}
+
+/// The GPT fixture's Debian root (ext4, 4 KiB, metadata_csum, usrmerge): copy-in a
+/// module tree through /lib, read back through ls. Needs the engine.
+#[test]
+fn gpt_fixture_copy_in_through_usrmerge() {
+    let t = tempfile::tempdir().unwrap();
+    let img = crate::fixtures::copy("gpt.img", t.path());
+    let off = 133_120 * 512;
+    let src = t.path().join("src");
+    host_tree(&src);
+    bin()
+        .args(["copy-in", "--part", "2"])
+        .arg(&img)
+        .arg(src.join("pkg"))
+        .arg("/lib")
+        .assert()
+        .success();
+    assert_fsck_clean(&img, off);
+    assert_eq!(
+        stat_field(&debugfs_stat(&img, off, "/lib"), "Type:"),
+        "symlink"
+    );
+    assert_eq!(
+        debugfs_cat(&img, off, "/usr/lib/pkg/sub/b.conf"),
+        fs::read(src.join("pkg/sub/b.conf")).unwrap()
+    );
+    let a = bin()
+        .args(["ls", "--part", "2"])
+        .arg(&img)
+        .arg("/lib/pkg/sub")
+        .assert()
+        .success();
+    assert_eq!(
+        String::from_utf8_lossy(&stdout_of(&a)),
+        "a-hard.ko\nb.conf\nempty\nfast\n"
+    );
+}
