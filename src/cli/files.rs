@@ -339,20 +339,13 @@ fn with_ext<T>(
         None => (Arc::new(disk), None),
     };
     let win = Window::new(dev, start, len)?;
+    // On an error the engine is not flushed: what it holds in memory is dropped,
+    // and the filesystem stays as of its last flush (the engine flushes on its own
+    // only between consistent states), at worst with data written to free blocks.
     let result = Ext::open_read_write(win).and_then(|mut ext| {
-        let out = f(&mut ext);
-        match out {
-            Ok(v) => ext.flush().map(|()| v),
-            // A refusal before any change, or a request the engine rejected
-            // cleanly: persist what was done before it, then report.
-            Err(e) if e.kind() != ErrorKind::Io => {
-                if let Err(fe) = ext.flush() {
-                    eprintln!("domuify: flushing after the error failed too: {fe}");
-                }
-                Err(e)
-            }
-            Err(e) => Err(e),
-        }
+        let v = f(&mut ext)?;
+        ext.flush()?;
+        Ok(v)
     });
     match (result, &undo_dev, &opts.undo) {
         (Ok(v), Some(u), _) => {
@@ -361,7 +354,10 @@ fn with_ext<T>(
         }
         (Ok(v), None, _) => Ok(v),
         (Err(e), Some(u), Some(p)) => {
-            if u.stats().records == 0 {
+            // Issue (and save) the writes the log still holds, to know whether
+            // anything reached the image.
+            let _ = u.sync();
+            if u.stats().device_writes == 0 {
                 // Nothing reached the image: the log is useless, do not leave it.
                 let _ = std::fs::remove_file(p);
                 Err(anyhow!(e).context("nothing was written"))

@@ -105,7 +105,7 @@ pub struct LsArgs {
     /// Guest path (default `/`).
     #[arg(default_value = "/")]
     path: String,
-    /// Long listing: mode, links, owner, size, mtime, name, link target.
+    /// Long listing: mode, owner, size, mtime (UTC), name, link target.
     #[arg(short = 'l')]
     long: bool,
 }
