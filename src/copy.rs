@@ -380,7 +380,9 @@ fn host_perm(perm: u16) -> u32 {
 }
 
 /// Copy guest paths (recursively) into the existing host directory `host_dir`.
-/// The root `/` copies the root's contents into `host_dir` itself. Unsafe or
+/// The root `/` copies the root's contents into `host_dir` itself. A symlink named
+/// last is copied as a symlink, or followed (inside the guest) when the path ends
+/// with `/`. Unsafe or
 /// failing entries are skipped and listed in the report; the copy goes on.
 pub fn copy_out(
     r: &dyn GuestRead,
@@ -414,7 +416,9 @@ pub fn copy_out(
                         show(&name)
                     )));
                 }
-                let node = r.node(gp, false)?;
+                // A symlink named last is copied as a symlink; with a trailing
+                // slash (`/lib/`) it is followed, inside the guest.
+                let node = r.node(gp, gp.ends_with(b"/"))?;
                 let dest = host_dir.join(OsStr::from_bytes(&name));
                 copy_out_node(r, gp, &node, &dest, &mut rep);
             }

@@ -1112,6 +1112,32 @@ mod tests {
         assert_eq!(mem.to_vec(), orig);
     }
 
+    /// The device failing under the log (power loss after k device writes): the
+    /// log stops, and restore gives the original back.
+    #[test]
+    fn device_failure_under_the_log_stops_it_and_restores() {
+        use crate::fault::FaultDev;
+        let dir = tempfile::tempdir().unwrap();
+        let orig = image(2 << 20);
+        for k in 0..4 {
+            let mem = MemDisk::new(orig.clone());
+            let path = dir.path().join(format!("u{k}"));
+            {
+                let f = FaultDev::new(&mem, k);
+                let u = UndoDev::create(&f, &path).unwrap();
+                let mut failed = false;
+                for i in 0..4u64 {
+                    failed |= u.write_all_at(i * 300_000, &[9u8; 70_000]).is_err();
+                }
+                failed |= u.sync().is_err();
+                assert!(failed, "k={k}");
+                assert!(u.write_all_at(0, b"x").is_err(), "k={k}: not stopped");
+            }
+            restore(&path, &mem).unwrap();
+            assert_eq!(mem.to_vec(), orig, "k={k}");
+        }
+    }
+
     #[test]
     fn works_over_a_file_disk() {
         let dir = tempfile::tempdir().unwrap();

@@ -291,6 +291,18 @@ fn copy_out_matches_debugfs_rdump() {
             );
         }
     }
+    // With a trailing slash the guest symlink is followed: a real directory.
+    let followed = t.path().join("followed");
+    fs::create_dir(&followed).unwrap();
+    bin()
+        .args(["copy-out", "--part", "1"])
+        .arg(&img)
+        .arg("/lib/")
+        .arg(&followed)
+        .assert()
+        .success();
+    assert!(fs::symlink_metadata(followed.join("lib")).unwrap().is_dir());
+    assert_eq!(walk(&followed.join("lib")), walk(&theirs.join("usr/lib")));
     assert_eq!(sha256_file(&img), sha);
 }
 
