@@ -210,6 +210,9 @@ pub struct Ext<D> {
     goal: u64,
     /// Counter mixed into new inodes' `i_generation`.
     gen_next: u32,
+    /// `bg_flags` and `bg_itable_unused` of the group of the last inode marked,
+    /// as they were before (to undo an allocation exactly).
+    last_inode_group_state: (u16, u32),
 }
 
 /// Dirty metadata (bytes) past which an operation flushes on its own.
@@ -297,6 +300,7 @@ impl<D: ReadAt> Ext<D> {
             pending_blocks: Vec::new(),
             pending_inodes: Vec::new(),
             gen_next,
+            last_inode_group_state: (0, 0),
         })
     }
 

@@ -769,3 +769,191 @@ fn engine_htree_directory_stays_indexed() {
         assert!(stat.contains("Links: 3"), "{stat}");
     }
 }
+
+#[test]
+fn engine_failed_operations_change_nothing() {
+    let tree = tempfile::tempdir().unwrap();
+    make_tree(tree.path());
+    for args in [&["-t", "ext4"][..], &["-t", "ext3"][..]] {
+        let img = Img::new(args, Some(tree.path()), 32);
+        let before = img.sha();
+        let mut fs = img.open_rw();
+        let etc = fs.resolve(b"/etc", true).unwrap();
+        let fstab = fs.resolve(b"/etc/fstab", true).unwrap();
+        let kind = |r: domuify::Result<Ino>| r.unwrap_err().kind();
+        let n = node(0o644, 5);
+        assert_eq!(
+            kind(fs.create_file(etc, b"fstab", &n, &mut &b"x"[..], 1)),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            kind(fs.mkdir(etc, b"hostname", &n)),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            kind(fs.symlink(etc, b"fstab", b"t", &n)),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            fs.link(etc, b"hostname", fstab).unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            kind(fs.create_file(etc, b"a/b", &n, &mut &b"x"[..], 1)),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind(fs.create_file(etc, b"..", &n, &mut &b"x"[..], 1)),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(kind(fs.mkdir(fstab, b"x", &n)), ErrorKind::InvalidInput);
+        // Data shorter than announced: nothing stays allocated or linked.
+        assert_eq!(
+            kind(fs.create_file(etc, b"short", &n, &mut &[1u8; 10_000][..], 20_000)),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            fs.replace_contents(fstab, &mut &[1u8; 10][..], 9000, Timestamp::now())
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            fs.unlink(ROOT_INO, b"etc").unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            fs.rmdir(ROOT_INO, b"etc").unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            fs.unlink(etc, b"nope").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            fs.rmdir(ROOT_INO, b"..").unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        fs.flush().unwrap();
+        drop(fs);
+        img.assert_clean(&format!("{args:?}: after refused operations"));
+        assert!(
+            img.sha() == before,
+            "{args:?}: refused operations changed the image"
+        );
+        assert!(img.debugfs("ls /etc").contains("fstab"));
+    }
+}
+
+#[test]
+fn engine_attributes_and_timestamps() {
+    for (args, extra) in [
+        (&["-t", "ext4"][..], true),
+        (&["-t", "ext4", "-I", "128"][..], false),
+    ] {
+        let img = Img::new(args, None, 16);
+        let mut fs = img.open_rw();
+        let n = NewNode {
+            perm: 0o4751,
+            uid: 70_000,
+            gid: 65_600,
+            atime: Timestamp {
+                sec: 1_600_000_001,
+                nsec: 1,
+            },
+            mtime: Timestamp {
+                sec: 1_600_000_002,
+                nsec: 999_999_999,
+            },
+            ctime: Timestamp {
+                sec: 1_600_000_003,
+                nsec: 3,
+            },
+        };
+        let f = fs
+            .create_file(ROOT_INO, b"f", &n, &mut &b"abc"[..], 3)
+            .unwrap();
+        let d = fs.mkdir(ROOT_INO, b"d", &n).unwrap();
+        // Past 2038 (epoch bits in the _extra word).
+        let later = NewNode {
+            perm: 0o640,
+            uid: 0,
+            gid: 4,
+            atime: Timestamp {
+                sec: 4_000_000_000,
+                nsec: 7,
+            },
+            mtime: Timestamp {
+                sec: 4_000_000_001,
+                nsec: 8,
+            },
+            ctime: Timestamp {
+                sec: 4_000_000_002,
+                nsec: 9,
+            },
+        };
+        fs.set_attrs(d, &later).unwrap();
+        fs.flush().unwrap();
+        drop(fs);
+        img.assert_clean("attributes");
+        let st = img.debugfs("stat /f");
+        assert!(st.contains("Mode:  04751"), "{st}");
+        assert!(
+            st.contains("User: 70000") && st.contains("Group: 65600"),
+            "{st}"
+        );
+        if extra {
+            let ex = |nsec: u32| format!("{:08x}", nsec << 2);
+            assert!(
+                st.contains(&format!(
+                    "mtime: 0x{:08x}:{}",
+                    1_600_000_002u32,
+                    ex(999_999_999)
+                )),
+                "{st}"
+            );
+            assert!(
+                st.contains(&format!("crtime: 0x{:08x}:{}", 1_600_000_003u32, ex(3))),
+                "{st}"
+            );
+            // ext4-view 1.0.0 refuses timestamps whose low word is >= 2^31
+            // (past 2038 or before 1970): debugfs judges those.
+            let st = img.debugfs("stat /d");
+            assert!(
+                st.contains(&format!(
+                    "mtime: 0x{:08x}:{:08x}",
+                    4_000_000_001u64 as u32,
+                    (8 << 2) | 1
+                )),
+                "{st}"
+            );
+            let v = ext4_view::Ext4::load(Box::new(img.window(Access::ReadOnly))).unwrap();
+            let m = v.metadata("/f").unwrap();
+            assert_eq!(m.mode() & 0o7777, 0o4751);
+            assert_eq!(m.modified().seconds(), 1_600_000_002);
+            assert_eq!(m.modified().nanoseconds(), 999_999_999);
+        } else {
+            assert!(
+                st.contains(&format!("mtime: 0x{:08x} --", 1_600_000_002u32)),
+                "{st}"
+            );
+        }
+        let r = Ext::open_read_only(img.window(Access::ReadOnly)).unwrap();
+        let s = r.stat(f).unwrap();
+        assert_eq!(
+            (s.mode, s.uid, s.gid, s.links),
+            (0o104751, 70_000, 65_600, 1)
+        );
+        let s = r.stat(d).unwrap();
+        assert_eq!((s.mode, s.uid, s.gid, s.links), (0o040640, 0, 4, 2));
+        if extra {
+            assert_eq!(
+                s.mtime,
+                Timestamp {
+                    sec: 4_000_000_001,
+                    nsec: 8
+                }
+            );
+        }
+    }
+}
