@@ -31,13 +31,47 @@ pub struct Img {
 impl Img {
     /// `mke2fs ARGS -d TREE` of `mb` MiB at 1 MiB into a new image.
     pub fn new(args: &[&str], tree: Option<&Path>, mb: u64) -> Img {
+        Self::build(args, tree, mb, false)
+    }
+
+    /// Like [`Img::new`], over an image full of garbage, with lazily
+    /// initialised inode tables: what mke2fs does not write stays garbage.
+    pub fn new_over_garbage(args: &[&str], mb: u64) -> Img {
+        Self::build(args, None, mb, true)
+    }
+
+    fn build(args: &[&str], tree: Option<&Path>, mb: u64, garbage: bool) -> Img {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("disk.img");
         let fs_bytes = mb << 20;
-        let f = fs::File::create(&path).unwrap();
-        f.set_len(OFFSET + fs_bytes + (1 << 20)).unwrap();
+        let total = OFFSET + fs_bytes + (1 << 20);
+        if garbage {
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+            let chunk: Vec<u8> = (0..(1 << 20) + 13)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let mut data = Vec::with_capacity(total as usize);
+            while (data.len() as u64) < total {
+                data.extend_from_slice(&chunk);
+            }
+            data.truncate(total as usize);
+            fs::write(&path, data).unwrap();
+        } else {
+            let f = fs::File::create(&path).unwrap();
+            f.set_len(total).unwrap();
+        }
+        let ext_opts = if garbage {
+            "offset=1048576,lazy_itable_init=1,nodiscard"
+        } else {
+            "offset=1048576"
+        };
         let mut cmd = Command::new("mke2fs");
-        cmd.args(["-F", "-q", "-E", "offset=1048576"]).args(args);
+        cmd.args(["-F", "-q", "-E", ext_opts]).args(args);
         cmd.env("E2FSPROGS_FAKE_TIME", "1700000000");
         if let Some(t) = tree {
             cmd.arg("-d").arg(t);
@@ -955,5 +989,79 @@ fn engine_attributes_and_timestamps() {
                 }
             );
         }
+    }
+}
+
+#[test]
+fn engine_uninit_groups_over_garbage() {
+    for args in [
+        &["-t", "ext4", "-b", "1024"][..],
+        &["-t", "ext4", "-b", "1024", "-O", "^flex_bg"][..],
+        &[
+            "-t",
+            "ext4",
+            "-b",
+            "1024",
+            "-O",
+            "^flex_bg,^metadata_csum,uninit_bg",
+        ][..],
+        &[
+            "-t",
+            "ext4",
+            "-b",
+            "1024",
+            "-O",
+            "^metadata_csum,uninit_bg",
+            "-I",
+            "128",
+        ][..],
+    ] {
+        let img = Img::new_over_garbage(args, 64);
+        img.assert_clean(&format!("{args:?}: fresh"));
+        let mut fs = img.open_rw();
+        let mut dirs = Vec::new();
+        for d in 0..4 {
+            dirs.push(
+                fs.mkdir(ROOT_INO, format!("dir{d}").as_bytes(), &node(0o755, 1))
+                    .unwrap(),
+            );
+        }
+        // More inodes than one group holds, and data across several groups.
+        for i in 0..2600 {
+            let d = dirs[i % dirs.len()];
+            let data = [i as u8; 300];
+            fs.create_file(
+                d,
+                format!("f{i}").as_bytes(),
+                &node(0o644, 1),
+                &mut &data[..],
+                300,
+            )
+            .unwrap();
+        }
+        let big = cheap_pattern(20 << 20, 1);
+        fs.create_file(
+            ROOT_INO,
+            b"big",
+            &node(0o644, 1),
+            &mut &big[..],
+            big.len() as u64,
+        )
+        .unwrap();
+        fs.flush().unwrap();
+        drop(fs);
+        img.assert_clean(&format!("{args:?}: after filling several groups"));
+        assert!(dump(&img, "/big") == big);
+        assert_eq!(img.debugfs("cat /dir1/f2597").len(), 300);
+        // Remove most of it again.
+        let mut fs = img.open_rw();
+        for d in 0..4 {
+            fs.remove_tree(ROOT_INO, format!("dir{d}").as_bytes())
+                .unwrap();
+        }
+        fs.unlink(ROOT_INO, b"big").unwrap();
+        fs.flush().unwrap();
+        drop(fs);
+        img.assert_clean(&format!("{args:?}: after removing"));
     }
 }

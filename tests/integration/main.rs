@@ -3,4 +3,5 @@
 mod dirs;
 mod engine;
 mod engine_bench;
+mod engine_fuzz;
 mod engine_prop;
