@@ -1065,3 +1065,38 @@ fn engine_uninit_groups_over_garbage() {
         img.assert_clean(&format!("{args:?}: after removing"));
     }
 }
+
+#[test]
+fn engine_ext4_32bit_gdt_csum() {
+    scenario(
+        &["-t", "ext4", "-O", "^64bit,^metadata_csum,uninit_bg"],
+        true,
+    );
+}
+
+#[test]
+fn engine_ext4_sparse_super2_orphan_file() {
+    scenario(&["-t", "ext4", "-O", "sparse_super2,orphan_file"], true);
+}
+
+#[test]
+fn engine_ext4_1k_blocks_1k_inodes_csum_seed() {
+    scenario(
+        &[
+            "-t",
+            "ext4",
+            "-b",
+            "1024",
+            "-I",
+            "1024",
+            "-O",
+            "metadata_csum_seed,^resize_inode",
+        ],
+        true,
+    );
+}
+
+#[test]
+fn engine_ext3_1k_no_dir_index() {
+    scenario(&["-t", "ext3", "-b", "1024", "-O", "^dir_index"], true);
+}
