@@ -4,4 +4,5 @@ mod dirs;
 mod engine;
 mod engine_bench;
 mod engine_fuzz;
+mod engine_matrix;
 mod engine_prop;
