@@ -130,7 +130,7 @@ impl Superblock {
         } else {
             0
         };
-        let max_bpg = u64::from(block_size) * 8 << cluster_shift;
+        let max_bpg = (u64::from(block_size) * 8) << cluster_shift;
         if blocks_per_group == 0 || u64::from(blocks_per_group) > max_bpg {
             return Err(bad("s_blocks_per_group out of range"));
         }
