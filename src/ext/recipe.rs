@@ -90,12 +90,21 @@ impl<D: ReadAt> Ext<D> {
 
     /// Link a freshly allocated inode into `parent`; on failure the inode goes
     /// back at once (nothing references it).
-    fn link_new(&mut self, parent: Ino, name: &[u8], ino: Ino, ft: FileType) -> Result<()> {
-        if let Err(e) = self.dir_add(parent, name, ino, ft) {
-            self.unalloc_inode(ino, ft == FileType::Directory)?;
-            return Err(e);
+    fn link_new(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        ino: Ino,
+        ft: FileType,
+        saved: (u16, u32),
+    ) -> Result<super::dirio::DirUndo> {
+        match self.dir_add(parent, name, ino, ft) {
+            Ok(u) => Ok(u),
+            Err(e) => {
+                self.unalloc_inode(ino, ft == FileType::Directory, saved)?;
+                Err(e)
+            }
         }
-        Ok(())
     }
 
     /// Update a directory's mtime and ctime.
@@ -159,15 +168,15 @@ impl<D: WriteAt> Ext<D> {
         need.blocks += DIR_INSERT_BLOCKS;
         self.reserve(need)?;
         // 2. The inode, near its parent, and its name (the duplicate check).
-        let ino = self.alloc_inode(self.inode_group(parent), false)?;
-        self.link_new(parent, name, ino, FileType::Regular)?;
+        let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), false)?;
+        let undo = self.link_new(parent, name, ino, FileType::Regular, saved)?;
         // 3. Data into new runs.
         let goal = self.data_goal(parent);
         let runs = match self.write_stream(data, len, goal) {
             Ok(r) => r,
             Err(e) => {
-                self.dir_remove(parent, name)?;
-                self.unalloc_inode(ino, false)?;
+                self.dir_undo(undo)?;
+                self.unalloc_inode(ino, false, saved)?;
                 return Err(e);
             }
         };
@@ -291,8 +300,8 @@ impl<D: WriteAt> Ext<D> {
             inodes: 1,
         })?;
         // 2. Allocate the inode and its block.
-        let ino = self.alloc_inode(self.inode_group(parent), true)?;
-        self.link_new(parent, name, ino, FileType::Directory)?;
+        let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), true)?;
+        self.link_new(parent, name, ino, FileType::Directory, saved)?;
         let goal = self.data_goal(parent);
         let (pblk, _) = self.alloc_run(goal, 1)?;
         // 3. The inode: links 2, one block.
@@ -341,8 +350,8 @@ impl<D: WriteAt> Ext<D> {
             blocks: blocks + DIR_INSERT_BLOCKS,
             inodes: 1,
         })?;
-        let ino = self.alloc_inode(self.inode_group(parent), false)?;
-        self.link_new(parent, name, ino, FileType::Symlink)?;
+        let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), false)?;
+        self.link_new(parent, name, ino, FileType::Symlink, saved)?;
         let mut inode = self.new_inode(ino, S_IFLNK | 0o777, node, 1);
         let _ = node.perm;
         inode.set_size(target.len() as u64);

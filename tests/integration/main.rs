@@ -5,6 +5,8 @@ mod blockdev;
 mod dirs;
 mod engine;
 mod engine_bench;
+mod engine_fuzz;
+mod engine_matrix;
 mod engine_prop;
 mod files;
 mod fixtures;
