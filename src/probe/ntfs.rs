@@ -145,7 +145,9 @@ fn read_volume<D: ReadAt + ?Sized>(
         }
         None => return Ok(Err(format!("the MFT (byte {mft_off:#x}) is past the end"))),
     }
-    let vol_off = mft_off + MFT_RECORD_VOLUME * mft_record_size;
+    let Some(vol_off) = mft_off.checked_add(MFT_RECORD_VOLUME * mft_record_size) else {
+        return Ok(Err(format!("MFT cluster {mft} overflows a byte offset")));
+    };
     let rec = match bytes::read_opt(dev, vol_off, rec_len)? {
         Some(r) if bytes::has(&r, 0, b"FILE") => r,
         Some(_) => {

@@ -564,3 +564,19 @@ fn peek_helper_reads_what_patch_wrote() {
     patch(&img, 100, b"abc");
     assert_eq!(peek(&img, 100, 3), b"abc");
 }
+
+#[test]
+fn ntfs_mft_offset_overflow_is_a_problem_not_a_panic() {
+    let mut bs = vec![0u8; 4096];
+    bs[3..11].copy_from_slice(b"NTFS    ");
+    bs[0x0B..0x0D].copy_from_slice(&512u16.to_le_bytes());
+    bs[0x0D] = 1;
+    bs[0x28..0x30].copy_from_slice(&u64::MAX.to_le_bytes());
+    // The MFT at the last cluster a 64-bit byte offset can name: far past the
+    // device's end, reported rather than read or overflowed.
+    bs[0x30..0x38].copy_from_slice(&(u64::MAX / 512).to_le_bytes());
+    bs[0x40] = 0xF6; // 1 KiB records
+    let info = probe(&MemDisk::new(bs)).expect("probe");
+    assert_eq!(info.fstype, FsType::Ntfs);
+    assert!(info.problem.is_some());
+}

@@ -1,2 +1,4 @@
 //! One integration-test binary: every test runs the built `domuify` or the library
 //! against images made by `scripts/`, judged by independent tools.
+
+mod probe_fuzz;
