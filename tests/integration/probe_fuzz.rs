@@ -80,7 +80,8 @@ fn image(dir: &Path, name: &str, size: u64, make: impl FnOnce(&str)) -> Vec<u8> 
 /// Sectors holding table or superblock metadata in `b`: found by signature, so
 /// the templates need no hard-coded layout.
 fn hot_ranges(b: &[u8]) -> Vec<std::ops::Range<usize>> {
-    let mut hot = vec![0..4096.min(b.len())];
+    let mut hot = Vec::new();
+    hot.push(0..4096.min(b.len()));
     if b.len() > 4096 {
         hot.push(b.len() - 4096..b.len());
     }
