@@ -631,3 +631,27 @@ fn truncated_gpt_disk_keeps_its_partitions() {
     }
     assert_eq!(msgs.len(), 4, "{msgs:?}");
 }
+
+#[test]
+fn readable_window_clamps_to_the_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let img = seed_mbr(dir.path());
+    let full = read(&img);
+    let p5 = full.partition(5).expect("5").clone();
+    let p6 = full.partition(6).expect("6").clone();
+    let cut = p5.start_bytes + p5.size_bytes / 2;
+    let disk = MemDisk::new(peek(&img, 0, cut as usize));
+    let w = p5.readable_window(&disk).expect("window");
+    assert_eq!(
+        (w.start(), w.size()),
+        (p5.start_bytes, cut - p5.start_bytes)
+    );
+    assert!(!p5.fits(cut));
+    assert!(p6.readable_window(&disk).is_none());
+    let p1 = full.partition(1).expect("1");
+    assert!(p1.fits(cut));
+    assert_eq!(
+        p1.readable_window(&disk).map(|w| w.size()),
+        Some(p1.size_bytes)
+    );
+}

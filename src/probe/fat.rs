@@ -70,7 +70,7 @@ const ATTR_LONG_NAME: u8 = 0x0F;
 const ATTR_MASK: u8 = 0x3F;
 const ENTRY_FREE: u8 = 0xE5;
 
-/// Most clusters of a FAT12/16 label search (blkid: maxloop 100).
+/// Most clusters of the FAT32 root directory searched for the label (as blkid).
 pub const MAX_ROOT_CLUSTERS: usize = 99;
 /// Largest chunk of directory read at once.
 const DIR_CHUNK: usize = 4096;

@@ -6,6 +6,19 @@
 
 use serde::Serialize;
 
+use crate::disk::ReadAt;
+use crate::error::Result;
+
+pub(crate) mod bytes;
+mod ext;
+pub(crate) mod fat;
+pub(crate) mod ntfs;
+pub(crate) mod other;
+mod swap;
+
+pub use ext::feature_names as ext_feature_names;
+pub use other::lvm2_crc;
+
 /// Filesystem types, named as blkid names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum FsType {
@@ -124,19 +137,6 @@ pub struct FsInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
 }
-
-pub(crate) mod bytes;
-mod ext;
-pub(crate) mod fat;
-pub(crate) mod ntfs;
-pub(crate) mod other;
-mod swap;
-
-pub use ext::feature_names as ext_feature_names;
-pub use other::lvm2_crc;
-
-use crate::disk::ReadAt;
-use crate::error::Result;
 
 impl FsInfo {
     /// A result of type `fstype` with nothing else known yet.

@@ -3,7 +3,8 @@
 //! as libblkid checks them. The MFT record is read whole (at most
 //! [`MAX_MFT_RECORD`] bytes) and its attributes walked with bounds; like blkid,
 //! the update-sequence fixups are not applied (the name sits in the record's first
-//! sector).
+//! sector). Where blkid ignores an NTFS signature whose BPB or MFT is wrong, we
+//! report NTFS with the damage in [`FsInfo::problem`].
 
 use super::bytes::{self, le16, le32, le64};
 use super::{FsInfo, FsType};
