@@ -597,3 +597,22 @@ fn ntfs_mft_offset_overflow_is_a_problem_not_a_panic() {
     assert_eq!(info.fstype, FsType::Ntfs);
     assert!(info.problem.is_some());
 }
+
+#[test]
+fn external_journal_is_not_a_filesystem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let img = mke2fs(
+        dir.path(),
+        "jbd.img",
+        8 << 20,
+        &["-O", "journal_dev", "-b", "4096"],
+    );
+    assert_eq!(
+        blkid(&img, None).get("TYPE").map(String::as_str),
+        Some("jbd")
+    );
+    let info = probe_file(&img);
+    assert_eq!(info.fstype, FsType::Unknown);
+    assert_eq!(info.ext, None);
+    assert_eq!(info.problem, None);
+}
