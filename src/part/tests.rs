@@ -503,6 +503,17 @@ fn gpt_with_4096_byte_sectors() {
             .collect();
         assert_eq!(ours, judged);
     }
+    // The primary header destroyed: the backup is found in the last 4096-byte
+    // sector.
+    patch(&img, 4096, b"GARBAGE!");
+    let t = read_table(&mem(&img), 512).expect("read");
+    assert_eq!(t.sector_size, 4096);
+    assert_eq!(t.partitions.len(), 2);
+    assert!(
+        t.problems[0].message.contains("primary GPT header"),
+        "{:?}",
+        t.problems
+    );
 }
 
 #[test]
