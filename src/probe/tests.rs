@@ -616,3 +616,46 @@ fn external_journal_is_not_a_filesystem() {
     assert_eq!(info.ext, None);
     assert_eq!(info.problem, None);
 }
+
+/// A device that counts the bytes read from it.
+struct Counting<'a>(&'a MemDisk, std::cell::Cell<u64>);
+
+impl crate::disk::ReadAt for Counting<'_> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> crate::Result<()> {
+        self.1.set(self.1.get() + buf.len() as u64);
+        self.0.read_exact_at(offset, buf)
+    }
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+}
+
+#[test]
+fn fat_label_search_is_bounded_on_a_hostile_root_directory() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let img = dir.path().join("fat16.img");
+    sparse(&img, 64 << 20);
+    run("mkfs.vfat", &["-F", "16", "-r", "32768", &path(&img)], None);
+    let info = assert_like_blkid(&img);
+    assert_eq!(info.label, None);
+    // Claim a 2 MiB root directory (mkfs.vfat stops at 1 MiB) and fill it with
+    // file entries and no end marker.
+    patch(&img, 0x11, &65520u16.to_le_bytes());
+    let bs = peek(&img, 0, 512);
+    let reserved = u64::from(u16::from_le_bytes([bs[0x0E], bs[0x0F]]));
+    let fat_len = u64::from(u16::from_le_bytes([bs[0x16], bs[0x17]]));
+    let root = (reserved + 2 * fat_len) * 512;
+    let mut ent = [0u8; 32];
+    ent[..11].copy_from_slice(b"JUNK    BIN");
+    ent[11] = 0x20;
+    patch(&img, root, &ent.repeat(65520));
+    let disk = mem(&img);
+    let counting = Counting(&disk, std::cell::Cell::new(0));
+    let info = probe(&counting).expect("probe");
+    assert_eq!(info.fstype, FsType::Vfat);
+    assert!(
+        counting.1.get() <= (1 << 20) + (64 << 10),
+        "{} bytes read",
+        counting.1.get()
+    );
+}
