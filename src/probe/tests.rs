@@ -659,3 +659,151 @@ fn fat_label_search_is_bounded_on_a_hostile_root_directory() {
         counting.1.get()
     );
 }
+
+/// Copy a filesystem image made aside into the disk image at `off`.
+fn place(disk: &Path, off: u64, fs: &Path) {
+    patch(disk, off, &std::fs::read(fs).expect("read fs"));
+}
+
+/// Probe every data partition and compare with `blkid -p -O START`.
+fn assert_every_partition_like_blkid(img: &Path) -> Vec<(u32, FsInfo)> {
+    let disk = mem(img);
+    let t = crate::part::read_table(&disk, 512).expect("table");
+    assert!(t.problems.is_empty(), "{:?}", t.problems);
+    let mut out = Vec::new();
+    for p in t.data_partitions() {
+        let w = p.readable_window(&disk).expect("window");
+        let info = probe(&w).expect("probe");
+        assert_eq!(
+            as_blkid(&info),
+            judged(img, Some(p.start_bytes)),
+            "partition {}",
+            p.number
+        );
+        assert_eq!(info.problem, None, "partition {}", p.number);
+        out.push((p.number, info));
+    }
+    out
+}
+
+#[test]
+fn seed_like_mbr_disk_every_partition_like_blkid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let img = d.join("seed.img");
+    sparse(&img, 96 << 20);
+    run(
+        "sfdisk",
+        &["-q", &path(&img)],
+        Some(
+            "label: dos\nlabel-id: 0x0badf00d\n\
+             size=16M, type=6\nsize=8M, type=82\nsize=24M, type=83, bootable\n\
+             type=5\nsize=24M, type=83\n",
+        ),
+    );
+    let t = crate::part::read_table(&mem(&img), 512).expect("table");
+    let part = |n: u32| t.partition(n).expect("partition").clone();
+    let (p1, p2, p3, p5) = (part(1), part(2), part(3), part(5));
+    run(
+        "mkfs.vfat",
+        &[
+            "-F",
+            "16",
+            "-n",
+            "DOS",
+            "--offset",
+            &(p1.start_bytes / 512).to_string(),
+            &path(&img),
+            &(p1.size_bytes / 1024).to_string(),
+        ],
+        None,
+    );
+    let swap = d.join("swap");
+    sparse(&swap, p2.size_bytes);
+    run("mkswap", &["-q", "-L", "hda2", &path(&swap)], None);
+    place(&img, p2.start_bytes, &swap);
+    for (p, label) in [(&p3, "dom0"), (&p5, "guest")] {
+        run(
+            "mke2fs",
+            &[
+                "-q",
+                "-F",
+                "-t",
+                "ext3",
+                "-L",
+                label,
+                "-E",
+                &format!("offset={}", p.start_bytes),
+                &path(&img),
+                &format!("{}k", p.size_bytes / 1024),
+            ],
+            None,
+        );
+    }
+    let found = assert_every_partition_like_blkid(&img);
+    let types: Vec<(u32, FsType)> = found.iter().map(|(n, i)| (*n, i.fstype)).collect();
+    assert_eq!(
+        types,
+        vec![
+            (1, FsType::Vfat),
+            (2, FsType::Swap),
+            (3, FsType::Ext3),
+            (5, FsType::Ext3)
+        ]
+    );
+}
+
+#[test]
+fn modern_gpt_disk_every_partition_like_blkid() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let img = d.join("gpt.img");
+    sparse(&img, 200 << 20);
+    run(
+        "sfdisk",
+        &["-q", &path(&img)],
+        Some(
+            "label: gpt\nsize=64M, type=U, name=\"EFI\"\nsize=96M, type=L, name=\"root\"\ntype=S\n",
+        ),
+    );
+    let t = crate::part::read_table(&mem(&img), 512).expect("table");
+    let part = |n: u32| t.partition(n).expect("partition").clone();
+    let (p1, p2, p3) = (part(1), part(2), part(3));
+    run(
+        "mkfs.vfat",
+        &[
+            "-F",
+            "32",
+            "-n",
+            "ESP",
+            "--offset",
+            &(p1.start_bytes / 512).to_string(),
+            &path(&img),
+            &(p1.size_bytes / 1024).to_string(),
+        ],
+        None,
+    );
+    run(
+        "mke2fs",
+        &[
+            "-q",
+            "-F",
+            "-t",
+            "ext4",
+            "-L",
+            "root",
+            "-E",
+            &format!("offset={}", p2.start_bytes),
+            &path(&img),
+            &format!("{}k", p2.size_bytes / 1024),
+        ],
+        None,
+    );
+    let swap = d.join("swap");
+    sparse(&swap, p3.size_bytes);
+    run("mkswap", &["-q", &path(&swap)], None);
+    place(&img, p3.start_bytes, &swap);
+    let found = assert_every_partition_like_blkid(&img);
+    let types: Vec<FsType> = found.iter().map(|(_, i)| i.fstype).collect();
+    assert_eq!(types, vec![FsType::Vfat, FsType::Ext4, FsType::Swap]);
+}
