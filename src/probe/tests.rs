@@ -807,3 +807,21 @@ fn modern_gpt_disk_every_partition_like_blkid() {
     let types: Vec<FsType> = found.iter().map(|(_, i)| i.fstype).collect();
     assert_eq!(types, vec![FsType::Vfat, FsType::Ext4, FsType::Swap]);
 }
+
+#[test]
+fn two_signatures_are_reported_like_blkid_refuses_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let img = mke2fs(dir.path(), "both.img", 16 << 20, &["-t", "ext4"]);
+    // A version-0 swap signature (no header to overlap the ext superblock) at
+    // the end of the first 4 KiB page, which this ext4 leaves unused.
+    patch(&img, 4086, b"SWAP-SPACE");
+    let judge = blkid(&img, None);
+    assert!(
+        !judge.contains_key("TYPE"),
+        "blkid names no type: {judge:?}"
+    );
+    let info = probe_file(&img);
+    assert_eq!(info.fstype, FsType::Swap);
+    let why = info.problem.expect("problem");
+    assert!(why.contains("also present: ext4"), "{why}");
+}
