@@ -114,19 +114,19 @@ pub(super) fn read<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Part
             h
         }
         Err(why) => {
-            t.problems.push(Problem::at(
-                ss64,
-                format!("the primary GPT header at LBA 1 is damaged: {why}"),
-            ));
+            let primary = format!("the primary GPT header at LBA 1 is damaged: {why}");
             match read_header(dev, ss, last_lba, last_lba)? {
                 Ok(h) => {
                     t.problems.push(Problem::at(
-                        last_lba * ss64,
-                        format!("partitions read from the backup GPT header at LBA {last_lba}"),
+                        ss64,
+                        format!(
+                            "{primary}; partitions read from the backup header at LBA {last_lba}"
+                        ),
                     ));
                     h
                 }
                 Err(why) => {
+                    t.problems.push(Problem::at(ss64, primary));
                     t.problems.push(Problem::at(
                         last_lba * ss64,
                         format!("the backup GPT header at LBA {last_lba} is damaged too: {why}; no partition can be read"),
