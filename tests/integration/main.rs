@@ -5,3 +5,4 @@ mod blockdev;
 mod dirs;
 mod fixtures;
 mod inspect;
+mod probe_fuzz;
