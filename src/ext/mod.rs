@@ -11,15 +11,36 @@
 //! Paths are resolved inside the guest: symlinks (a usrmerge `/lib -> usr/lib`)
 //! are followed from the guest's root, never through the host.
 
+mod alloc;
+mod bitmap;
+mod blockmap;
 pub mod csum;
 pub mod dir;
 pub mod dirhash;
+mod dirio;
+mod extent;
+mod features;
+mod file;
+mod flush;
+mod group;
 pub mod htree;
+mod inode;
+mod le;
+mod path;
+mod recipe;
+mod superblock;
+mod xattr;
 
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 
 use crate::disk::{ReadAt, WriteAt};
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
+
+use bitmap::Bitmap;
+use group::{CsumKind, GroupTable};
+use inode::Inode;
+use superblock::{Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 
 /// An inode number.
 pub type Ino = u32;
@@ -156,82 +177,297 @@ pub struct Space {
 
 /// An ext2/3/4 filesystem on a device `D` (usually a partition [`Window`]).
 ///
+/// Changes are kept in memory (inodes, directory blocks, bitmaps, descriptors,
+/// superblock) and written in order by [`Ext::flush`]; file data goes straight to
+/// newly allocated blocks as it streams. Blocks and inodes freed by an operation
+/// are only returned to the bitmaps at the next flush, so nothing freed is reused
+/// before the inodes that stopped using it are on disk.
+///
 /// [`Window`]: crate::disk::Window
 pub struct Ext<D> {
     dev: D,
+    sb: Superblock,
+    gdt: GroupTable,
+    csum: CsumKind,
+    fs_seed: u32,
+    uuid: [u8; 16],
+    writable: bool,
+    block_bitmaps: HashMap<u32, Bitmap>,
+    inode_bitmaps: HashMap<u32, Bitmap>,
+    dirty_groups: BTreeSet<u32>,
+    sb_dirty: bool,
+    /// Dirty inode records by number.
+    inodes: BTreeMap<Ino, Vec<u8>>,
+    /// Dirty metadata blocks (directory blocks) by block number.
+    meta: BTreeMap<u64, Vec<u8>>,
+    /// Blocks of `meta` allocated since the last flush (written before inodes).
+    fresh: HashSet<u64>,
+    /// Blocks freed since the last flush: `(first, count)`.
+    pending_blocks: Vec<(u64, u64)>,
+    /// Inodes freed since the last flush: `(ino, was a directory)`.
+    pending_inodes: Vec<(Ino, bool)>,
+    /// Where the next block allocation starts looking.
+    goal: u64,
+    /// Counter mixed into new inodes' `i_generation`.
+    gen_next: u32,
+    /// `bg_flags` and `bg_itable_unused` of the group of the last inode marked,
+    /// as they were before (to undo an allocation exactly).
+    last_inode_group_state: (u16, u32),
 }
 
-fn not_yet() -> Error {
-    Error::unsupported("the ext engine is being built")
-}
+/// Dirty metadata (bytes) past which an operation flushes on its own.
+const AUTO_FLUSH_BYTES: usize = 16 << 20;
 
 impl<D: ReadAt> Ext<D> {
+    fn open(dev: D, writable: bool) -> Result<Ext<D>> {
+        let mut raw = vec![0u8; SUPERBLOCK_SIZE];
+        dev.read_exact_at(SUPERBLOCK_OFFSET, &mut raw)?;
+        let sb = Superblock::parse(raw, dev.size())?;
+        features::check_read(&sb)?;
+        if writable {
+            features::check_write(&sb)?;
+        }
+        let meta_csum = sb.has_ro_compat(features::RO_COMPAT_METADATA_CSUM);
+        if meta_csum && !sb.checksum_ok() {
+            return Err(Error::corrupt(
+                "ext superblock at 0x400: checksum does not match (metadata_csum)",
+            ));
+        }
+        let csum = if meta_csum {
+            CsumKind::Meta
+        } else if sb.has_ro_compat(features::RO_COMPAT_GDT_CSUM) {
+            CsumKind::Gdt
+        } else {
+            CsumKind::None
+        };
+        let uuid = sb.uuid();
+        let fs_seed = if sb.has_incompat(features::INCOMPAT_CSUM_SEED) {
+            sb.checksum_seed()
+        } else {
+            csum::crc32c(!0, &uuid)
+        };
+        let bs = u64::from(sb.block_size);
+        let gdt_len = sb.gdt_blocks() * bs;
+        let gdt_off = (sb.first_data_block + 1) * bs;
+        let mut graw =
+            vec![0u8; usize::try_from(gdt_len).map_err(|_| Error::corrupt("gdt too big"))?];
+        dev.read_exact_at(gdt_off, &mut graw)
+            .map_err(|e| e.context(format_args!("group descriptors at {gdt_off:#x}")))?;
+        let gdt = GroupTable::new(graw, sb.desc_size, sb.group_count)?;
+        if writable && csum != CsumKind::None {
+            for g in 0..sb.group_count {
+                let want = gdt.compute_checksum(g, csum, fs_seed, &uuid);
+                let (o, _) = gdt.desc_range(g);
+                if le::u16_at(gdt.raw(), o + 0x1E) != want {
+                    return Err(Error::corrupt(format!(
+                        "group {g}: descriptor checksum does not match (at {:#x})",
+                        gdt_off + o as u64
+                    )));
+                }
+            }
+        }
+        for g in 0..sb.group_count {
+            for (what, b) in [
+                ("block bitmap", gdt.block_bitmap(g)),
+                ("inode bitmap", gdt.inode_bitmap(g)),
+                ("inode table", gdt.inode_table(g)),
+            ] {
+                if b < sb.first_data_block || b >= sb.blocks_count {
+                    return Err(Error::corrupt(format!(
+                        "group {g}: {what} at block {b} is outside the filesystem"
+                    )));
+                }
+            }
+        }
+        let gen_next = csum::crc32c(!0, &uuid)
+            ^ u32::try_from(Timestamp::now().sec & 0xFFFF_FFFF).unwrap_or(0);
+        Ok(Ext {
+            dev,
+            goal: sb.first_data_block,
+            sb,
+            gdt,
+            csum,
+            fs_seed,
+            uuid,
+            writable,
+            block_bitmaps: HashMap::new(),
+            inode_bitmaps: HashMap::new(),
+            dirty_groups: BTreeSet::new(),
+            sb_dirty: false,
+            inodes: BTreeMap::new(),
+            meta: BTreeMap::new(),
+            fresh: HashSet::new(),
+            pending_blocks: Vec::new(),
+            pending_inodes: Vec::new(),
+            gen_next,
+            last_inode_group_state: (0, 0),
+        })
+    }
+
     /// Open for reading only.
     pub fn open_read_only(dev: D) -> Result<Ext<D>> {
-        let _ = &dev;
-        Err(not_yet())
+        Self::open(dev, false)
+    }
+
+    /// The feature names of the filesystem (dumpe2fs spelling).
+    pub fn feature_names(&self) -> Vec<String> {
+        features::feature_names(&self.sb)
+    }
+
+    fn huge_file(&self) -> bool {
+        self.sb.has_ro_compat(features::RO_COMPAT_HUGE_FILE)
+    }
+
+    fn bs(&self) -> u64 {
+        u64::from(self.sb.block_size)
+    }
+
+    /// Read one block, from the dirty cache first.
+    fn read_block(&self, pblk: u64, buf: &mut [u8]) -> Result<()> {
+        if let Some(b) = self.meta.get(&pblk) {
+            let n = buf.len().min(b.len());
+            buf[..n].copy_from_slice(&b[..n]);
+            return Ok(());
+        }
+        self.check_block(pblk, 1)?;
+        self.dev
+            .read_exact_at(pblk * self.bs(), buf)
+            .map_err(|e| e.context(format_args!("block {pblk}")))
+    }
+
+    /// Fail unless `count` blocks at `pblk` lie inside the filesystem.
+    fn check_block(&self, pblk: u64, count: u64) -> Result<()> {
+        match pblk.checked_add(count) {
+            Some(end) if pblk >= self.sb.first_data_block && end <= self.sb.blocks_count => Ok(()),
+            _ => Err(Error::corrupt(format!(
+                "block {pblk} (+{count}) is outside the filesystem ({} blocks)",
+                self.sb.blocks_count
+            ))),
+        }
+    }
+
+    /// Byte offset of inode `ino`'s record.
+    fn inode_offset(&self, ino: Ino) -> Result<u64> {
+        if ino == 0 || ino > self.sb.inodes_count {
+            return Err(Error::corrupt(format!(
+                "inode {ino} is out of range (1..={})",
+                self.sb.inodes_count
+            )));
+        }
+        let g = (ino - 1) / self.sb.inodes_per_group;
+        let idx = u64::from((ino - 1) % self.sb.inodes_per_group);
+        let table = self.gdt.inode_table(g);
+        let off = table * self.bs() + idx * u64::from(self.sb.inode_size);
+        let end = (self.sb.blocks_count) * self.bs();
+        if off + u64::from(self.sb.inode_size) > end {
+            return Err(Error::corrupt(format!(
+                "inode {ino}: table of group {g} runs past the filesystem"
+            )));
+        }
+        Ok(off)
+    }
+
+    /// An inode's record (the dirty copy when there is one).
+    fn read_inode(&self, ino: Ino) -> Result<Inode> {
+        if let Some(r) = self.inodes.get(&ino) {
+            return Ok(Inode {
+                ino,
+                raw: r.clone(),
+            });
+        }
+        let off = self.inode_offset(ino)?;
+        let mut raw = vec![0u8; usize::from(self.sb.inode_size)];
+        self.dev
+            .read_exact_at(off, &mut raw)
+            .map_err(|e| e.context(format_args!("inode {ino}")))?;
+        let inode = Inode { ino, raw };
+        let ex = inode.extra_isize();
+        if ex != 0 && (ex % 4 != 0 || inode::EXT2_GOOD_OLD_INODE_SIZE + ex > inode.raw.len()) {
+            return Err(Error::corrupt(format!(
+                "inode {ino}: i_extra_isize {ex} is invalid"
+            )));
+        }
+        Ok(inode)
     }
 
     /// Resolve an absolute guest path (`/`-separated) to an inode. Symlinks in the
     /// middle are followed inside the guest (absolute targets from the guest root,
     /// at most 40 of them); the last one only when `follow_last`.
     pub fn resolve(&self, path: &[u8], follow_last: bool) -> Result<Ino> {
-        let _ = (&self.dev, path, follow_last);
-        Err(not_yet())
+        self.resolve_path(path, follow_last)
     }
 
     /// The inode of `name` in directory `dir`, if any.
     pub fn lookup(&self, dir: Ino, name: &[u8]) -> Result<Option<Ino>> {
-        let _ = (dir, name);
-        Err(not_yet())
+        Ok(self.dir_lookup(dir, name)?.map(|e| e.ino))
     }
 
     /// An inode's metadata.
     pub fn stat(&self, ino: Ino) -> Result<Stat> {
-        let _ = ino;
-        Err(not_yet())
+        Ok(self
+            .read_inode(ino)?
+            .stat(self.huge_file(), self.sb.block_size))
     }
 
     /// The names in a directory, in on-disk order, without `.` and `..`.
     pub fn read_dir(&self, dir: Ino) -> Result<Vec<DirEntry>> {
-        let _ = dir;
-        Err(not_yet())
+        self.dir_entries(dir)
     }
 
     /// Read file bytes at `offset` into `buf`; returns the count (0 at the end).
     pub fn read_file(&self, ino: Ino, offset: u64, buf: &mut [u8]) -> Result<usize> {
-        let _ = (ino, offset, buf);
-        Err(not_yet())
+        let inode = self.read_inode(ino)?;
+        self.read_data(&inode, offset, buf)
     }
 
     /// A symlink's target.
     pub fn read_link(&self, ino: Ino) -> Result<Vec<u8>> {
-        let _ = ino;
-        Err(not_yet())
+        let inode = self.read_inode(ino)?;
+        if inode.file_type() != FileType::Symlink {
+            return Err(Error::invalid(format!("inode {ino} is not a symlink")));
+        }
+        self.symlink_target(&inode)
     }
 
     /// Extended attributes (in-inode and in the xattr block), full names
     /// (`security.selinux`), in on-disk order.
     pub fn xattrs(&self, ino: Ino) -> Result<Vec<(String, Vec<u8>)>> {
-        let _ = ino;
-        Err(not_yet())
+        let inode = self.read_inode(ino)?;
+        self.read_xattrs(&inode)
     }
 
     /// Block size in bytes.
     pub fn block_size(&self) -> u32 {
-        0
+        self.sb.block_size
     }
 
-    /// Free blocks and inodes (superblock counts, reserved blocks excluded).
+    /// Free blocks and inodes (superblock counts). Blocks reserved for root are
+    /// included: this offline tool writes as root would, as libext2fs does.
+    /// Blocks freed since the last flush are not counted until it.
     pub fn free_space(&self) -> Space {
-        Space::default()
+        Space {
+            blocks: self.sb.free_blocks_count(),
+            inodes: u64::from(self.sb.free_inodes_count()),
+        }
     }
 
     /// What a new regular file of `len` bytes costs: data blocks plus extent-tree or
     /// indirect blocks, and one inode.
     pub fn file_cost(&self, len: u64) -> Space {
-        let _ = len;
-        Space::default()
+        let data = len.div_ceil(self.bs());
+        Space {
+            blocks: data + self.tree_cost(data),
+            inodes: 1,
+        }
+    }
+
+    /// Worst-case mapping blocks (extent tree or indirect blocks) for `data` blocks.
+    fn tree_cost(&self, data: u64) -> u64 {
+        if self.sb.has_incompat(features::INCOMPAT_EXTENTS) {
+            extent::worst_tree_blocks(data, self.sb.block_size)
+        } else {
+            blockmap::indirect_blocks(data, self.sb.block_size)
+        }
     }
 }
 
@@ -240,15 +476,48 @@ impl<D: WriteAt> Ext<D> {
     /// cannot write (naming it), a journal that needs recovery, errors recorded,
     /// orphans present.
     pub fn open_read_write(dev: D) -> Result<Ext<D>> {
-        let _ = &dev;
-        Err(not_yet())
+        Self::open(dev, true)
     }
 
     /// Fail with [`ErrorKind::NoSpace`](crate::ErrorKind::NoSpace) unless `need`
     /// fits in the free blocks and inodes.
     pub fn ensure_space(&self, need: Space) -> Result<()> {
-        let _ = need;
-        Err(not_yet())
+        let free = self.free_space();
+        if need.blocks > free.blocks || need.inodes > free.inodes {
+            return Err(Error::new(
+                ErrorKind::NoSpace,
+                format!(
+                    "not enough space: need {} blocks and {} inodes, {} blocks and {} inodes free",
+                    need.blocks, need.inodes, free.blocks, free.inodes
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Like [`Ext::ensure_space`], but first flushes when blocks or inodes freed
+    /// earlier would make the difference. Called at the start of an operation.
+    fn reserve(&mut self, need: Space) -> Result<()> {
+        if !self.writable {
+            return Err(Error::refused("the filesystem is open read-only"));
+        }
+        if self.ensure_space(need).is_err()
+            && (!self.pending_blocks.is_empty() || !self.pending_inodes.is_empty())
+        {
+            self.flush()?;
+        }
+        self.ensure_space(need)
+    }
+
+    /// Flush when the dirty cache has grown past its bound (between operations).
+    fn maybe_flush(&mut self) -> Result<()> {
+        let bytes = self.meta.len() * self.sb.block_size as usize
+            + self.inodes.len() * usize::from(self.sb.inode_size)
+            + (self.block_bitmaps.len() + self.inode_bitmaps.len()) * self.sb.block_size as usize;
+        if bytes > AUTO_FLUSH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
     }
 
     /// Create a regular file `name` in `parent` holding `len` bytes read from `data`.
@@ -260,8 +529,9 @@ impl<D: WriteAt> Ext<D> {
         data: &mut dyn Read,
         len: u64,
     ) -> Result<Ino> {
-        let _ = (parent, name, node, data, len);
-        Err(not_yet())
+        let r = self.do_create_file(parent, name, node, data, len);
+        self.maybe_flush()?;
+        r
     }
 
     /// Replace a regular file's contents in place (same inode, mode, owner, xattrs),
@@ -274,14 +544,16 @@ impl<D: WriteAt> Ext<D> {
         len: u64,
         when: Timestamp,
     ) -> Result<()> {
-        let _ = (ino, data, len, when);
-        Err(not_yet())
+        let r = self.do_replace_contents(ino, data, len, when);
+        self.maybe_flush()?;
+        r
     }
 
     /// Create a directory.
     pub fn mkdir(&mut self, parent: Ino, name: &[u8], node: &NewNode) -> Result<Ino> {
-        let _ = (parent, name, node);
-        Err(not_yet())
+        let r = self.do_mkdir(parent, name, node);
+        self.maybe_flush()?;
+        r
     }
 
     /// Create a symlink (fast up to 59 bytes, else one data block).
@@ -292,43 +564,62 @@ impl<D: WriteAt> Ext<D> {
         target: &[u8],
         node: &NewNode,
     ) -> Result<Ino> {
-        let _ = (parent, name, target, node);
-        Err(not_yet())
+        let r = self.do_symlink(parent, name, target, node);
+        self.maybe_flush()?;
+        r
     }
 
     /// Add a hard link `name` in `parent` to the existing non-directory `ino`.
     pub fn link(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Result<()> {
-        let _ = (parent, name, ino);
-        Err(not_yet())
+        let r = self.do_link(parent, name, ino);
+        self.maybe_flush()?;
+        r
     }
 
     /// Set mode bits, owner and times of an existing inode.
     pub fn set_attrs(&mut self, ino: Ino, node: &NewNode) -> Result<()> {
-        let _ = (ino, node);
-        Err(not_yet())
+        if !self.writable {
+            return Err(Error::refused("the filesystem is open read-only"));
+        }
+        let mut inode = self.read_inode(ino)?;
+        let mode = (inode.mode() & inode::S_IFMT) | (node.perm & 0o7777);
+        inode.set_mode(mode);
+        inode.set_uid(node.uid);
+        inode.set_gid(node.gid);
+        inode.set_time(inode::Time::A, node.atime);
+        inode.set_time(inode::Time::M, node.mtime);
+        inode.set_time(inode::Time::C, node.ctime);
+        self.put_inode(inode);
+        self.maybe_flush()
     }
 
     /// Remove a non-directory name; the inode is freed at link count 0.
     pub fn unlink(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
-        let _ = (parent, name);
-        Err(not_yet())
+        let r = self.do_unlink(parent, name);
+        self.maybe_flush()?;
+        r
     }
 
     /// Remove an empty directory.
     pub fn rmdir(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
-        let _ = (parent, name);
-        Err(not_yet())
+        let r = self.do_rmdir(parent, name);
+        self.maybe_flush()?;
+        r
     }
 
     /// Remove a name and, for a directory, everything below it.
     pub fn remove_tree(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
-        let _ = (parent, name);
-        Err(not_yet())
+        let r = self.do_remove_tree(parent, name);
+        self.maybe_flush()?;
+        r
     }
 
     /// Write every pending change in order and sync: afterwards the filesystem is
     /// consistent (`e2fsck -fn` clean).
     pub fn flush(&mut self) -> Result<()> {
-        Err(not_yet())
+        if !self.writable {
+            return Ok(());
+        }
+        self.write_all_pending()
     }
 }

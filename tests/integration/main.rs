@@ -3,6 +3,9 @@
 
 mod blockdev;
 mod dirs;
+mod engine;
+mod engine_bench;
+mod engine_prop;
 mod fixtures;
 mod inspect;
 mod probe_fuzz;

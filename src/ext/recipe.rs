@@ -1,0 +1,507 @@
+//! The recipes that change a filesystem, each a short numbered sequence as in
+//! libext2fs' `mkdir.c`: check and reserve space up front (nothing written on
+//! NoSpace), allocate, build the inode, write data, link into the parent. All
+//! changes except file data stay in memory until [`Ext::flush`].
+
+use std::collections::HashSet;
+use std::io::Read;
+
+use super::file::Run;
+use super::inode::{self, Inode, Time, S_IFDIR, S_IFLNK, S_IFREG};
+use super::{features, Error, Ext, FileType, Ino, NewNode, Result, Space, Timestamp};
+use crate::disk::{ReadAt, WriteAt};
+
+/// `EXT4_LINK_MAX`: past it a directory's link count is 1 (dir_nlink).
+const EXT4_LINK_MAX: u16 = 65000;
+/// Blocks a directory insertion may need (a new leaf, a split, an index block).
+const DIR_INSERT_BLOCKS: u64 = 3;
+
+impl<D: ReadAt> Ext<D> {
+    /// Keep an inode's record to be written at the next flush.
+    pub(super) fn put_inode(&mut self, inode: Inode) {
+        self.inodes.insert(inode.ino, inode.raw);
+    }
+
+    /// Keep a metadata block to be written at the next flush. `fresh` blocks were
+    /// allocated since the last flush and are written before the inodes.
+    pub(super) fn put_meta(&mut self, pblk: u64, buf: Vec<u8>, fresh: bool) {
+        let fresh = fresh || self.fresh.contains(&pblk);
+        if fresh {
+            self.fresh.insert(pblk);
+        }
+        self.meta.insert(pblk, buf);
+    }
+
+    fn next_generation(&mut self) -> u32 {
+        self.gen_next = self
+            .gen_next
+            .wrapping_mul(1_664_525)
+            .wrapping_add(1_013_904_223);
+        self.gen_next
+    }
+
+    /// A whole new inode record (the table slot may hold garbage).
+    fn new_inode(&mut self, ino: Ino, mode: u16, node: &NewNode, links: u16) -> Inode {
+        let size = usize::from(self.sb.inode_size);
+        let mut inode = Inode {
+            ino,
+            raw: vec![0u8; size],
+        };
+        if size > inode::EXT2_GOOD_OLD_INODE_SIZE {
+            let max = (size - inode::EXT2_GOOD_OLD_INODE_SIZE) as u16;
+            let mut want = self.sb.want_extra_isize();
+            if want < 4 || want % 4 != 0 || want > max {
+                want = 32.min(max);
+            }
+            want = want.max(self.sb.min_extra_isize().min(max) & !3);
+            super::le::put_u16(&mut inode.raw, inode::I_EXTRA_ISIZE, want);
+        }
+        inode.set_mode(mode);
+        inode.set_uid(node.uid);
+        inode.set_gid(node.gid);
+        inode.set_links(links);
+        inode.set_time(Time::A, node.atime);
+        inode.set_time(Time::M, node.mtime);
+        inode.set_time(Time::C, node.ctime);
+        inode.set_time(Time::Cr, node.ctime);
+        let gen = self.next_generation();
+        super::le::put_u32(&mut inode.raw, inode::I_GENERATION, gen);
+        if self.sb.has_incompat(features::INCOMPAT_EXTENTS) && mode & inode::S_IFMT != S_IFLNK {
+            inode.set_flags(inode::EXT4_EXTENTS_FL);
+            inode.set_i_block(&super::extent::empty_root());
+        }
+        inode
+    }
+
+    /// A name that may be created (the duplicate check is the directory code's,
+    /// done while inserting).
+    fn check_new_name(&self, name: &[u8]) -> Result<()> {
+        if name.is_empty() || name.len() > 255 || name.contains(&b'/') || name.contains(&0) {
+            return Err(Error::invalid(format!(
+                "invalid file name {:?}",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        if name == b"." || name == b".." {
+            return Err(Error::invalid("'.' and '..' cannot be created"));
+        }
+        Ok(())
+    }
+
+    /// Link a freshly allocated inode into `parent`; on failure the inode goes
+    /// back at once (nothing references it).
+    fn link_new(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        ino: Ino,
+        ft: FileType,
+        saved: (u16, u32),
+    ) -> Result<super::dirio::DirUndo> {
+        match self.dir_add(parent, name, ino, ft) {
+            Ok(u) => Ok(u),
+            Err(e) => {
+                self.unalloc_inode(ino, ft == FileType::Directory, saved)?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Update a directory's mtime and ctime.
+    fn touch_dir(&mut self, dir: Ino, when: Timestamp) -> Result<()> {
+        let mut d = self.read_inode(dir)?;
+        d.set_time(Time::M, when);
+        d.set_time(Time::C, when);
+        self.put_inode(d);
+        Ok(())
+    }
+
+    /// Drop one link of a non-directory; free it at zero.
+    fn drop_link(&mut self, ino: Ino, when: Timestamp) -> Result<()> {
+        let mut inode = self.read_inode(ino)?;
+        let links = inode.links();
+        if links > 1 {
+            inode.set_links(links - 1);
+            inode.set_time(Time::C, when);
+            self.put_inode(inode);
+            return Ok(());
+        }
+        self.free_inode(inode, when)
+    }
+
+    /// Free an inode: its blocks, tree, xattr block, then the inode itself.
+    fn free_inode(&mut self, mut inode: Inode, when: Timestamp) -> Result<()> {
+        let dir = inode.is_dir();
+        self.release_mapping(&inode)?;
+        self.release_xattr_block(&inode)?;
+        inode.set_links(0);
+        // OK to truncate: i_dtime is 32 bits.
+        inode.set_dtime(when.sec as u32);
+        let ino = inode.ino;
+        self.put_inode(inode);
+        self.free_inode_later(ino, dir);
+        Ok(())
+    }
+
+    fn require_dir(&self, ino: Ino) -> Result<Inode> {
+        let i = self.read_inode(ino)?;
+        if !i.is_dir() {
+            return Err(Error::invalid(format!("inode {ino} is not a directory")));
+        }
+        Ok(i)
+    }
+}
+
+impl<D: WriteAt> Ext<D> {
+    pub(super) fn do_create_file(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        node: &NewNode,
+        data: &mut dyn Read,
+        len: u64,
+    ) -> Result<Ino> {
+        // 1. Check, and reserve the worst case before any change.
+        self.require_dir(parent)?;
+        self.check_new_name(name)?;
+        let mut need = self.file_cost(len);
+        need.blocks += DIR_INSERT_BLOCKS;
+        self.reserve(need)?;
+        // 2. The inode, near its parent, and its name (the duplicate check).
+        let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), false)?;
+        let undo = self.link_new(parent, name, ino, FileType::Regular, saved)?;
+        // 3. Data into new runs.
+        let goal = self.data_goal(parent);
+        let runs = match self.write_stream(data, len, goal) {
+            Ok(r) => r,
+            Err(e) => {
+                self.dir_undo(undo)?;
+                self.unalloc_inode(ino, false, saved)?;
+                return Err(e);
+            }
+        };
+        // 4. The inode record and its mapping.
+        let mut inode = self.new_inode(ino, S_IFREG | (node.perm & 0o7777), node, 1);
+        inode.set_size(len);
+        let goal = runs
+            .last()
+            .map(|r| r.pblk + u64::from(r.len))
+            .unwrap_or(goal);
+        self.set_mapping(&mut inode, &runs, goal)?;
+        self.note_large_file(len);
+        self.put_inode(inode);
+        self.touch_dir(parent, node.ctime)?;
+        Ok(ino)
+    }
+
+    /// Where new data for a child of `parent` should go: after the last
+    /// allocation when it is in use this session, else the parent's group.
+    fn data_goal(&self, parent: Ino) -> u64 {
+        if self.goal > self.sb.first_data_block {
+            self.goal
+        } else {
+            self.group_goal(parent)
+        }
+    }
+
+    fn note_large_file(&mut self, len: u64) {
+        if len > 0x7FFF_FFFF && !self.sb.has_ro_compat(features::RO_COMPAT_LARGE_FILE) {
+            self.sb.add_ro_compat(features::RO_COMPAT_LARGE_FILE);
+            self.sb_dirty = true;
+        }
+    }
+
+    pub(super) fn do_replace_contents(
+        &mut self,
+        ino: Ino,
+        data: &mut dyn Read,
+        len: u64,
+        when: Timestamp,
+    ) -> Result<()> {
+        let mut inode = self.read_inode(ino)?;
+        if inode.file_type() != FileType::Regular {
+            return Err(Error::invalid(format!("inode {ino} is not a regular file")));
+        }
+        // 1. The old mapping (freed only after the switch), and space for the new.
+        let (old_runs, old_tree) = self.mapping(&inode)?;
+        let mut need = self.file_cost(len);
+        need.inodes = 0;
+        self.reserve(need)?;
+        // 2. New data into new blocks (old ones are still in use: never reused).
+        let goal = old_runs
+            .first()
+            .map(|r| r.pblk)
+            .unwrap_or_else(|| self.group_goal(ino));
+        let goal = if self.goal > self.sb.first_data_block {
+            self.goal
+        } else {
+            goal
+        };
+        let runs = self.write_stream(data, len, goal)?;
+        // 3. Switch the inode.
+        let goal = runs
+            .last()
+            .map(|r| r.pblk + u64::from(r.len))
+            .unwrap_or(goal);
+        self.set_mapping(&mut inode, &runs, goal)?;
+        inode.set_size(len);
+        inode.set_time(Time::M, when);
+        inode.set_time(Time::C, when);
+        self.note_large_file(len);
+        self.put_inode(inode);
+        // 4. Free the old blocks (at the next flush, after the inode is written).
+        for r in old_runs {
+            self.free_blocks_later(r.pblk, u64::from(r.len));
+        }
+        for b in old_tree {
+            self.free_blocks_later(b, 1);
+        }
+        Ok(())
+    }
+
+    /// Increment a directory's link count for a new subdirectory (dir_nlink).
+    fn parent_link_inc(&mut self, parent: Ino, when: Timestamp) -> Result<()> {
+        let mut p = self.read_inode(parent)?;
+        let l = p.links();
+        if (1..EXT4_LINK_MAX - 1).contains(&l) {
+            p.set_links(l + 1);
+        } else {
+            p.set_links(1);
+        }
+        p.set_time(Time::M, when);
+        p.set_time(Time::C, when);
+        self.put_inode(p);
+        Ok(())
+    }
+
+    fn parent_link_dec(&mut self, parent: Ino, when: Timestamp) -> Result<()> {
+        let mut p = self.read_inode(parent)?;
+        let l = p.links();
+        if l > 2 {
+            p.set_links(l - 1);
+        }
+        p.set_time(Time::M, when);
+        p.set_time(Time::C, when);
+        self.put_inode(p);
+        Ok(())
+    }
+
+    pub(super) fn do_mkdir(&mut self, parent: Ino, name: &[u8], node: &NewNode) -> Result<Ino> {
+        // 1. Check and reserve: the inode, its first block, the parent's insertion.
+        let p = self.require_dir(parent)?;
+        self.check_new_name(name)?;
+        if p.links() >= EXT4_LINK_MAX - 1 && !self.sb.has_ro_compat(features::RO_COMPAT_DIR_NLINK) {
+            return Err(Error::refused(format!(
+                "directory inode {parent} has too many subdirectories (no dir_nlink)"
+            )));
+        }
+        self.reserve(Space {
+            blocks: 1 + DIR_INSERT_BLOCKS + self.tree_cost(1),
+            inodes: 1,
+        })?;
+        // 2. Allocate the inode and its block.
+        let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), true)?;
+        self.link_new(parent, name, ino, FileType::Directory, saved)?;
+        let goal = self.data_goal(parent);
+        let (pblk, _) = self.alloc_run(goal, 1)?;
+        // 3. The inode: links 2, one block.
+        let mut inode = self.new_inode(ino, S_IFDIR | (node.perm & 0o7777), node, 2);
+        inode.set_size(self.bs());
+        let runs = [Run {
+            lblk: 0,
+            pblk,
+            len: 1,
+            uninit: false,
+        }];
+        self.set_mapping(&mut inode, &runs, pblk + 1)?;
+        // 4. Its block: '.' and '..'.
+        let ctx = self.dir_ctx(&inode);
+        let block = super::dir::new_dir_block(&ctx, parent);
+        if block.len() != self.sb.block_size as usize {
+            return Err(Error::unsupported(
+                "directory block builder is not available",
+            ));
+        }
+        self.put_meta(pblk, block, true);
+        self.put_inode(inode);
+        // 5. Count the new '..' in the parent.
+        self.parent_link_inc(parent, node.ctime)?;
+        Ok(ino)
+    }
+
+    pub(super) fn do_symlink(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        target: &[u8],
+        node: &NewNode,
+    ) -> Result<Ino> {
+        self.require_dir(parent)?;
+        self.check_new_name(name)?;
+        if target.is_empty() || target.len() >= self.sb.block_size as usize || target.contains(&0) {
+            return Err(Error::invalid(format!(
+                "symlink target of {} bytes is not valid",
+                target.len()
+            )));
+        }
+        let fast = target.len() < inode::I_BLOCK_LEN;
+        let blocks = if fast { 0 } else { 1 + self.tree_cost(1) };
+        self.reserve(Space {
+            blocks: blocks + DIR_INSERT_BLOCKS,
+            inodes: 1,
+        })?;
+        let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), false)?;
+        self.link_new(parent, name, ino, FileType::Symlink, saved)?;
+        let mut inode = self.new_inode(ino, S_IFLNK | 0o777, node, 1);
+        let _ = node.perm;
+        inode.set_size(target.len() as u64);
+        if fast {
+            let mut ib = [0u8; inode::I_BLOCK_LEN];
+            ib[..target.len()].copy_from_slice(target);
+            inode.set_i_block(&ib);
+        } else {
+            let goal = self.data_goal(parent);
+            let (pblk, _) = self.alloc_run(goal, 1)?;
+            let mut block = vec![0u8; self.sb.block_size as usize];
+            block[..target.len()].copy_from_slice(target);
+            self.put_meta(pblk, block, true);
+            if self.sb.has_incompat(features::INCOMPAT_EXTENTS) {
+                inode.set_flags(inode.flags() | inode::EXT4_EXTENTS_FL);
+            }
+            let runs = [Run {
+                lblk: 0,
+                pblk,
+                len: 1,
+                uninit: false,
+            }];
+            self.set_mapping(&mut inode, &runs, pblk + 1)?;
+        }
+        self.put_inode(inode);
+        self.touch_dir(parent, node.ctime)?;
+        Ok(ino)
+    }
+
+    pub(super) fn do_link(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Result<()> {
+        self.require_dir(parent)?;
+        let mut inode = self.read_inode(ino)?;
+        if inode.is_dir() {
+            return Err(Error::invalid(format!(
+                "inode {ino} is a directory: no hard link"
+            )));
+        }
+        if inode.links() == 0 {
+            return Err(Error::invalid(format!("inode {ino} is not in use")));
+        }
+        if inode.links() >= EXT4_LINK_MAX {
+            return Err(Error::refused(format!("inode {ino} has too many links")));
+        }
+        self.check_new_name(name)?;
+        self.reserve(Space {
+            blocks: DIR_INSERT_BLOCKS,
+            inodes: 0,
+        })?;
+        let now = Timestamp::now();
+        self.dir_add(parent, name, ino, inode.file_type())?;
+        inode.set_links(inode.links() + 1);
+        inode.set_time(Time::C, now);
+        self.put_inode(inode);
+        self.touch_dir(parent, now)
+    }
+
+    fn lookup_child(&self, parent: Ino, name: &[u8]) -> Result<Inode> {
+        self.require_dir(parent)?;
+        if name == b"." || name == b".." {
+            return Err(Error::invalid("'.' and '..' cannot be removed"));
+        }
+        let e = self.dir_lookup(parent, name)?.ok_or_else(|| {
+            Error::not_found(format!(
+                "{} not found in directory inode {parent}",
+                String::from_utf8_lossy(name)
+            ))
+        })?;
+        self.read_inode(e.ino)
+    }
+
+    pub(super) fn do_unlink(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::refused("the filesystem is open read-only"));
+        }
+        let child = self.lookup_child(parent, name)?;
+        if child.is_dir() {
+            return Err(Error::invalid(format!(
+                "{} is a directory",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        let now = Timestamp::now();
+        self.dir_remove(parent, name)?;
+        self.drop_link(child.ino, now)?;
+        self.touch_dir(parent, now)
+    }
+
+    pub(super) fn do_rmdir(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::refused("the filesystem is open read-only"));
+        }
+        let child = self.lookup_child(parent, name)?;
+        if !child.is_dir() {
+            return Err(Error::invalid(format!(
+                "{} is not a directory",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        if !self.dir_is_empty(child.ino)? {
+            return Err(Error::invalid(format!(
+                "directory {} is not empty",
+                String::from_utf8_lossy(name)
+            )));
+        }
+        let now = Timestamp::now();
+        self.dir_remove(parent, name)?;
+        self.free_inode(child, now)?;
+        self.parent_link_dec(parent, now)
+    }
+
+    pub(super) fn do_remove_tree(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
+        if !self.writable {
+            return Err(Error::refused("the filesystem is open read-only"));
+        }
+        let child = self.lookup_child(parent, name)?;
+        if !child.is_dir() {
+            return self.do_unlink(parent, name);
+        }
+        // 1. Gather the tree (directories by walking; a loop is corruption).
+        let mut seen = HashSet::new();
+        let mut stack = vec![child.ino];
+        let mut dirs = Vec::new();
+        let mut others = Vec::new();
+        while let Some(d) = stack.pop() {
+            if !seen.insert(d) || d == parent || d == super::ROOT_INO {
+                return Err(Error::corrupt(format!(
+                    "directory inode {d} appears twice under {}",
+                    String::from_utf8_lossy(name)
+                )));
+            }
+            dirs.push(d);
+            for e in self.dir_raw_entries(d)? {
+                let i = self.read_inode(e.ino)?;
+                if i.is_dir() {
+                    stack.push(e.ino);
+                } else {
+                    others.push(e.ino);
+                }
+            }
+        }
+        // 2. Unlink the top, then drop every link inside and free every directory.
+        let now = Timestamp::now();
+        self.dir_remove(parent, name)?;
+        for ino in others {
+            self.drop_link(ino, now)?;
+        }
+        for d in dirs {
+            let inode = self.read_inode(d)?;
+            self.free_inode(inode, now)?;
+        }
+        self.parent_link_dec(parent, now)
+    }
+}
