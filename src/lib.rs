@@ -16,12 +16,15 @@
 #![warn(missing_docs)]
 
 pub mod cli;
+pub mod copy;
 pub mod disk;
 pub mod error;
 pub mod ext;
+pub mod fault;
 pub mod guest;
 pub mod inspect;
 pub mod part;
 pub mod probe;
+pub mod undo;
 
 pub use error::{Error, ErrorKind, Result};

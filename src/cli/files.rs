@@ -1,31 +1,675 @@
 //! Handlers of the file commands (`ls`, `cat`, `copy-out`, `write`, `copy-in`,
 //! `mkdir`, `rm`, `undo`).
+//!
+//! Read commands open the image `O_RDONLY` and read through ext4-view, falling back
+//! to our engine's reader (with a note on stderr saying why) when ext4-view cannot
+//! read the filesystem. Writing commands open the image read-write, optionally
+//! behind an undo log over the whole disk, change the filesystem through the
+//! engine and flush once at the end.
 
-use anyhow::bail;
+use std::io::{self, IsTerminal, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use super::{CopyInArgs, CopyOutArgs, LsArgs, MkdirArgs, PathArgs, RmArgs, UndoArgs, WriteArgs};
+use anyhow::{anyhow, bail, Context};
 
-pub fn ls(_a: LsArgs) -> anyhow::Result<()> {
-    bail!("ls: not implemented yet")
+use super::{
+    CopyInArgs, CopyOutArgs, LsArgs, MkdirArgs, PathArgs, RmArgs, Target, UndoArgs, UsageError,
+    WriteArgs, WriteOpts,
+};
+use crate::copy::{self, EngineReader, GuestRead, Node, ViewReader};
+use crate::disk::{Access, Disk, ReadAt, Window, WriteAt};
+use crate::error::{Error, ErrorKind};
+use crate::ext::{Ext, FileType, Ino, NewNode, Timestamp};
+use crate::part::{Partition, Slot, TableKind};
+use crate::undo::{self, UndoDev};
+
+/// The byte range `--part` names, or the whole disk for a bare filesystem.
+fn locate(disk: &Disk, part: Option<u32>) -> anyhow::Result<(u64, u64)> {
+    let shown = disk.path().display();
+    let table = crate::part::read_table(disk, disk.logical_sector_size())
+        .with_context(|| format!("{shown}: partition table"))?;
+    let problems = || -> String {
+        if table.problems.is_empty() {
+            String::new()
+        } else {
+            let p: Vec<&str> = table.problems.iter().map(|p| p.message.as_str()).collect();
+            format!(" (the table is damaged: {})", p.join("; "))
+        }
+    };
+    // The containers of logical partitions hold no filesystem.
+    let parts: Vec<&Partition> = table
+        .partitions
+        .iter()
+        .filter(|p| p.slot != Slot::Extended)
+        .collect();
+    if table.kind == TableKind::None {
+        return match (part, parts.first()) {
+            (None, Some(whole)) => Ok((whole.start_bytes, whole.size_bytes)),
+            (None, None) => Ok((0, disk.size())),
+            (Some(n), _) => Err(UsageError(format!(
+                "{shown} has no partition table (it is a bare filesystem): omit --part {n}"
+            ))
+            .into()),
+        };
+    }
+    let list = || -> String {
+        let l: Vec<String> = parts
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} (at {:#x}, {} bytes)",
+                    p.number, p.start_bytes, p.size_bytes
+                )
+            })
+            .collect();
+        if l.is_empty() {
+            "none".into()
+        } else {
+            l.join(", ")
+        }
+    };
+    match part {
+        None => Err(UsageError(format!(
+            "{shown} is partitioned: choose one with --part N; partitions: {}{}",
+            list(),
+            problems()
+        ))
+        .into()),
+        Some(n) => match parts.iter().find(|p| p.number == n) {
+            Some(p) => Ok((p.start_bytes, p.size_bytes)),
+            None => Err(UsageError(format!(
+                "{shown} has no partition {n}; partitions: {}{}",
+                list(),
+                problems()
+            ))
+            .into()),
+        },
+    }
 }
-pub fn cat(_a: PathArgs) -> anyhow::Result<()> {
-    bail!("cat: not implemented yet")
+
+/// Open the partition `part` of `image` (the whole disk when `None` and the disk
+/// has no partition table).
+fn open_partition(
+    image: &Path,
+    part: Option<u32>,
+    access: Access,
+) -> anyhow::Result<Window<Arc<Disk>>> {
+    let disk = Disk::open(image, access)?;
+    let (start, len) = locate(&disk, part)?;
+    Ok(Window::new(Arc::new(disk), start, len)?)
 }
-pub fn copy_out(_a: CopyOutArgs) -> anyhow::Result<()> {
-    bail!("copy-out: not implemented yet")
+
+fn where_(t: &Target) -> String {
+    match t.part {
+        Some(n) => format!("{} partition {n}", t.image.display()),
+        None => t.image.display().to_string(),
+    }
 }
-pub fn write(_a: WriteArgs) -> anyhow::Result<()> {
-    bail!("write: not implemented yet")
+
+/// A reader for the read commands: ext4-view, or our engine when ext4-view
+/// refuses the filesystem (said on stderr).
+fn open_reader(t: &Target) -> anyhow::Result<Box<dyn GuestRead>> {
+    let win = open_partition(&t.image, t.part, Access::ReadOnly)?;
+    match ViewReader::load(win.clone()) {
+        Ok(r) => Ok(Box::new(r)),
+        Err(view_err) => match EngineReader::open(win) {
+            Ok(r) => {
+                eprintln!(
+                    "domuify: note: ext4-view cannot read {} ({view_err}); reading with domuify's own ext reader instead",
+                    where_(t)
+                );
+                Ok(Box::new(r))
+            }
+            Err(engine_err) => Err(anyhow!(
+                "{}: cannot read the filesystem: ext4-view: {view_err}; domuify's reader: {engine_err}",
+                where_(t)
+            )),
+        },
+    }
 }
-pub fn copy_in(_a: CopyInArgs) -> anyhow::Result<()> {
-    bail!("copy-in: not implemented yet")
+
+fn guest_path(p: &str) -> anyhow::Result<Vec<u8>> {
+    if !p.starts_with('/') {
+        return Err(UsageError(format!("{p}: guest paths must be absolute (start with /)")).into());
+    }
+    Ok(p.as_bytes().to_vec())
 }
-pub fn mkdir(_a: MkdirArgs) -> anyhow::Result<()> {
-    bail!("mkdir: not implemented yet")
+
+fn perm_string(n: &Node) -> String {
+    let t = match n.file_type {
+        FileType::Regular => '-',
+        FileType::Directory => 'd',
+        FileType::Symlink => 'l',
+        FileType::CharDevice => 'c',
+        FileType::BlockDevice => 'b',
+        FileType::Fifo => 'p',
+        FileType::Socket => 's',
+        FileType::Unknown => '?',
+    };
+    let m = n.perm;
+    let bit = |mask: u16, c: char| if m & mask != 0 { c } else { '-' };
+    let special = |x: bool, s: bool, lower: char, upper: char| match (x, s) {
+        (true, true) => lower,
+        (false, true) => upper,
+        (true, false) => 'x',
+        (false, false) => '-',
+    };
+    let mut s = String::with_capacity(10);
+    s.push(t);
+    s.push(bit(0o400, 'r'));
+    s.push(bit(0o200, 'w'));
+    s.push(special(m & 0o100 != 0, m & 0o4000 != 0, 's', 'S'));
+    s.push(bit(0o040, 'r'));
+    s.push(bit(0o020, 'w'));
+    s.push(special(m & 0o010 != 0, m & 0o2000 != 0, 's', 'S'));
+    s.push(bit(0o004, 'r'));
+    s.push(bit(0o002, 'w'));
+    s.push(special(m & 0o001 != 0, m & 0o1000 != 0, 't', 'T'));
+    s
 }
-pub fn rm(_a: RmArgs) -> anyhow::Result<()> {
-    bail!("rm: not implemented yet")
+
+/// `YYYY-MM-DD HH:MM:SS` in UTC.
+fn format_time(t: Timestamp) -> String {
+    let days = t.sec.div_euclid(86_400);
+    let secs = t.sec.rem_euclid(86_400);
+    // Civil date from a day count (proleptic Gregorian), after H. Hinnant.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
-pub fn undo(_a: UndoArgs) -> anyhow::Result<()> {
-    bail!("undo: not implemented yet")
+
+fn long_line(r: &dyn GuestRead, path: &[u8], name: &[u8], n: &Node) -> Vec<u8> {
+    let mut line = format!(
+        "{} {:>5} {:>5} {:>10} {} ",
+        perm_string(n),
+        n.uid,
+        n.gid,
+        n.size,
+        format_time(n.mtime)
+    )
+    .into_bytes();
+    line.extend_from_slice(name);
+    if n.file_type == FileType::Symlink {
+        match r.read_link(path) {
+            Ok(t) => {
+                line.extend_from_slice(b" -> ");
+                line.extend_from_slice(&t);
+            }
+            Err(e) => line.extend_from_slice(format!(" -> ? ({e})").as_bytes()),
+        }
+    }
+    line.push(b'\n');
+    line
+}
+
+pub fn ls(a: LsArgs) -> anyhow::Result<()> {
+    let path = guest_path(&a.path)?;
+    let r = open_reader(&a.target)?;
+    let out = io::stdout();
+    let mut out = io::BufWriter::new(out.lock());
+    let followed = r.node(&path, true);
+    let is_dir = matches!(&followed, Ok(n) if n.file_type == FileType::Directory);
+    if !is_dir {
+        // A file, or a dangling symlink: show the entry itself.
+        let n = r.node(&path, false)?;
+        if a.long {
+            out.write_all(&long_line(r.as_ref(), &path, &path, &n))?;
+        } else {
+            out.write_all(&path)?;
+            out.write_all(b"\n")?;
+        }
+        out.flush()?;
+        return Ok(());
+    }
+    let mut names = Vec::new();
+    let mut bad = 0usize;
+    for e in r.list(&path)? {
+        match e {
+            Ok(name) => names.push(name),
+            Err(e) => {
+                eprintln!("domuify: ls: {e}");
+                bad += 1;
+            }
+        }
+    }
+    names.sort();
+    for name in &names {
+        if a.long {
+            let mut child = path.clone();
+            if child.last() != Some(&b'/') {
+                child.push(b'/');
+            }
+            child.extend_from_slice(name);
+            match r.node(&child, false) {
+                Ok(n) => out.write_all(&long_line(r.as_ref(), &child, name, &n))?,
+                Err(e) => {
+                    eprintln!("domuify: ls: {e}");
+                    bad += 1;
+                }
+            }
+        } else {
+            out.write_all(name)?;
+            out.write_all(b"\n")?;
+        }
+    }
+    out.flush()?;
+    if bad > 0 {
+        bail!("{bad} entries of {} could not be read", a.path);
+    }
+    Ok(())
+}
+
+pub fn cat(a: PathArgs) -> anyhow::Result<()> {
+    let path = guest_path(&a.path)?;
+    let r = open_reader(&a.target)?;
+    let out = io::stdout();
+    let mut out = io::BufWriter::with_capacity(1 << 16, out.lock());
+    r.copy_file(&path, &mut out)?;
+    out.flush()?;
+    Ok(())
+}
+
+pub fn copy_out(a: CopyOutArgs) -> anyhow::Result<()> {
+    let Some((host, guests)) = a.paths.split_last() else {
+        return Err(UsageError("copy-out needs GUEST_PATH... HOST_DIR".into()).into());
+    };
+    let guests: Vec<Vec<u8>> = guests
+        .iter()
+        .map(|g| guest_path(g))
+        .collect::<anyhow::Result<_>>()?;
+    let host = PathBuf::from(host);
+    if !host.is_dir() {
+        return Err(UsageError(format!(
+            "{}: the destination must be an existing host directory",
+            host.display()
+        ))
+        .into());
+    }
+    let r = open_reader(&a.target)?;
+    let rep = copy::copy_out(r.as_ref(), &guests, &host)?;
+    for n in &rep.notes {
+        eprintln!("domuify: copy-out: note: {n}");
+    }
+    for e in &rep.errors {
+        eprintln!("domuify: copy-out: {e}");
+    }
+    if !rep.errors.is_empty() {
+        bail!(
+            "copy-out: {} entries skipped (copied {} files, {} directories, {} symlinks)",
+            rep.errors.len(),
+            rep.files,
+            rep.dirs,
+            rep.symlinks
+        );
+    }
+    Ok(())
+}
+
+/// The device a writing command changes: the disk, or the disk behind an undo log.
+type WDev = Window<Arc<dyn WriteAt>>;
+
+/// Open the target read-write (behind an undo log with `--undo`), run `f` on the
+/// engine, flush once. On failure say what state the image is in.
+fn with_ext<T>(
+    t: &Target,
+    opts: &WriteOpts,
+    f: impl FnOnce(&mut Ext<WDev>) -> crate::Result<T>,
+) -> anyhow::Result<T> {
+    let disk = Disk::open(&t.image, Access::ReadWrite)?;
+    let (start, len) = locate(&disk, t.part)?;
+    let (dev, undo_dev): (Arc<dyn WriteAt>, _) = match &opts.undo {
+        Some(p) => {
+            let u = Arc::new(UndoDev::create(disk, p)?);
+            (u.clone(), Some(u))
+        }
+        None => (Arc::new(disk), None),
+    };
+    let win = Window::new(dev, start, len)?;
+    // On an error the engine is not flushed: what it holds in memory is dropped,
+    // and the filesystem stays as of its last flush (the engine flushes on its own
+    // only between consistent states), at worst with data written to free blocks.
+    let result = Ext::open_read_write(win).and_then(|mut ext| {
+        let v = f(&mut ext)?;
+        ext.flush()?;
+        Ok(v)
+    });
+    match (result, &undo_dev, &opts.undo) {
+        (Ok(v), Some(u), _) => {
+            u.complete()?;
+            Ok(v)
+        }
+        (Ok(v), None, _) => Ok(v),
+        (Err(e), Some(u), Some(p)) => {
+            // Issue (and save) the writes the log still holds, to know whether
+            // anything reached the image.
+            let _ = u.sync();
+            if u.stats().device_writes == 0 {
+                // Nothing reached the image: the log is useless, do not leave it.
+                let _ = std::fs::remove_file(p);
+                Err(anyhow!(e).context("nothing was written"))
+            } else {
+                Err(anyhow!(e).context(format!(
+                    "the image may be partly changed; `domuify undo {} {}` restores it",
+                    p.display(),
+                    t.image.display()
+                )))
+            }
+        }
+        (Err(e), _, _) => Err(e.into()),
+    }
+}
+
+fn root_node(perm: u16) -> NewNode {
+    let now = Timestamp::now();
+    NewNode {
+        perm,
+        uid: 0,
+        gid: 0,
+        atime: now,
+        mtime: now,
+        ctime: now,
+    }
+}
+
+/// Split a guest path into its parent (resolved inside the guest, following
+/// symlinks) and a valid last name.
+fn parent_and_name<D: ReadAt>(ext: &Ext<D>, path: &[u8]) -> crate::Result<(Ino, Vec<u8>)> {
+    let Some((parent, name)) = copy::split_guest_path(path)? else {
+        return Err(Error::invalid("the guest root has no name"));
+    };
+    if !copy::valid_name(&name) {
+        return Err(Error::invalid(format!(
+            "{}: \"{}\" is not a valid name",
+            String::from_utf8_lossy(path),
+            String::from_utf8_lossy(&name)
+        )));
+    }
+    let dir = ext.resolve(&parent, true)?;
+    if ext.stat(dir)?.file_type() != FileType::Directory {
+        return Err(Error::invalid(format!(
+            "{}: not a directory",
+            String::from_utf8_lossy(&parent)
+        )));
+    }
+    Ok((dir, name))
+}
+
+/// Standard input as a stream of known length: a regular file is streamed, a pipe
+/// is read into memory.
+fn stdin_source() -> anyhow::Result<(Box<dyn Read>, u64)> {
+    let fd = io::stdin().as_fd().try_clone_to_owned()?;
+    let mut file = std::fs::File::from(fd);
+    let meta = file.metadata()?;
+    if meta.is_file() {
+        let pos = file.stream_position().unwrap_or(0);
+        file.seek(SeekFrom::Start(pos))?;
+        let len = meta.len().saturating_sub(pos);
+        return Ok((Box::new(io::BufReader::new(file).take(len)), len));
+    }
+    let mut buf = Vec::new();
+    io::stdin().lock().read_to_end(&mut buf)?;
+    let len = buf.len() as u64;
+    Ok((Box::new(io::Cursor::new(buf)), len))
+}
+
+pub fn write(a: WriteArgs) -> anyhow::Result<()> {
+    let path = guest_path(&a.path)?;
+    let (mut data, len) = stdin_source().context("reading standard input")?;
+    with_ext(&a.target, &a.opts, |ext| {
+        let (parent, name) = parent_and_name(ext, &path)?;
+        match ext.lookup(parent, &name)? {
+            Some(_) => {
+                // Follow a symlink as the shell's `>` would, inside the guest.
+                let ino = ext.resolve(&path, true)?;
+                let st = ext.stat(ino)?;
+                if st.file_type() != FileType::Regular {
+                    return Err(Error::invalid(format!(
+                        "{}: not a regular file ({:?})",
+                        a.path,
+                        st.file_type()
+                    )));
+                }
+                ext.replace_contents(ino, &mut data, len, Timestamp::now())
+            }
+            None => {
+                let node = root_node(0o644);
+                ext.create_file(parent, &name, &node, &mut data, len)
+                    .map(|_| ())
+            }
+        }
+    })
+}
+
+/// Progress bar on stderr for `copy-in`.
+struct Bar {
+    bar: indicatif::ProgressBar,
+    items: std::sync::atomic::AtomicU64,
+    total: std::sync::atomic::AtomicU64,
+}
+
+impl copy::Progress for Bar {
+    fn start(&self, files: u64, bytes: u64) {
+        use std::sync::atomic::Ordering;
+        self.total.store(files, Ordering::Relaxed);
+        self.bar.set_length(bytes);
+        self.bar.set_message(format!("0/{files} files"));
+    }
+    fn bytes(&self, n: u64) {
+        self.bar.inc(n);
+    }
+    fn item(&self) {
+        use std::sync::atomic::Ordering;
+        let done = self.items.fetch_add(1, Ordering::Relaxed) + 1;
+        if done % 64 == 0 || done == self.total.load(Ordering::Relaxed) {
+            self.bar.set_message(format!(
+                "{done}/{} files",
+                self.total.load(Ordering::Relaxed)
+            ));
+        }
+    }
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+pub fn copy_in(a: CopyInArgs) -> anyhow::Result<()> {
+    let Some((dest, sources)) = a.paths.split_last() else {
+        return Err(UsageError("copy-in needs HOST_PATH... GUEST_DIR".into()).into());
+    };
+    let dest = guest_path(dest)?;
+    let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
+    for s in &sources {
+        if std::fs::symlink_metadata(s).is_err() {
+            return Err(UsageError(format!("{}: no such host file", s.display())).into());
+        }
+        copy::source_name(s).map_err(|e| UsageError(e.to_string()))?;
+    }
+    let bar = io::stderr().is_terminal().then(|| {
+        let pb = indicatif::ProgressBar::with_draw_target(
+            Some(0),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}",
+        ) {
+            pb.set_style(style);
+        }
+        Bar {
+            bar: pb,
+            items: Default::default(),
+            total: Default::default(),
+        }
+    });
+    let rep = with_ext(&a.target, &a.opts, |ext| {
+        copy::copy_in(
+            ext,
+            &sources,
+            &dest,
+            bar.as_ref().map(|b| b as &dyn copy::Progress),
+        )
+    })?;
+    for s in &rep.skipped {
+        eprintln!("domuify: copy-in: {s}");
+    }
+    Ok(())
+}
+
+pub fn mkdir(a: MkdirArgs) -> anyhow::Result<()> {
+    let path = guest_path(&a.path)?;
+    with_ext(&a.target, &a.opts, |ext| {
+        if !a.parents {
+            let (parent, name) = parent_and_name(ext, &path)?;
+            if ext.lookup(parent, &name)?.is_some() {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!("{}: already exists", a.path),
+                ));
+            }
+            return ext.mkdir(parent, &name, &root_node(0o755)).map(|_| ());
+        }
+        // -p: walk from the root, following symlinks inside the guest (a usrmerge
+        // `/lib -> usr/lib` leads into /usr/lib), creating what is missing.
+        let mut so_far: Vec<u8> = Vec::new();
+        let mut dir = ext.resolve(b"/", true)?;
+        for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+            if !copy::valid_name(comp) {
+                return Err(Error::invalid(format!(
+                    "{}: \"{}\" is not a valid name",
+                    a.path,
+                    String::from_utf8_lossy(comp)
+                )));
+            }
+            so_far.push(b'/');
+            so_far.extend_from_slice(comp);
+            dir = match ext.lookup(dir, comp)? {
+                Some(_) => {
+                    let ino = ext.resolve(&so_far, true)?;
+                    if ext.stat(ino)?.file_type() != FileType::Directory {
+                        return Err(Error::new(
+                            ErrorKind::AlreadyExists,
+                            format!(
+                                "{}: exists and is not a directory",
+                                String::from_utf8_lossy(&so_far)
+                            ),
+                        ));
+                    }
+                    ino
+                }
+                None => ext.mkdir(dir, comp, &root_node(0o755))?,
+            };
+        }
+        Ok(())
+    })
+}
+
+pub fn rm(a: RmArgs) -> anyhow::Result<()> {
+    let path = guest_path(&a.path)?;
+    if copy::split_guest_path(&path)?.is_none() {
+        return Err(UsageError("refusing to remove the guest's root directory".into()).into());
+    }
+    with_ext(&a.target, &a.opts, |ext| {
+        let (parent, name) = parent_and_name(ext, &path)?;
+        let Some(ino) = ext.lookup(parent, &name)? else {
+            return Err(Error::not_found(format!(
+                "{}: no such file or directory in the guest",
+                a.path
+            )));
+        };
+        if ext.stat(ino)?.file_type() == FileType::Directory {
+            if !a.recursive {
+                return Err(Error::invalid(format!(
+                    "{}: is a directory (use -r)",
+                    a.path
+                )));
+            }
+            ext.remove_tree(parent, &name)
+        } else {
+            ext.unlink(parent, &name)
+        }
+    })
+}
+
+pub fn undo(a: UndoArgs) -> anyhow::Result<()> {
+    let disk = Disk::open(&a.image, Access::ReadWrite)?;
+    let rep = undo::restore(&a.undo_file, &disk)?;
+    eprintln!(
+        "domuify: restored {} regions ({} bytes) of {}{}",
+        rep.records,
+        rep.bytes,
+        a.image.display(),
+        if rep.complete {
+            ""
+        } else {
+            "; the log had no complete record (the command was interrupted)"
+        }
+    );
+    if let Some(why) = rep.tail_reason {
+        eprintln!(
+            "domuify: ignored the last {} bytes of {}: {why} (an append cut by the interruption; its write never reached the image)",
+            rep.ignored_tail,
+            a.undo_file.display()
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_format() {
+        assert_eq!(
+            format_time(Timestamp { sec: 0, nsec: 0 }),
+            "1970-01-01 00:00:00"
+        );
+        // 2024-02-29 12:34:56 UTC
+        assert_eq!(
+            format_time(Timestamp {
+                sec: 1_709_210_096,
+                nsec: 0
+            }),
+            "2024-02-29 12:34:56"
+        );
+        assert_eq!(
+            format_time(Timestamp { sec: -1, nsec: 0 }),
+            "1969-12-31 23:59:59"
+        );
+        let _ = format_time(Timestamp {
+            sec: i64::MIN / 2,
+            nsec: 0,
+        });
+    }
+
+    #[test]
+    fn perm_strings() {
+        let n = |ft, perm| Node {
+            file_type: ft,
+            perm,
+            uid: 0,
+            gid: 0,
+            size: 0,
+            atime: Timestamp::default(),
+            mtime: Timestamp::default(),
+            links: None,
+        };
+        assert_eq!(perm_string(&n(FileType::Regular, 0o644)), "-rw-r--r--");
+        assert_eq!(perm_string(&n(FileType::Directory, 0o1777)), "drwxrwxrwt");
+        assert_eq!(perm_string(&n(FileType::Regular, 0o4755)), "-rwsr-xr-x");
+        assert_eq!(perm_string(&n(FileType::Symlink, 0o2644)), "lrw-r-Sr--");
+    }
 }

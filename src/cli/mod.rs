@@ -85,7 +85,7 @@ pub struct Target {
     /// Raw disk image or block device.
     pub image: PathBuf,
     /// Partition number as Linux numbers it; may be omitted for a bare filesystem.
-    #[arg(long = "part", short = 'p')]
+    #[arg(long = "part")]
     pub part: Option<u32>,
 }
 
@@ -105,7 +105,7 @@ pub struct LsArgs {
     /// Guest path (default `/`).
     #[arg(default_value = "/")]
     path: String,
-    /// Long listing: mode, links, owner, size, mtime, name, link target.
+    /// Long listing: mode, owner, size, mtime (UTC), name, link target.
     #[arg(short = 'l')]
     long: bool,
 }

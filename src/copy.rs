@@ -1,0 +1,970 @@
+//! Copying trees between the host and a guest filesystem (`copy-in`,
+//! `copy-out`), and the read side the read commands share ([`GuestRead`]).
+//!
+//! Reading goes through ext4-view ([`ViewReader`]) or, when ext4-view cannot read a
+//! filesystem, through our engine ([`EngineReader`]). Paths are guest paths (bytes,
+//! absolute, `/`-separated) resolved inside the guest.
+//!
+//! The host is never trusted to stay out of the way and the guest is hostile:
+//! [`copy_out`] creates every host file with `O_CREAT|O_EXCL` (which never follows
+//! a symlink), every directory with `mkdir` (which fails on anything existing), and
+//! descends only into directories it has just created, so no write can land outside
+//! the destination, whatever names or symlinks the guest holds. Names that cannot be
+//! a single host path component (`.`, `..`, empty, containing `/` or NUL) are
+//! skipped with a warning.
+//!
+//! [`copy_in`] measures the whole host tree first and asks the engine whether it
+//! fits ([`Ext::ensure_space`]) before it writes anything.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File, FileTimes, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::disk::{ReadAt, WriteAt};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ext::{Ext, FileType, Ino, NewNode, Space, Timestamp};
+
+/// Metadata of a guest file as the read commands need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// What it is.
+    pub file_type: FileType,
+    /// Permission bits (`0o7777`).
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Access time.
+    pub atime: Timestamp,
+    /// Modification time.
+    pub mtime: Timestamp,
+    /// Link count, when the reader knows it (ext4-view does not expose it).
+    pub links: Option<u16>,
+}
+
+/// Read access to a guest filesystem by path.
+pub trait GuestRead {
+    /// Metadata of `path`; a symlink as last component is followed only when
+    /// `follow`.
+    fn node(&self, path: &[u8], follow: bool) -> Result<Node>;
+    /// The names in directory `path` (following symlinks to it), without `.` and
+    /// `..`; an entry the reader cannot decode is an `Err` in the list.
+    fn list(&self, path: &[u8]) -> Result<Vec<Result<Vec<u8>>>>;
+    /// A symlink's target.
+    fn read_link(&self, path: &[u8]) -> Result<Vec<u8>>;
+    /// Stream a regular file's contents (following symlinks) into `out`; returns
+    /// the byte count.
+    fn copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64>;
+}
+
+/// An error with its sources, for messages that are not printed by `main`.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+fn show(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}
+
+fn view_error(path: &[u8], e: ext4_view::Ext4Error) -> Error {
+    use ext4_view::Ext4Error as E;
+    let p = show(path);
+    match e {
+        E::NotFound => Error::not_found(format!("{p}: no such file or directory in the guest")),
+        E::NotADirectory => Error::invalid(format!("{p}: not a directory")),
+        E::IsADirectory => Error::invalid(format!("{p}: is a directory")),
+        E::IsASpecialFile => Error::invalid(format!("{p}: is a special file")),
+        E::NotAbsolute | E::MalformedPath | E::PathTooLong => {
+            Error::invalid(format!("{p}: bad guest path ({e})"))
+        }
+        E::Incompatible(_) | E::Encrypted => Error::unsupported(format!("{p}: {e}")),
+        E::Io(inner) => Error::io(format!("{p}: read error"), io::Error::other(inner)),
+        other => Error::corrupt(format!("{p}: {other}")),
+    }
+}
+
+fn view_type(t: ext4_view::FileType) -> FileType {
+    if t.is_regular_file() {
+        FileType::Regular
+    } else if t.is_dir() {
+        FileType::Directory
+    } else if t.is_symlink() {
+        FileType::Symlink
+    } else if t.is_char_dev() {
+        FileType::CharDevice
+    } else if t.is_block_dev() {
+        FileType::BlockDevice
+    } else if t.is_fifo() {
+        FileType::Fifo
+    } else if t.is_socket() {
+        FileType::Socket
+    } else {
+        FileType::Unknown
+    }
+}
+
+fn view_time(t: ext4_view::Timestamp) -> Timestamp {
+    Timestamp {
+        sec: t.seconds(),
+        nsec: t.nanoseconds(),
+    }
+}
+
+/// ext4-view as a [`GuestRead`].
+pub struct ViewReader {
+    fs: ext4_view::Ext4,
+}
+
+impl ViewReader {
+    /// Load the filesystem from `dev` (a partition window).
+    pub fn load<R: ext4_view::Ext4Read + 'static>(dev: R) -> Result<ViewReader> {
+        let fs = ext4_view::Ext4::load(Box::new(dev)).map_err(|e| view_error(b"/", e))?;
+        // Some limits only show when the first inode is read (metadata_csum with
+        // 128-byte inodes: "inode 2 is truncated"): find them now, so that the
+        // caller can fall back to another reader.
+        fs.metadata(ext4_view::Path::ROOT)
+            .map_err(|e| view_error(b"/", e))?;
+        Ok(ViewReader { fs })
+    }
+
+    fn path<'p>(&self, path: &'p [u8]) -> Result<ext4_view::Path<'p>> {
+        ext4_view::Path::try_from(path)
+            .map_err(|e| Error::invalid(format!("{}: bad guest path ({e})", show(path))))
+    }
+}
+
+impl GuestRead for ViewReader {
+    fn node(&self, path: &[u8], follow: bool) -> Result<Node> {
+        let p = self.path(path)?;
+        let m = if follow {
+            self.fs.metadata(p)
+        } else {
+            self.fs.symlink_metadata(p)
+        }
+        .map_err(|e| view_error(path, e))?;
+        Ok(Node {
+            file_type: view_type(m.file_type()),
+            perm: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.len(),
+            atime: view_time(m.accessed()),
+            mtime: view_time(m.modified()),
+            links: None,
+        })
+    }
+
+    fn list(&self, path: &[u8]) -> Result<Vec<Result<Vec<u8>>>> {
+        let p = self.path(path)?;
+        let iter = self.fs.read_dir(p).map_err(|e| view_error(path, e))?;
+        let mut out = Vec::new();
+        for entry in iter {
+            match entry {
+                Ok(e) => {
+                    let name = e.file_name().as_ref().to_vec();
+                    if name != b"." && name != b".." {
+                        out.push(Ok(name));
+                    }
+                }
+                Err(e) => out.push(Err(view_error(path, e))),
+            }
+            // A directory cannot hold more names than this; stop a looping reader.
+            if out.len() > 50_000_000 {
+                return Err(Error::corrupt(format!(
+                    "{}: directory too large",
+                    show(path)
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
+        let p = self.path(path)?;
+        let t = self.fs.read_link(p).map_err(|e| view_error(path, e))?;
+        Ok(t.as_ref().to_vec())
+    }
+
+    fn copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
+        let p = self.path(path)?;
+        let mut f = self.fs.open(p).map_err(|e| view_error(path, e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = f.read_bytes(&mut buf).map_err(|e| view_error(path, e))?;
+            if n == 0 {
+                return Ok(total);
+            }
+            out.write_all(&buf[..n])
+                .map_err(|e| Error::io(format!("{}: writing the copy", show(path)), e))?;
+            total += n as u64;
+        }
+    }
+}
+
+/// Our engine's reader as a [`GuestRead`] (the fallback when ext4-view refuses).
+pub struct EngineReader<D> {
+    ext: Ext<D>,
+}
+
+impl<D: ReadAt> EngineReader<D> {
+    /// Open `dev` read-only with the engine.
+    pub fn open(dev: D) -> Result<EngineReader<D>> {
+        Ok(EngineReader {
+            ext: Ext::open_read_only(dev)?,
+        })
+    }
+}
+
+/// Node of an engine stat.
+fn engine_node<D: ReadAt>(ext: &Ext<D>, ino: Ino) -> Result<Node> {
+    let s = ext.stat(ino)?;
+    Ok(Node {
+        file_type: s.file_type(),
+        perm: s.mode & 0o7777,
+        uid: s.uid,
+        gid: s.gid,
+        size: s.size,
+        atime: s.atime,
+        mtime: s.mtime,
+        links: Some(s.links),
+    })
+}
+
+impl<D: ReadAt> GuestRead for EngineReader<D> {
+    fn node(&self, path: &[u8], follow: bool) -> Result<Node> {
+        let ino = self.ext.resolve(path, follow)?;
+        engine_node(&self.ext, ino)
+    }
+
+    fn list(&self, path: &[u8]) -> Result<Vec<Result<Vec<u8>>>> {
+        let ino = self.ext.resolve(path, true)?;
+        if self.ext.stat(ino)?.file_type() != FileType::Directory {
+            return Err(Error::invalid(format!("{}: not a directory", show(path))));
+        }
+        Ok(self
+            .ext
+            .read_dir(ino)?
+            .into_iter()
+            .filter(|e| e.name != b"." && e.name != b"..")
+            .map(|e| Ok(e.name))
+            .collect())
+    }
+
+    fn read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
+        let ino = self.ext.resolve(path, false)?;
+        self.ext.read_link(ino)
+    }
+
+    fn copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
+        let ino = self.ext.resolve(path, true)?;
+        let st = self.ext.stat(ino)?;
+        if st.file_type() != FileType::Regular {
+            return Err(Error::invalid(format!(
+                "{}: not a regular file",
+                show(path)
+            )));
+        }
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        while total < st.size {
+            let n = self.ext.read_file(ino, total, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])
+                .map_err(|e| Error::io(format!("{}: writing the copy", show(path)), e))?;
+            total += n as u64;
+        }
+        Ok(total)
+    }
+}
+
+/// Is `name` usable as one path component (guest or host)?
+pub fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name != b"."
+        && name != b".."
+        && !name.contains(&b'/')
+        && !name.contains(&0)
+}
+
+/// Split an absolute guest path into (parent, last name); `None` for the root.
+/// Repeated and trailing slashes are ignored.
+pub fn split_guest_path(path: &[u8]) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    if path.first() != Some(&b'/') {
+        return Err(Error::invalid(format!(
+            "{}: guest paths must be absolute (start with /)",
+            show(path)
+        )));
+    }
+    if path.contains(&0) {
+        return Err(Error::invalid("a guest path cannot contain a NUL byte"));
+    }
+    let parts: Vec<&[u8]> = path
+        .split(|&b| b == b'/')
+        .filter(|p| !p.is_empty())
+        .collect();
+    let Some((last, dirs)) = parts.split_last() else {
+        return Ok(None);
+    };
+    let mut parent = Vec::new();
+    for d in dirs {
+        parent.push(b'/');
+        parent.extend_from_slice(d);
+    }
+    if parent.is_empty() {
+        parent.push(b'/');
+    }
+    Ok(Some((parent, last.to_vec())))
+}
+
+fn join_guest(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut p = dir.to_vec();
+    if p.last() != Some(&b'/') {
+        p.push(b'/');
+    }
+    p.extend_from_slice(name);
+    p
+}
+
+/// What [`copy_out`] did.
+#[derive(Debug, Default)]
+pub struct CopyOutReport {
+    /// Regular files written.
+    pub files: u64,
+    /// Directories created.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Bytes of file data written.
+    pub bytes: u64,
+    /// Entries skipped because they were unsafe or failed (exit code 1).
+    pub errors: Vec<String>,
+    /// Entries skipped by design (device nodes, fifos, sockets).
+    pub notes: Vec<String>,
+}
+
+fn system_time(t: Timestamp) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::from(t.nsec.min(999_999_999)));
+    let secs = Duration::from_secs(t.sec.unsigned_abs());
+    let base = if t.sec >= 0 {
+        UNIX_EPOCH.checked_add(secs)
+    } else {
+        UNIX_EPOCH.checked_sub(secs)
+    };
+    base.and_then(|b| b.checked_add(nanos))
+        .unwrap_or(UNIX_EPOCH)
+}
+
+/// Host permission bits for a copied-out guest mode: set-user-ID and set-group-ID
+/// are dropped (a guest must not plant them on the host), the rest is kept.
+fn host_perm(perm: u16) -> u32 {
+    u32::from(perm & 0o1777)
+}
+
+/// Copy guest paths (recursively) into the existing host directory `host_dir`.
+/// The root `/` copies the root's contents into `host_dir` itself. A symlink named
+/// last is copied as a symlink, or followed (inside the guest) when the path ends
+/// with `/`. Unsafe or
+/// failing entries are skipped and listed in the report; the copy goes on.
+pub fn copy_out(
+    r: &dyn GuestRead,
+    guest_paths: &[Vec<u8>],
+    host_dir: &Path,
+) -> Result<CopyOutReport> {
+    let meta = fs::metadata(host_dir)
+        .map_err(|e| Error::io(format!("host directory {}", host_dir.display()), e))?;
+    if !meta.is_dir() {
+        return Err(Error::invalid(format!(
+            "{} is not a directory",
+            host_dir.display()
+        )));
+    }
+    let mut rep = CopyOutReport::default();
+    for gp in guest_paths {
+        match split_guest_path(gp)? {
+            None => {
+                // The root: its contents go straight into host_dir.
+                let node = r.node(b"/", true)?;
+                if node.file_type != FileType::Directory {
+                    return Err(Error::corrupt("the guest root is not a directory"));
+                }
+                copy_children(r, b"/", host_dir, &mut rep)?;
+            }
+            Some((_, name)) => {
+                if !valid_name(&name) {
+                    return Err(Error::invalid(format!(
+                        "{}: cannot name a copy after \"{}\"",
+                        show(gp),
+                        show(&name)
+                    )));
+                }
+                // A symlink named last is copied as a symlink; with a trailing
+                // slash (`/lib/`) it is followed, inside the guest.
+                let node = r.node(gp, gp.ends_with(b"/"))?;
+                let dest = host_dir.join(OsStr::from_bytes(&name));
+                copy_out_node(r, gp, &node, &dest, &mut rep);
+            }
+        }
+    }
+    Ok(rep)
+}
+
+fn copy_children(
+    r: &dyn GuestRead,
+    gpath: &[u8],
+    dest: &Path,
+    rep: &mut CopyOutReport,
+) -> Result<()> {
+    let mut names = Vec::new();
+    for entry in r.list(gpath)? {
+        match entry {
+            Ok(name) if valid_name(&name) => names.push(name),
+            Ok(name) if name == b"." || name == b".." => {}
+            Ok(name) => rep.errors.push(format!(
+                "{}: skipped an entry with an unsafe name {:?}",
+                show(gpath),
+                String::from_utf8_lossy(&name)
+            )),
+            Err(e) => rep.errors.push(format!("skipped an entry: {}", chain(&e))),
+        }
+    }
+    for name in names {
+        let child = join_guest(gpath, &name);
+        match r.node(&child, false) {
+            Ok(node) => {
+                let to = dest.join(OsStr::from_bytes(&name));
+                copy_out_node(r, &child, &node, &to, rep);
+            }
+            Err(e) => rep
+                .errors
+                .push(format!("{}: skipped: {}", show(&child), chain(&e))),
+        }
+    }
+    Ok(())
+}
+
+/// Copy one guest node to `dest`, which must not exist. Errors are recorded.
+fn copy_out_node(
+    r: &dyn GuestRead,
+    gpath: &[u8],
+    node: &Node,
+    dest: &Path,
+    rep: &mut CopyOutReport,
+) {
+    let result = match node.file_type {
+        FileType::Regular => copy_out_file(r, gpath, node, dest, rep),
+        FileType::Directory => copy_out_dir(r, gpath, node, dest, rep),
+        FileType::Symlink => copy_out_symlink(r, gpath, node, dest, rep),
+        other => {
+            rep.notes.push(format!(
+                "{}: skipped a {other:?} (only files, directories and symlinks are copied)",
+                show(gpath)
+            ));
+            Ok(())
+        }
+    };
+    if let Err(e) = result {
+        rep.errors.push(format!("{}: {}", show(gpath), chain(&e)));
+    }
+}
+
+fn copy_out_file(
+    r: &dyn GuestRead,
+    gpath: &[u8],
+    node: &Node,
+    dest: &Path,
+    rep: &mut CopyOutReport,
+) -> Result<()> {
+    // O_CREAT|O_EXCL: fails on anything that exists, a symlink included.
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(dest)
+        .map_err(|e| Error::io(format!("cannot create {}", dest.display()), e))?;
+    let n = {
+        let mut w = io::BufWriter::with_capacity(1 << 20, &mut f);
+        let n = r.copy_file(gpath, &mut w)?;
+        w.flush()
+            .map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
+        n
+    };
+    f.set_permissions(fs::Permissions::from_mode(host_perm(node.perm)))
+        .and_then(|()| {
+            f.set_times(
+                FileTimes::new()
+                    .set_accessed(system_time(node.atime))
+                    .set_modified(system_time(node.mtime)),
+            )
+        })
+        .map_err(|e| Error::io(format!("setting mode and times of {}", dest.display()), e))?;
+    rep.files += 1;
+    rep.bytes += n;
+    Ok(())
+}
+
+fn copy_out_dir(
+    r: &dyn GuestRead,
+    gpath: &[u8],
+    node: &Node,
+    dest: &Path,
+    rep: &mut CopyOutReport,
+) -> Result<()> {
+    // mkdir fails on anything existing: we descend only into a directory we made.
+    fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dest)
+        .map_err(|e| Error::io(format!("cannot create directory {}", dest.display()), e))?;
+    rep.dirs += 1;
+    copy_children(r, gpath, dest, rep)?;
+    let d =
+        File::open(dest).map_err(|e| Error::io(format!("cannot open {}", dest.display()), e))?;
+    d.set_times(
+        FileTimes::new()
+            .set_accessed(system_time(node.atime))
+            .set_modified(system_time(node.mtime)),
+    )
+    .and_then(|()| d.set_permissions(fs::Permissions::from_mode(host_perm(node.perm))))
+    .map_err(|e| Error::io(format!("setting mode and times of {}", dest.display()), e))?;
+    Ok(())
+}
+
+fn copy_out_symlink(
+    r: &dyn GuestRead,
+    gpath: &[u8],
+    node: &Node,
+    dest: &Path,
+    rep: &mut CopyOutReport,
+) -> Result<()> {
+    let target = r.read_link(gpath)?;
+    if target.is_empty() || target.contains(&0) {
+        return Err(Error::corrupt(
+            "symlink target is empty or holds a NUL byte",
+        ));
+    }
+    // The link is recreated with the same text and never followed by us.
+    std::os::unix::fs::symlink(OsStr::from_bytes(&target), dest)
+        .map_err(|e| Error::io(format!("cannot create symlink {}", dest.display()), e))?;
+    let at = filetime::FileTime::from_system_time(system_time(node.atime));
+    let mt = filetime::FileTime::from_system_time(system_time(node.mtime));
+    filetime::set_symlink_file_times(dest, at, mt)
+        .map_err(|e| Error::io(format!("setting times of {}", dest.display()), e))?;
+    rep.symlinks += 1;
+    Ok(())
+}
+
+/// Progress of a [`copy_in`]: told the totals once, then each file's bytes.
+pub trait Progress {
+    /// The totals, before the first write.
+    fn start(&self, files: u64, bytes: u64);
+    /// `n` more bytes were copied.
+    fn bytes(&self, n: u64);
+    /// One more file, directory or symlink was done.
+    fn item(&self);
+    /// All done.
+    fn finish(&self);
+}
+
+/// What [`copy_in`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CopyInReport {
+    /// Regular files created or replaced.
+    pub files: u64,
+    /// Directories created.
+    pub dirs: u64,
+    /// Symlinks created.
+    pub symlinks: u64,
+    /// Hard links added to a file already copied.
+    pub hard_links: u64,
+    /// Bytes of file data.
+    pub bytes: u64,
+    /// Host entries skipped (device nodes, fifos, sockets).
+    pub skipped: Vec<String>,
+}
+
+/// The space a host tree needs, measured before anything is written.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Measure {
+    /// Blocks and inodes needed.
+    pub need: Space,
+    /// Regular files (hard links counted once).
+    pub files: u64,
+    /// Bytes of file data.
+    pub bytes: u64,
+    /// Directories, symlinks and files.
+    pub items: u64,
+}
+
+/// Bytes a directory entry with a name of `len` bytes takes.
+fn dirent_len(len: usize) -> u64 {
+    ((8 + len as u64) + 3) & !3
+}
+
+/// Directory blocks needed to hold `entry_bytes` of entries (with `.`/`..` and a
+/// checksum tail in each block): conservative.
+fn dir_blocks(entry_bytes: u64, block_size: u64) -> u64 {
+    let usable = block_size.saturating_sub(24).max(64);
+    (entry_bytes + 24).div_ceil(usable)
+}
+
+fn host_meta(p: &Path) -> Result<fs::Metadata> {
+    fs::symlink_metadata(p).map_err(|e| Error::io(format!("cannot stat {}", p.display()), e))
+}
+
+fn host_children(p: &Path) -> Result<Vec<(Vec<u8>, PathBuf)>> {
+    let mut v = Vec::new();
+    let rd = fs::read_dir(p).map_err(|e| Error::io(format!("cannot list {}", p.display()), e))?;
+    for e in rd {
+        let e = e.map_err(|e| Error::io(format!("cannot list {}", p.display()), e))?;
+        v.push((e.file_name().as_bytes().to_vec(), e.path()));
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// The guest name a host source path gets.
+pub fn source_name(p: &Path) -> Result<Vec<u8>> {
+    let name = match p.file_name() {
+        Some(n) => n.to_os_string(),
+        None => fs::canonicalize(p)
+            .ok()
+            .and_then(|c| c.file_name().map(|n| n.to_os_string()))
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "{}: cannot name its copy in the guest",
+                    p.display()
+                ))
+            })?,
+    };
+    let b = name.as_bytes().to_vec();
+    if !valid_name(&b) {
+        return Err(Error::invalid(format!(
+            "{}: not a valid guest name",
+            p.display()
+        )));
+    }
+    Ok(b)
+}
+
+/// Measure what copying `sources` into one guest directory costs on `ext`.
+pub fn measure<D: ReadAt>(ext: &Ext<D>, sources: &[PathBuf]) -> Result<Measure> {
+    let bs = u64::from(ext.block_size().max(1024));
+    let mut m = Measure::default();
+    let mut seen = std::collections::HashSet::new();
+    let mut top_entries = 0u64;
+    for s in sources {
+        let name = source_name(s)?;
+        top_entries += dirent_len(name.len());
+        measure_node(ext, s, &host_meta(s)?, bs, &mut m, &mut seen)?;
+    }
+    // The destination directory may need new blocks (and an index block).
+    m.need.blocks += dir_blocks(top_entries, bs) + 1;
+    Ok(m)
+}
+
+fn measure_node<D: ReadAt>(
+    ext: &Ext<D>,
+    p: &Path,
+    meta: &fs::Metadata,
+    bs: u64,
+    m: &mut Measure,
+    seen: &mut std::collections::HashSet<(u64, u64)>,
+) -> Result<()> {
+    let ft = meta.file_type();
+    if ft.is_dir() {
+        m.items += 1;
+        m.need.inodes += 1;
+        let mut entry_bytes = 0u64;
+        for (name, child) in host_children(p)? {
+            entry_bytes += dirent_len(name.len());
+            measure_node(ext, &child, &host_meta(&child)?, bs, m, seen)?;
+        }
+        // Directory blocks, plus one for a possible extent-tree block.
+        let blocks = dir_blocks(entry_bytes, bs);
+        m.need.blocks += blocks + u64::from(blocks > 4);
+    } else if ft.is_file() {
+        m.items += 1;
+        if meta.nlink() > 1 && !seen.insert((meta.dev(), meta.ino())) {
+            return Ok(());
+        }
+        let c = ext.file_cost(meta.len());
+        m.need.blocks += c.blocks;
+        m.need.inodes += c.inodes;
+        m.files += 1;
+        m.bytes += meta.len();
+    } else if ft.is_symlink() {
+        m.items += 1;
+        m.need.inodes += 1;
+        if meta.len() > 59 {
+            m.need.blocks += 1;
+        }
+    }
+    Ok(())
+}
+
+fn now() -> Timestamp {
+    Timestamp::now()
+}
+
+fn node_of(meta: &fs::Metadata) -> NewNode {
+    let ts = |s: i64, ns: i64| Timestamp {
+        sec: s,
+        nsec: u32::try_from(ns).unwrap_or(0).min(999_999_999),
+    };
+    NewNode {
+        // OK to truncate: the mask keeps 12 bits.
+        perm: (meta.mode() & 0o7777) as u16,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        atime: ts(meta.atime(), meta.atime_nsec()),
+        mtime: ts(meta.mtime(), meta.mtime_nsec()),
+        ctime: now(),
+    }
+}
+
+/// A reader that reports progress.
+struct Counted<'a, R> {
+    inner: R,
+    progress: Option<&'a dyn Progress>,
+}
+
+impl<R: Read> Read for Counted<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if let Some(p) = self.progress {
+            p.bytes(n as u64);
+        }
+        Ok(n)
+    }
+}
+
+struct CopyIn<'a, D> {
+    ext: &'a mut Ext<D>,
+    progress: Option<&'a dyn Progress>,
+    links: HashMap<(u64, u64), Ino>,
+    report: CopyInReport,
+}
+
+/// Copy host paths (recursively) into the guest directory `guest_dir` (resolved
+/// inside the guest, so `/lib` of a usrmerge system is `/usr/lib`), keeping modes,
+/// owners, times, symlinks as symlinks and hard links as hard links. The whole
+/// tree is measured and checked against the free space first: on
+/// [`ErrorKind::NoSpace`] nothing was written. Existing directories are merged
+/// into, existing regular files replaced in place, other existing non-directories
+/// replaced. The caller flushes.
+pub fn copy_in<D: WriteAt>(
+    ext: &mut Ext<D>,
+    sources: &[PathBuf],
+    guest_dir: &[u8],
+    progress: Option<&dyn Progress>,
+) -> Result<CopyInReport> {
+    let dest = ext.resolve(guest_dir, true)?;
+    if ext.stat(dest)?.file_type() != FileType::Directory {
+        return Err(Error::invalid(format!(
+            "{}: not a directory in the guest",
+            show(guest_dir)
+        )));
+    }
+    let m = measure(ext, sources)?;
+    ext.ensure_space(m.need)?;
+    if let Some(p) = progress {
+        p.start(m.items, m.bytes);
+    }
+    let mut c = CopyIn {
+        ext,
+        progress,
+        links: HashMap::new(),
+        report: CopyInReport::default(),
+    };
+    for s in sources {
+        let name = source_name(s)?;
+        let meta = host_meta(s)?;
+        c.put(dest, &name, s, &meta)?;
+    }
+    if let Some(p) = progress {
+        p.finish();
+    }
+    Ok(c.report)
+}
+
+impl<D: WriteAt> CopyIn<'_, D> {
+    fn item(&self) {
+        if let Some(p) = self.progress {
+            p.item();
+        }
+    }
+
+    /// Remove an existing non-directory `name` of `parent`, if any; an existing
+    /// directory is an error.
+    fn clear_non_dir(&mut self, parent: Ino, name: &[u8], host: &Path) -> Result<()> {
+        if let Some(old) = self.ext.lookup(parent, name)? {
+            if self.ext.stat(old)?.file_type() == FileType::Directory {
+                return Err(Error::new(
+                    ErrorKind::AlreadyExists,
+                    format!(
+                        "{}: the guest already has a directory named {}",
+                        host.display(),
+                        show(name)
+                    ),
+                ));
+            }
+            self.ext.unlink(parent, name)?;
+        }
+        Ok(())
+    }
+
+    fn put(&mut self, parent: Ino, name: &[u8], host: &Path, meta: &fs::Metadata) -> Result<()> {
+        let ft = meta.file_type();
+        let node = node_of(meta);
+        if ft.is_dir() {
+            let ino = match self.ext.lookup(parent, name)? {
+                Some(old) if self.ext.stat(old)?.file_type() == FileType::Directory => old,
+                Some(_) => {
+                    return Err(Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!(
+                            "{}: the guest already has a non-directory named {}",
+                            host.display(),
+                            show(name)
+                        ),
+                    ))
+                }
+                None => {
+                    self.report.dirs += 1;
+                    self.ext.mkdir(parent, name, &node)?
+                }
+            };
+            self.item();
+            for (cname, child) in host_children(host)? {
+                let cmeta = host_meta(&child)?;
+                self.put(ino, &cname, &child, &cmeta)?;
+            }
+            // After the children, so that the directory keeps the host's mtime.
+            self.ext.set_attrs(ino, &node)?;
+        } else if ft.is_file() {
+            let key = (meta.dev(), meta.ino());
+            if meta.nlink() > 1 {
+                if let Some(&ino) = self.links.get(&key) {
+                    self.clear_non_dir(parent, name, host)?;
+                    self.ext.link(parent, name, ino)?;
+                    self.report.hard_links += 1;
+                    self.item();
+                    return Ok(());
+                }
+            }
+            let f = File::open(host)
+                .map_err(|e| Error::io(format!("cannot open {}", host.display()), e))?;
+            let len = meta.len();
+            let mut data = Counted {
+                inner: io::BufReader::with_capacity(1 << 20, f).take(len),
+                progress: self.progress,
+            };
+            let existing = match self.ext.lookup(parent, name)? {
+                Some(old) if self.ext.stat(old)?.file_type() == FileType::Regular => Some(old),
+                Some(_) => {
+                    self.clear_non_dir(parent, name, host)?;
+                    None
+                }
+                None => None,
+            };
+            let ino = match existing {
+                Some(old) => {
+                    self.ext.replace_contents(old, &mut data, len, node.ctime)?;
+                    self.ext.set_attrs(old, &node)?;
+                    old
+                }
+                None => self.ext.create_file(parent, name, &node, &mut data, len)?,
+            };
+            if meta.nlink() > 1 {
+                self.links.insert(key, ino);
+            }
+            self.report.files += 1;
+            self.report.bytes += len;
+            self.item();
+        } else if ft.is_symlink() {
+            let target = fs::read_link(host)
+                .map_err(|e| Error::io(format!("cannot read link {}", host.display()), e))?;
+            self.clear_non_dir(parent, name, host)?;
+            self.ext
+                .symlink(parent, name, target.as_os_str().as_bytes(), &node)?;
+            self.report.symlinks += 1;
+            self.item();
+        } else {
+            self.report.skipped.push(format!(
+                "{}: skipped (not a file, directory or symlink)",
+                host.display()
+            ));
+            self.item();
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        assert!(valid_name(b"passwd"));
+        for bad in [&b""[..], b".", b"..", b"a/b", b"a\0b", &[b'x'; 256]] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn split_paths() {
+        assert_eq!(split_guest_path(b"/").unwrap(), None);
+        assert_eq!(split_guest_path(b"//").unwrap(), None);
+        assert_eq!(
+            split_guest_path(b"/etc/fstab").unwrap(),
+            Some((b"/etc".to_vec(), b"fstab".to_vec()))
+        );
+        assert_eq!(
+            split_guest_path(b"/x/").unwrap(),
+            Some((b"/".to_vec(), b"x".to_vec()))
+        );
+        assert!(split_guest_path(b"etc").is_err());
+    }
+
+    #[test]
+    fn dir_block_estimate_is_conservative() {
+        // 100 names of 20 bytes: 100 * 28 = 2800 bytes: one 4 KiB block, three 1 KiB.
+        assert_eq!(dir_blocks(2800, 4096), 1);
+        assert_eq!(dir_blocks(2800, 1024), 3);
+        assert_eq!(dirent_len(1), 12);
+        assert_eq!(dirent_len(4), 12);
+        assert_eq!(dirent_len(5), 16);
+    }
+
+    #[test]
+    fn negative_times_do_not_panic() {
+        let t = system_time(Timestamp {
+            sec: i64::MIN,
+            nsec: 5,
+        });
+        assert!(t <= UNIX_EPOCH);
+        let _ = system_time(Timestamp {
+            sec: i64::MAX,
+            nsec: 5,
+        });
+    }
+}

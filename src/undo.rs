@@ -1,0 +1,1161 @@
+//! The undo log: the original bytes of every region of a disk before a command
+//! first overwrites it, so that `domuify undo` can give the image back bit for bit,
+//! also after a crash in the middle of the command.
+//!
+//! [`UndoDev`] wraps the *whole* disk (not a partition window), so one undo file
+//! covers every write of a command, whatever partition it lands in. The disk is cut
+//! into chunks of [`CHUNK_SIZE`] bytes; the first time a write touches a chunk, the
+//! chunk's original bytes are appended to the undo file and the undo file is synced
+//! (`fdatasync`) **before** the device write is issued. A write spanning many
+//! unsaved chunks saves all of them in one append followed by one sync; a chunk is
+//! saved at most once, so later writes to it cost nothing. Writes are also held
+//! back in a bounded write-behind buffer (8 MiB by default), so that the chunks of
+//! many small writes (a copy-in writes each file, inode table block, directory
+//! block) are saved with one append and one sync before those writes are issued in
+//! order; reads see held writes, and [`WriteAt::sync`] issues them.
+//!
+//! # File format (all integers little endian)
+//!
+//! Header, [`HEADER_LEN`] = 0x50 bytes:
+//!
+//! | offset | size | field |
+//! |-------:|-----:|-------|
+//! | 0x00 | 16 | magic `"DOMUIFY-UNDO\0"`, zero padded |
+//! | 0x10 | 4 | format version (1) |
+//! | 0x14 | 4 | chunk size in bytes |
+//! | 0x18 | 8 | image size in bytes |
+//! | 0x20 | 8 | `fp_len`: bytes covered by the fingerprint, `min(1 MiB, image size)` |
+//! | 0x28 | 32 | fingerprint: sha256 of the original first `fp_len` bytes |
+//! | 0x48 | 4 | crc32c of bytes 0x00..0x48 |
+//! | 0x4C | 4 | reserved, zero |
+//!
+//! Then records, one after the other. A record is a 0x20-byte header and a payload:
+//!
+//! | offset | size | field |
+//! |-------:|-----:|-------|
+//! | 0x00 | 4 | record magic `"UREC"` |
+//! | 0x04 | 4 | kind: 1 = saved region, 2 = complete |
+//! | 0x08 | 8 | image offset of the region (a multiple of the chunk size) |
+//! | 0x10 | 8 | length of the region in bytes |
+//! | 0x18 | 4 | flags: bit 0 = the original region was all zero (no payload) |
+//! | 0x1C | 4 | crc32c of the record header bytes 0x00..0x1C followed by the payload |
+//!
+//! The payload is the region's original bytes (`length` bytes), absent for an
+//! all-zero region and for the complete record. A region is whole chunks, except
+//! that the last chunk of an image whose size is not a multiple of the chunk size
+//! is short. A region's payload is at most [`MAX_RECORD_LEN`] bytes. The
+//! *complete* record (offset 0, length 0) is appended by [`UndoDev::complete`] when
+//! the command finished normally; nothing follows it.
+//!
+//! # Identity
+//!
+//! An undo file must never be applied to another image. The header keeps the
+//! image's size and a sha256 of its original first MiB, taken when the log was
+//! created. At restore time the original first MiB is rebuilt from the current
+//! bytes with every saved region in that range laid over them: every byte there
+//! that was overwritten was saved first, so the rebuilt bytes are the original ones
+//! even after a crash in the middle of the command, and even if `restore` itself
+//! was interrupted and is run again.
+//!
+//! # Why a torn tail is safe to ignore
+//!
+//! Records are validated in file order and [`restore`] stops at the first one that
+//! is incomplete or whose crc does not match. The writer appends the records that
+//! save a write's chunks and waits for `fdatasync` of the undo file to return
+//! before it issues that write to the device; after any failure of the undo file it
+//! refuses every later write. So a record that did not reach the undo file intact
+//! belongs to the last append, whose sync never returned, whose device write was
+//! therefore never issued: the chunks it (and any record after it, from the same
+//! append) describes still hold their original bytes. Every earlier append was
+//! synced completely before its device write. Hence the valid prefix of the log
+//! covers every chunk the device may have seen written, and restoring it gives the
+//! original image back exactly. (Restoring the valid records of the torn append
+//! too is harmless: they hold the bytes those chunks still have.)
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{self, BufReader, Read};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use sha2::{Digest, Sha256};
+
+use crate::disk::{check_range, ReadAt, WriteAt};
+use crate::error::{Error, ErrorKind, Result};
+
+/// Magic at the start of an undo file.
+pub const MAGIC: &[u8; 13] = b"DOMUIFY-UNDO\0";
+/// Format version written and understood.
+pub const VERSION: u32 = 1;
+/// Granularity of saving: a region is saved in whole chunks of this size.
+pub const CHUNK_SIZE: u32 = 4096;
+/// How many bytes from the start of the image the identity fingerprint covers.
+pub const FINGERPRINT_SPAN: u64 = 1 << 20;
+/// Largest payload of one record.
+pub const MAX_RECORD_LEN: u64 = 4 << 20;
+/// Length of the file header.
+pub const HEADER_LEN: usize = 0x50;
+
+const H_VERSION: usize = 0x10;
+const H_CHUNK_SIZE: usize = 0x14;
+const H_IMAGE_SIZE: usize = 0x18;
+const H_FP_LEN: usize = 0x20;
+const H_FINGERPRINT: usize = 0x28;
+const H_CRC: usize = 0x48;
+
+const RECORD_MAGIC: &[u8; 4] = b"UREC";
+const R_KIND: usize = 0x04;
+const R_OFFSET: usize = 0x08;
+const R_LENGTH: usize = 0x10;
+const R_FLAGS: usize = 0x18;
+const R_CRC: usize = 0x1C;
+const RECORD_HEADER_LEN: usize = 0x20;
+
+const KIND_REGION: u32 = 1;
+const KIND_COMPLETE: u32 = 2;
+const FLAG_ZERO: u32 = 1;
+
+/// Smallest and largest chunk size accepted in a header.
+const MIN_CHUNK: u32 = 512;
+const MAX_CHUNK: u32 = 1 << 20;
+/// Append buffer size after which saved bytes are written out (still one sync).
+const APPEND_FLUSH: usize = 8 << 20;
+/// Piece size for copying payloads back to the image.
+const COPY_PIECE: usize = 1 << 20;
+
+fn le32(b: &[u8], at: usize) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[at..at + 4]);
+    u32::from_le_bytes(a)
+}
+
+fn le64(b: &[u8], at: usize) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(a)
+}
+
+/// Set of chunk indices, kept as disjoint, non-adjacent half-open ranges.
+#[derive(Debug, Default)]
+struct RangeSet {
+    ranges: BTreeMap<u64, u64>,
+}
+
+impl RangeSet {
+    /// The sub-ranges of `[lo, hi)` not in the set, in order.
+    fn missing(&self, lo: u64, hi: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut at = lo;
+        if let Some((_, &end)) = self.ranges.range(..=lo).next_back() {
+            at = at.max(end);
+        }
+        for (&s, &e) in self.ranges.range(lo..hi) {
+            if s > at {
+                out.push((at, s));
+            }
+            at = at.max(e);
+        }
+        if at < hi {
+            out.push((at, hi));
+        }
+        out
+    }
+
+    /// Does any part of `[lo, hi)` belong to the set?
+    fn overlaps(&self, lo: u64, hi: u64) -> bool {
+        self.missing(lo, hi) != [(lo, hi)]
+    }
+
+    fn insert(&mut self, lo: u64, hi: u64) {
+        if lo >= hi {
+            return;
+        }
+        let mut lo = lo;
+        let mut hi = hi;
+        if let Some((&s, &e)) = self.ranges.range(..=lo).next_back() {
+            if e >= lo {
+                lo = s;
+                hi = hi.max(e);
+            }
+        }
+        let absorbed: Vec<u64> = self.ranges.range(lo..=hi).map(|(&s, _)| s).collect();
+        for s in absorbed {
+            if let Some(e) = self.ranges.remove(&s) {
+                hi = hi.max(e);
+            }
+        }
+        self.ranges.insert(lo, hi);
+    }
+}
+
+/// Counters of an [`UndoDev`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct UndoStats {
+    /// Region records appended.
+    pub records: u64,
+    /// Bytes of the image saved (zero regions included).
+    pub saved_bytes: u64,
+    /// Appends, each followed by one sync of the undo file.
+    pub syncs: u64,
+    /// Writes passed on to the device.
+    pub device_writes: u64,
+    /// Size of the undo file.
+    pub file_len: u64,
+}
+
+#[derive(Debug)]
+struct State {
+    file: File,
+    /// Where the next record goes.
+    end: u64,
+    saved: RangeSet,
+    stats: UndoStats,
+    /// Set after a failure of the undo file or the device, or after `complete`:
+    /// no more writes.
+    stopped: Option<String>,
+    /// Writes accepted but not yet passed to the device (write-behind), in order.
+    pending: Vec<(u64, Vec<u8>)>,
+    pending_bytes: usize,
+}
+
+/// A whole-disk device that saves the original bytes of every chunk before it is
+/// first overwritten (see the module documentation).
+///
+/// Writes are held back (write-behind, up to [`DEFAULT_BUFFER`] bytes by default)
+/// so that the chunks of many writes are saved with one append and one sync; the
+/// held writes are then issued in their order. Reads see held writes; [`sync`]
+/// (and [`complete`], and dropping the device) issue them. A held write is like
+/// one in the page cache: lost by a crash, together with its undo records, which
+/// is safe.
+///
+/// [`sync`]: WriteAt::sync
+/// [`complete`]: UndoDev::complete
+#[derive(Debug)]
+pub struct UndoDev<D: WriteAt> {
+    dev: D,
+    path: PathBuf,
+    chunk: u64,
+    /// Bytes of writes held back before they are saved and issued; 0 = none.
+    buffer: usize,
+    state: Mutex<State>,
+}
+
+/// Default write-behind buffer of an [`UndoDev`].
+pub const DEFAULT_BUFFER: usize = 8 << 20;
+/// Most writes held back at once (bounds the cost of overlaying reads).
+const MAX_PENDING: usize = 4096;
+
+impl<D: WriteAt> UndoDev<D> {
+    /// Start an undo log at `path` for the whole device `dev`. Refuses to replace a
+    /// file that already exists. The header (with the identity fingerprint) is
+    /// synced, and so is the directory holding it, before this returns.
+    pub fn create(dev: D, path: &Path) -> Result<UndoDev<D>> {
+        UndoDev::create_with_buffer(dev, path, DEFAULT_BUFFER)
+    }
+
+    /// [`UndoDev::create`] with a write-behind buffer of `buffer` bytes (0: every
+    /// write is saved, synced and issued before it returns).
+    pub fn create_with_buffer(dev: D, path: &Path, buffer: usize) -> Result<UndoDev<D>> {
+        let shown = path.display();
+        let size = dev.size();
+        let fp_len = size.min(FINGERPRINT_SPAN);
+        // OK to cast: fp_len is at most 1 MiB.
+        let mut first = vec![0u8; fp_len as usize];
+        dev.read_exact_at(0, &mut first)
+            .map_err(|e| e.context(format!("undo log {shown}: reading the image identity")))?;
+        let fingerprint = Sha256::digest(&first);
+
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::AlreadyExists {
+                    Error::new(
+                        ErrorKind::AlreadyExists,
+                        format!("undo file {shown} already exists; refusing to overwrite it"),
+                    )
+                } else {
+                    Error::io(format!("cannot create undo file {shown}"), e)
+                }
+            })?;
+        let mut header = [0u8; HEADER_LEN];
+        header[..MAGIC.len()].copy_from_slice(MAGIC);
+        header[H_VERSION..H_VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
+        header[H_CHUNK_SIZE..H_CHUNK_SIZE + 4].copy_from_slice(&CHUNK_SIZE.to_le_bytes());
+        header[H_IMAGE_SIZE..H_IMAGE_SIZE + 8].copy_from_slice(&size.to_le_bytes());
+        header[H_FP_LEN..H_FP_LEN + 8].copy_from_slice(&fp_len.to_le_bytes());
+        header[H_FINGERPRINT..H_FINGERPRINT + 32].copy_from_slice(&fingerprint);
+        let crc = crc32c::crc32c(&header[..H_CRC]);
+        header[H_CRC..H_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+        file.write_all_at(&header, 0)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| Error::io(format!("undo file {shown}: writing the header"), e))?;
+        sync_parent_dir(path)?;
+        Ok(UndoDev {
+            dev,
+            path: path.to_path_buf(),
+            chunk: u64::from(CHUNK_SIZE),
+            buffer,
+            state: Mutex::new(State {
+                file,
+                end: HEADER_LEN as u64,
+                saved: RangeSet::default(),
+                stats: UndoStats {
+                    file_len: HEADER_LEN as u64,
+                    ..UndoStats::default()
+                },
+                stopped: None,
+                pending: Vec::new(),
+                pending_bytes: 0,
+            }),
+        })
+    }
+
+    /// The undo file's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The device under the log.
+    pub fn device(&self) -> &D {
+        &self.dev
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> UndoStats {
+        self.lock().stats
+    }
+
+    /// Issue the held writes, sync the device, then mark the log complete (the
+    /// command finished normally) and sync it. Later writes are refused.
+    pub fn complete(&self) -> Result<()> {
+        let mut st = self.lock();
+        if let Some(why) = &st.stopped {
+            return Err(Error::refused(format!(
+                "undo file {}: {why}",
+                self.path.display()
+            )));
+        }
+        self.drain(&mut st)?;
+        self.dev.sync()?;
+        let mut rec = Vec::with_capacity(RECORD_HEADER_LEN);
+        push_record(&mut rec, KIND_COMPLETE, 0, 0, 0, &[]);
+        let at = st.end;
+        let res = st
+            .file
+            .write_all_at(&rec, at)
+            .and_then(|()| st.file.sync_data());
+        match res {
+            Ok(()) => {
+                st.end += rec.len() as u64;
+                st.stats.file_len = st.end;
+                st.stats.syncs += 1;
+                st.stopped = Some("the log is complete".into());
+                Ok(())
+            }
+            Err(e) => {
+                st.stopped = Some("a write to the undo file failed".into());
+                Err(Error::io(
+                    format!(
+                        "undo file {}: writing the complete record",
+                        self.path.display()
+                    ),
+                    e,
+                ))
+            }
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // OK to recover: the state is only changed after each step succeeded.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Save the held writes' unsaved chunks (one append, one sync), then issue
+    /// the writes in order. Any failure stops the device.
+    fn drain(&self, st: &mut State) -> Result<()> {
+        if st.pending.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut st.pending);
+        st.pending_bytes = 0;
+        let ranges: Vec<(u64, u64)> = pending.iter().map(|(o, b)| (*o, b.len() as u64)).collect();
+        if let Err(e) = self.save(st, &ranges) {
+            st.stopped
+                .get_or_insert_with(|| "saving original bytes failed".into());
+            return Err(e);
+        }
+        for (o, b) in pending {
+            if let Err(e) = self.dev.write_all_at(o, &b) {
+                st.stopped = Some("a write to the image failed".into());
+                return Err(e);
+            }
+            st.stats.device_writes += 1;
+        }
+        Ok(())
+    }
+
+    /// Save every unsaved chunk of the byte ranges `(offset, len)`: one append,
+    /// one sync.
+    fn save(&self, st: &mut State, ranges: &[(u64, u64)]) -> Result<()> {
+        let size = self.dev.size();
+        let mut want = RangeSet::default();
+        for &(offset, len) in ranges.iter().filter(|r| r.1 > 0) {
+            let first = offset / self.chunk;
+            let last = (offset + len - 1) / self.chunk;
+            for (lo, hi) in st.saved.missing(first, last + 1) {
+                want.insert(lo, hi);
+            }
+        }
+        let missing: Vec<(u64, u64)> = want.ranges.into_iter().collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let mut buf = Vec::new();
+        let mut at = st.end;
+        let mut records = 0u64;
+        let mut saved_bytes = 0u64;
+        let mut orig = Vec::new();
+        for &(lo, hi) in &missing {
+            // Split the run into pieces of at most MAX_RECORD_LEN bytes.
+            let per = (MAX_RECORD_LEN / self.chunk).max(1);
+            let mut c = lo;
+            while c < hi {
+                let n = per.min(hi - c);
+                let start = c * self.chunk;
+                let end = ((c + n) * self.chunk).min(size);
+                // OK to cast: at most MAX_RECORD_LEN bytes.
+                orig.resize((end - start) as usize, 0);
+                self.dev.read_exact_at(start, &mut orig).map_err(|e| {
+                    e.context(format!(
+                        "undo file {}: reading original bytes",
+                        self.path.display()
+                    ))
+                })?;
+                // Records of alternating zero / data runs of chunks.
+                let cs = self.chunk as usize;
+                let mut i = 0usize;
+                while i < orig.len() {
+                    let zero = is_zero(&orig[i..(i + cs).min(orig.len())]);
+                    let mut j = i;
+                    while j < orig.len() && is_zero(&orig[j..(j + cs).min(orig.len())]) == zero {
+                        j = (j + cs).min(orig.len());
+                    }
+                    let rec_off = start + i as u64;
+                    let rec_len = (j - i) as u64;
+                    if zero {
+                        push_record(&mut buf, KIND_REGION, rec_off, rec_len, FLAG_ZERO, &[]);
+                    } else {
+                        push_record(&mut buf, KIND_REGION, rec_off, rec_len, 0, &orig[i..j]);
+                    }
+                    records += 1;
+                    saved_bytes += rec_len;
+                    i = j;
+                }
+                if buf.len() >= APPEND_FLUSH {
+                    self.append(st, at, &buf)?;
+                    at += buf.len() as u64;
+                    buf.clear();
+                }
+                c += n;
+            }
+        }
+        if !buf.is_empty() {
+            self.append(st, at, &buf)?;
+            at += buf.len() as u64;
+        }
+        if let Err(e) = st.file.sync_data() {
+            st.stopped = Some("a sync of the undo file failed".into());
+            return Err(Error::io(
+                format!("undo file {}: sync", self.path.display()),
+                e,
+            ));
+        }
+        // Only now is the saved state durable: remember it, then allow the write.
+        st.end = at;
+        st.stats.file_len = at;
+        st.stats.records += records;
+        st.stats.saved_bytes += saved_bytes;
+        st.stats.syncs += 1;
+        for &(lo, hi) in &missing {
+            st.saved.insert(lo, hi);
+        }
+        Ok(())
+    }
+
+    fn append(&self, st: &mut State, at: u64, buf: &[u8]) -> Result<()> {
+        st.file.write_all_at(buf, at).map_err(|e| {
+            st.stopped = Some("a write to the undo file failed".into());
+            Error::io(
+                format!(
+                    "undo file {}: append of {} bytes at {at:#x}",
+                    self.path.display(),
+                    buf.len()
+                ),
+                e,
+            )
+        })
+    }
+}
+
+fn is_zero(b: &[u8]) -> bool {
+    b.iter().all(|&x| x == 0)
+}
+
+fn push_record(buf: &mut Vec<u8>, kind: u32, offset: u64, len: u64, flags: u32, payload: &[u8]) {
+    let mut h = [0u8; RECORD_HEADER_LEN];
+    h[..4].copy_from_slice(RECORD_MAGIC);
+    h[R_KIND..R_KIND + 4].copy_from_slice(&kind.to_le_bytes());
+    h[R_OFFSET..R_OFFSET + 8].copy_from_slice(&offset.to_le_bytes());
+    h[R_LENGTH..R_LENGTH + 8].copy_from_slice(&len.to_le_bytes());
+    h[R_FLAGS..R_FLAGS + 4].copy_from_slice(&flags.to_le_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&h[..R_CRC]), payload);
+    h[R_CRC..R_CRC + 4].copy_from_slice(&crc.to_le_bytes());
+    buf.extend_from_slice(&h);
+    buf.extend_from_slice(payload);
+}
+
+fn sync_parent_dir(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(format!("cannot sync directory {}", parent.display()), e))
+}
+
+impl<D: WriteAt> ReadAt for UndoDev<D> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let st = self.lock();
+        self.dev.read_exact_at(offset, buf)?;
+        // Lay the held writes over what the device holds, in their order.
+        let end = offset + buf.len() as u64;
+        for (o, b) in &st.pending {
+            let (s, e) = (*o, *o + b.len() as u64);
+            if s < end && e > offset {
+                let from = s.max(offset);
+                let to = e.min(end);
+                // OK to cast: both spans are within in-memory buffers.
+                let dst = &mut buf[(from - offset) as usize..(to - offset) as usize];
+                dst.copy_from_slice(&b[(from - s) as usize..(to - s) as usize]);
+            }
+        }
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.dev.size()
+    }
+}
+
+impl<D: WriteAt> WriteAt for UndoDev<D> {
+    fn write_all_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        if buf.is_empty() {
+            return Ok(());
+        }
+        check_range(offset, buf.len(), self.dev.size(), &self.path.display())?;
+        let mut st = self.lock();
+        if let Some(why) = &st.stopped {
+            return Err(Error::refused(format!(
+                "undo file {}: {why}; refusing to write the image at {offset:#x}",
+                self.path.display()
+            )));
+        }
+        if self.buffer == 0 {
+            self.save(&mut st, &[(offset, buf.len() as u64)])?;
+            if let Err(e) = self.dev.write_all_at(offset, buf) {
+                st.stopped = Some("a write to the image failed".into());
+                return Err(e);
+            }
+            st.stats.device_writes += 1;
+            return Ok(());
+        }
+        st.pending.push((offset, buf.to_vec()));
+        st.pending_bytes += buf.len();
+        if st.pending_bytes >= self.buffer || st.pending.len() >= MAX_PENDING {
+            self.drain(&mut st)?;
+        }
+        Ok(())
+    }
+    fn sync(&self) -> Result<()> {
+        let mut st = self.lock();
+        self.drain(&mut st)?;
+        self.dev.sync()
+    }
+}
+
+impl<D: WriteAt> Drop for UndoDev<D> {
+    /// Writes that were accepted reach the device, as the page cache would have
+    /// written them.
+    fn drop(&mut self) {
+        let mut st = self.lock();
+        if st.stopped.is_none() {
+            let _ = self.drain(&mut st);
+        }
+    }
+}
+
+/// What [`restore`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RestoreReport {
+    /// Region records written back.
+    pub records: u64,
+    /// Bytes of the image written back.
+    pub bytes: u64,
+    /// The log ended with its complete record (the command had finished).
+    pub complete: bool,
+    /// Bytes at the end of the undo file that were ignored: a record torn by an
+    /// interruption while it was being appended (its device write never happened).
+    pub ignored_tail: u64,
+    /// Why the tail was ignored, when it was.
+    pub tail_reason: Option<String>,
+}
+
+/// A validated region record.
+#[derive(Clone, Copy, Debug)]
+struct Region {
+    offset: u64,
+    len: u64,
+    zero: bool,
+    /// Position of the payload in the undo file.
+    payload_at: u64,
+}
+
+struct Header {
+    chunk: u64,
+    image_size: u64,
+    fp_len: u64,
+    fingerprint: [u8; 32],
+}
+
+fn parse_header(h: &[u8; HEADER_LEN], shown: &dyn std::fmt::Display) -> Result<Header> {
+    if &h[..MAGIC.len()] != MAGIC {
+        return Err(Error::invalid(format!(
+            "{shown} is not a domuify undo file (bad magic)"
+        )));
+    }
+    let crc = le32(h, H_CRC);
+    if crc32c::crc32c(&h[..H_CRC]) != crc {
+        return Err(Error::corrupt(format!(
+            "undo file {shown}: header checksum mismatch"
+        )));
+    }
+    let version = le32(h, H_VERSION);
+    if version != VERSION {
+        return Err(Error::unsupported(format!(
+            "undo file {shown}: format version {version} (this build reads {VERSION})"
+        )));
+    }
+    let chunk = le32(h, H_CHUNK_SIZE);
+    if !(MIN_CHUNK..=MAX_CHUNK).contains(&chunk) || !chunk.is_power_of_two() {
+        return Err(Error::corrupt(format!(
+            "undo file {shown}: bad chunk size {chunk}"
+        )));
+    }
+    let image_size = le64(h, H_IMAGE_SIZE);
+    let fp_len = le64(h, H_FP_LEN);
+    if fp_len != image_size.min(FINGERPRINT_SPAN) {
+        return Err(Error::corrupt(format!(
+            "undo file {shown}: fingerprint length {fp_len} does not match image size {image_size}"
+        )));
+    }
+    let mut fingerprint = [0u8; 32];
+    fingerprint.copy_from_slice(&h[H_FINGERPRINT..H_FINGERPRINT + 32]);
+    Ok(Header {
+        chunk: u64::from(chunk),
+        image_size,
+        fp_len,
+        fingerprint,
+    })
+}
+
+/// Read the records of an undo file: the valid prefix, whether it is complete, and
+/// the length and reason of an ignored tail.
+fn scan_records(
+    file: &File,
+    hdr: &Header,
+    shown: &dyn std::fmt::Display,
+) -> Result<(Vec<Region>, bool, u64, Option<String>)> {
+    let file_len = file
+        .metadata()
+        .map_err(|e| Error::io(format!("cannot stat undo file {shown}"), e))?
+        .len();
+    let mut reader = BufReader::with_capacity(1 << 20, file);
+    let mut skip = [0u8; HEADER_LEN];
+    reader
+        .read_exact(&mut skip)
+        .map_err(|e| Error::io(format!("undo file {shown}: read"), e))?;
+    let mut pos = HEADER_LEN as u64;
+    let mut regions = Vec::new();
+    let mut seen = RangeSet::default();
+    let mut piece = vec![0u8; COPY_PIECE];
+    let mut complete = false;
+    let mut reason = None;
+    loop {
+        if pos == file_len {
+            break;
+        }
+        if file_len - pos < RECORD_HEADER_LEN as u64 {
+            reason = Some(format!("a record header torn at {pos:#x}"));
+            break;
+        }
+        let mut h = [0u8; RECORD_HEADER_LEN];
+        reader
+            .read_exact(&mut h)
+            .map_err(|e| Error::io(format!("undo file {shown}: read at {pos:#x}"), e))?;
+        let kind = le32(&h, R_KIND);
+        let offset = le64(&h, R_OFFSET);
+        let len = le64(&h, R_LENGTH);
+        let flags = le32(&h, R_FLAGS);
+        let crc = le32(&h, R_CRC);
+        let zero = flags & FLAG_ZERO != 0;
+        let bad = if &h[..4] != RECORD_MAGIC {
+            Some("bad record magic")
+        } else if kind == KIND_COMPLETE {
+            (offset != 0 || len != 0 || flags != 0).then_some("bad complete record")
+        } else if kind != KIND_REGION {
+            Some("unknown record kind")
+        } else if flags & !FLAG_ZERO != 0 {
+            Some("unknown record flags")
+        } else if len == 0 || len > MAX_RECORD_LEN || offset % hdr.chunk != 0 {
+            Some("bad record length or alignment")
+        } else if offset.checked_add(len).is_none_or(|e| e > hdr.image_size) {
+            Some("record past the end of the image")
+        } else if !zero && len % hdr.chunk != 0 && offset + len != hdr.image_size {
+            Some("record length not whole chunks")
+        } else {
+            None
+        };
+        if let Some(why) = bad {
+            reason = Some(format!("{why} at {pos:#x}"));
+            break;
+        }
+        let payload_len = if kind == KIND_REGION && !zero { len } else { 0 };
+        let after = pos + RECORD_HEADER_LEN as u64;
+        if file_len - after < payload_len {
+            reason = Some(format!("a record payload torn at {pos:#x}"));
+            break;
+        }
+        let mut sum = crc32c::crc32c(&h[..R_CRC]);
+        let mut left = payload_len;
+        while left > 0 {
+            // OK to cast: bounded by COPY_PIECE.
+            let n = left.min(COPY_PIECE as u64) as usize;
+            reader
+                .read_exact(&mut piece[..n])
+                .map_err(|e| Error::io(format!("undo file {shown}: read at {after:#x}"), e))?;
+            sum = crc32c::crc32c_append(sum, &piece[..n]);
+            left -= n as u64;
+        }
+        if sum != crc {
+            reason = Some(format!("record checksum mismatch at {pos:#x}"));
+            break;
+        }
+        pos = after + payload_len;
+        if kind == KIND_COMPLETE {
+            complete = true;
+            if pos != file_len {
+                reason = Some(format!("bytes after the complete record at {pos:#x}"));
+            }
+            break;
+        }
+        let c0 = offset / hdr.chunk;
+        let c1 = (offset + len).div_ceil(hdr.chunk);
+        if seen.overlaps(c0, c1) {
+            return Err(Error::corrupt(format!(
+                "undo file {shown}: record at {:#x} saves image bytes {offset:#x}+{len:#x} a second time",
+                pos - RECORD_HEADER_LEN as u64 - payload_len
+            )));
+        }
+        seen.insert(c0, c1);
+        regions.push(Region {
+            offset,
+            len,
+            zero,
+            payload_at: after,
+        });
+    }
+    Ok((regions, complete, file_len - pos, reason))
+}
+
+/// Put the image back as it was when the undo log was created. Checks the image's
+/// identity first (size and fingerprint; "undo file belongs to a different image"
+/// otherwise, nothing written), then writes back every saved region of the valid
+/// prefix of the log and syncs. Safe to run again if interrupted.
+pub fn restore(undo: &Path, dev: &impl WriteAt) -> Result<RestoreReport> {
+    let shown = undo.display();
+    let file =
+        File::open(undo).map_err(|e| Error::io(format!("cannot open undo file {shown}"), e))?;
+    let mut h = [0u8; HEADER_LEN];
+    file.read_exact_at(&mut h, 0).map_err(|e| {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            Error::invalid(format!("{shown} is not a domuify undo file (too short)"))
+        } else {
+            Error::io(format!("undo file {shown}: read"), e)
+        }
+    })?;
+    let hdr = parse_header(&h, &shown)?;
+    if hdr.image_size != dev.size() {
+        return Err(Error::refused(format!(
+            "undo file {shown} belongs to a different image: it was recorded on an image of {} bytes, this one has {} bytes",
+            hdr.image_size,
+            dev.size()
+        )));
+    }
+    let (regions, complete, ignored_tail, tail_reason) = scan_records(&file, &hdr, &shown)?;
+
+    // Identity: rebuild the original first fp_len bytes and compare.
+    // OK to cast: fp_len is at most 1 MiB (checked against the image size above).
+    let mut first = vec![0u8; hdr.fp_len as usize];
+    dev.read_exact_at(0, &mut first)?;
+    for r in regions.iter().filter(|r| r.offset < hdr.fp_len) {
+        // OK to cast: both below fp_len.
+        let s = r.offset as usize;
+        let e = (r.offset + r.len).min(hdr.fp_len) as usize;
+        let dst = &mut first[s..e];
+        if r.zero {
+            dst.fill(0);
+        } else {
+            file.read_exact_at(dst, r.payload_at)
+                .map_err(|e| Error::io(format!("undo file {shown}: read payload"), e))?;
+        }
+    }
+    if Sha256::digest(&first).as_slice() != hdr.fingerprint {
+        return Err(Error::refused(format!(
+            "undo file {shown} belongs to a different image (the first {} bytes do not match its fingerprint)",
+            hdr.fp_len
+        )));
+    }
+
+    let mut report = RestoreReport {
+        complete,
+        ignored_tail,
+        tail_reason,
+        ..RestoreReport::default()
+    };
+    let mut piece = vec![0u8; COPY_PIECE];
+    for r in &regions {
+        let mut done = 0u64;
+        while done < r.len {
+            // OK to cast: bounded by COPY_PIECE.
+            let n = (r.len - done).min(COPY_PIECE as u64) as usize;
+            let buf = &mut piece[..n];
+            if r.zero {
+                buf.fill(0);
+            } else {
+                file.read_exact_at(buf, r.payload_at + done)
+                    .map_err(|e| Error::io(format!("undo file {shown}: read payload"), e))?;
+            }
+            dev.write_all_at(r.offset + done, buf)?;
+            done += n as u64;
+        }
+        report.records += 1;
+        report.bytes += r.len;
+    }
+    dev.sync()?;
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::{Access, Disk, MemDisk};
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1)
+            .collect()
+    }
+
+    /// An image of `len` bytes with data in some places and zeros elsewhere.
+    fn image(len: usize) -> Vec<u8> {
+        let mut v = pattern(len, 7);
+        let z = len / 3;
+        v[z..z + 3 * 4096].fill(0);
+        v
+    }
+
+    fn sha(b: &[u8]) -> Vec<u8> {
+        Sha256::digest(b).to_vec()
+    }
+
+    #[test]
+    fn range_set_missing_and_insert() {
+        let mut s = RangeSet::default();
+        assert_eq!(s.missing(0, 10), vec![(0, 10)]);
+        s.insert(2, 4);
+        s.insert(6, 8);
+        assert_eq!(s.missing(0, 10), vec![(0, 2), (4, 6), (8, 10)]);
+        assert_eq!(s.missing(3, 7), vec![(4, 6)]);
+        s.insert(4, 6);
+        assert_eq!(s.ranges.len(), 1);
+        assert_eq!(s.missing(0, 10), vec![(0, 2), (8, 10)]);
+        s.insert(0, 1);
+        s.insert(9, 12);
+        assert_eq!(s.missing(0, 12), vec![(1, 2), (8, 9)]);
+        assert!(s.overlaps(7, 9));
+        assert!(!s.overlaps(8, 9));
+    }
+
+    #[test]
+    fn writes_then_restore_give_original_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let orig = image(3 * 1024 * 1024 + 1000);
+        let mem = MemDisk::new(orig.clone());
+        let path = dir.path().join("u");
+        let u = UndoDev::create(&mem, &path).unwrap();
+        u.write_all_at(10, b"hello").unwrap();
+        u.write_all_at(4090, &[9u8; 100]).unwrap();
+        u.write_all_at(1 << 20, &vec![0xAB; 3 * 4096 + 5]).unwrap();
+        let z = orig.len() / 3;
+        u.write_all_at(z as u64 + 1, &[1u8; 8000]).unwrap();
+        // The short last chunk.
+        u.write_all_at(orig.len() as u64 - 3, b"end").unwrap();
+        u.sync().unwrap();
+        // Already saved: no new record, no sync.
+        let before = u.stats();
+        u.write_all_at(12, b"again").unwrap();
+        u.sync().unwrap();
+        assert_eq!(u.stats().syncs, before.syncs);
+        assert_eq!(u.stats().records, before.records);
+        u.complete().unwrap();
+        assert!(u.write_all_at(0, b"x").is_err());
+        assert_ne!(sha(&mem.to_vec()), sha(&orig));
+        let rep = restore(&path, &mem).unwrap();
+        assert!(rep.complete);
+        assert_eq!(rep.ignored_tail, 0);
+        assert_eq!(mem.to_vec(), orig);
+    }
+
+    #[test]
+    fn one_sync_per_write_and_zero_chunks_have_no_payload() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut orig = vec![0u8; 8 << 20];
+        orig[5 << 20..6 << 20].fill(0x55);
+        let mem = MemDisk::new(orig.clone());
+        let path = dir.path().join("u");
+        let u = UndoDev::create(&mem, &path).unwrap();
+        // One big write over 2 MiB of zeros and 1 MiB of data, beyond MAX_RECORD_LEN
+        // pieces: one sync.
+        u.write_all_at(3 << 20, &vec![7u8; 3 << 20]).unwrap();
+        u.sync().unwrap();
+        let st = u.stats();
+        assert_eq!(st.syncs, 1);
+        assert_eq!(st.saved_bytes, 3 << 20);
+        // Payload only for the 1 MiB of data.
+        let flen = std::fs::metadata(&path).unwrap().len();
+        assert!(flen < (1 << 20) + 4096, "undo file is {flen} bytes");
+        drop(u);
+        restore(&path, &mem).unwrap();
+        assert_eq!(mem.to_vec(), orig);
+    }
+
+    #[test]
+    fn refuses_existing_file_and_other_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("u");
+        std::fs::write(&path, b"keep me").unwrap();
+        let mem = MemDisk::new(image(1 << 20));
+        let e = UndoDev::create(&mem, &path).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::AlreadyExists);
+        assert_eq!(std::fs::read(&path).unwrap(), b"keep me");
+
+        let path2 = dir.path().join("u2");
+        let u = UndoDev::create(&mem, &path2).unwrap();
+        u.write_all_at(100, b"changed").unwrap();
+        drop(u);
+        // Same size, different bytes.
+        let other = MemDisk::new(pattern(1 << 20, 99));
+        let before = other.to_vec();
+        let e = restore(&path2, &other).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert!(e.to_string().contains("different image"), "{e}");
+        assert_eq!(other.to_vec(), before);
+        // Different size.
+        let other = MemDisk::new(image(2 << 20));
+        let e = restore(&path2, &other).unwrap_err();
+        assert!(e.to_string().contains("different image"), "{e}");
+        // Not an undo file.
+        let e = restore(&path, &mem).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    }
+
+    /// Replay of a crash at every byte of the undo file: the device holds exactly the
+    /// writes whose saving append was completely synced; the undo file is cut
+    /// anywhere. Restore must always give the original back.
+    #[test]
+    fn torn_log_restores_original_wherever_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let orig = image(24 * 1024 + 512);
+        let writes: Vec<(u64, Vec<u8>)> = vec![
+            (0, vec![1u8; 10]),
+            (5000, vec![2u8; 9000]),
+            (4096 * 2, vec![3u8; 10]),
+            (orig.len() as u64 - 100, vec![4u8; 100]),
+            (16000, vec![0u8; 6000]),
+        ];
+        // Record the log, and after each write the undo file length and the device.
+        let mem = MemDisk::new(orig.clone());
+        let path = dir.path().join("full");
+        let u = UndoDev::create(&mem, &path).unwrap();
+        let mut states = vec![(HEADER_LEN as u64, orig.clone())];
+        for (off, b) in &writes {
+            u.write_all_at(*off, b).unwrap();
+            u.sync().unwrap();
+            states.push((u.stats().file_len, mem.to_vec()));
+        }
+        u.complete().unwrap();
+        let log = std::fs::read(&path).unwrap();
+        // Every byte near a record boundary is too slow in a debug build: cut at
+        // every 7th byte, and at every byte around the appends' ends.
+        let near_end = |c: usize| states.iter().any(|(e, _)| (*e as usize).abs_diff(c) <= 40);
+        for cut in (HEADER_LEN..=log.len()).filter(|&c| c % 7 == 0 || near_end(c) || c == log.len())
+        {
+            // The device state: the last write whose log end is within the cut.
+            let dev_state = states
+                .iter()
+                .rev()
+                .find(|(end, _)| *end as usize <= cut)
+                .map(|(_, s)| s.clone())
+                .unwrap();
+            let p = dir.path().join(format!("cut{cut}"));
+            std::fs::write(&p, &log[..cut]).unwrap();
+            let dev = MemDisk::new(dev_state);
+            let rep = restore(&p, &dev).unwrap();
+            assert_eq!(dev.to_vec(), orig, "cut at {cut}");
+            assert_eq!(rep.complete, cut == log.len());
+            // And a second time (an interrupted restore run again).
+            restore(&p, &dev).unwrap();
+            assert_eq!(dev.to_vec(), orig, "second restore, cut at {cut}");
+            std::fs::remove_file(&p).unwrap();
+        }
+    }
+
+    #[test]
+    fn corrupt_payload_stops_at_that_record() {
+        let dir = tempfile::tempdir().unwrap();
+        // Bigger than the fingerprint span, so that the damaged record is not
+        // needed to check the identity.
+        let orig = image(2 << 20);
+        let mem = MemDisk::new(orig.clone());
+        let path = dir.path().join("u");
+        let u = UndoDev::create(&mem, &path).unwrap();
+        u.write_all_at(0, &[1u8; 10]).unwrap();
+        u.sync().unwrap();
+        let end1 = u.stats().file_len;
+        u.write_all_at(1 << 20, &[2u8; 10]).unwrap();
+        drop(u);
+        let mut log = std::fs::read(&path).unwrap();
+        let last = log.len() - 1;
+        log[last] ^= 0xFF;
+        std::fs::write(&path, &log).unwrap();
+        let rep = restore(&path, &mem).unwrap();
+        assert_eq!(rep.records, 1);
+        assert_eq!(rep.ignored_tail, log.len() as u64 - end1);
+        assert!(rep.tail_reason.unwrap().contains("checksum"));
+        // The first write was undone, the second (whose record is damaged) was not.
+        let now = mem.to_vec();
+        assert_eq!(now[..10], orig[..10]);
+        assert_eq!(now[1 << 20..(1 << 20) + 10], [2u8; 10]);
+    }
+
+    #[test]
+    fn held_writes_are_read_back_saved_together_and_issued_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let orig = image(4 << 20);
+        let mem = MemDisk::new(orig.clone());
+        let path = dir.path().join("u");
+        let u = UndoDev::create(&mem, &path).unwrap();
+        u.write_all_at(100, &[1u8; 5000]).unwrap();
+        u.write_all_at(3000, &[2u8; 10]).unwrap();
+        u.write_all_at(2 << 20, &[3u8; 10]).unwrap();
+        // Not on the device yet, but visible, the later write on top.
+        assert_eq!(mem.to_vec(), orig);
+        let mut b = vec![0u8; 6000];
+        u.read_exact_at(0, &mut b).unwrap();
+        assert_eq!(b[..100], orig[..100]);
+        assert_eq!(b[100..3000], [1u8; 2900]);
+        assert_eq!(b[3000..3010], [2u8; 10]);
+        assert_eq!(b[3010..5100], [1u8; 2090]);
+        assert_eq!(b[5100..], orig[5100..6000]);
+        u.sync().unwrap();
+        let st = u.stats();
+        assert_eq!(st.syncs, 1, "{st:?}");
+        assert_eq!(st.device_writes, 3);
+        let now = mem.to_vec();
+        assert_eq!(now[..6000], b[..]);
+        drop(u);
+        restore(&path, &mem).unwrap();
+        assert_eq!(mem.to_vec(), orig);
+    }
+
+    #[test]
+    fn write_through_and_drop_issue_every_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let orig = image(1 << 20);
+        let mem = MemDisk::new(orig.clone());
+        let u = UndoDev::create_with_buffer(&mem, &dir.path().join("u"), 0).unwrap();
+        u.write_all_at(10, b"abc").unwrap();
+        assert_eq!(&mem.to_vec()[10..13], b"abc");
+        assert_eq!(u.stats().syncs, 1);
+        drop(u);
+        let u = UndoDev::create(&mem, &dir.path().join("u2")).unwrap();
+        u.write_all_at(20, b"def").unwrap();
+        assert_eq!(&mem.to_vec()[20..23], &orig[20..23]);
+        drop(u);
+        assert_eq!(&mem.to_vec()[20..23], b"def");
+        restore(&dir.path().join("u2"), &mem).unwrap();
+        restore(&dir.path().join("u"), &mem).unwrap();
+        assert_eq!(mem.to_vec(), orig);
+    }
+
+    /// The device failing under the log (power loss after k device writes): the
+    /// log stops, and restore gives the original back.
+    #[test]
+    fn device_failure_under_the_log_stops_it_and_restores() {
+        use crate::fault::FaultDev;
+        let dir = tempfile::tempdir().unwrap();
+        let orig = image(2 << 20);
+        for k in 0..4 {
+            let mem = MemDisk::new(orig.clone());
+            let path = dir.path().join(format!("u{k}"));
+            {
+                let f = FaultDev::new(&mem, k);
+                let u = UndoDev::create(&f, &path).unwrap();
+                let mut failed = false;
+                for i in 0..4u64 {
+                    failed |= u.write_all_at(i * 300_000, &[9u8; 70_000]).is_err();
+                }
+                failed |= u.sync().is_err();
+                assert!(failed, "k={k}");
+                assert!(u.write_all_at(0, b"x").is_err(), "k={k}: not stopped");
+            }
+            restore(&path, &mem).unwrap();
+            assert_eq!(mem.to_vec(), orig, "k={k}");
+        }
+    }
+
+    #[test]
+    fn works_over_a_file_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("img");
+        let orig = image(2 << 20);
+        std::fs::write(&img, &orig).unwrap();
+        let path = dir.path().join("u");
+        {
+            let disk = Disk::open(&img, Access::ReadWrite).unwrap();
+            let u = UndoDev::create(disk, &path).unwrap();
+            u.write_all_at(1 << 20, &[0xEEu8; 5000]).unwrap();
+            u.write_all_at(0, &[0xEEu8; 5000]).unwrap();
+            u.sync().unwrap();
+            u.complete().unwrap();
+        }
+        assert_ne!(std::fs::read(&img).unwrap(), orig);
+        let disk = Disk::open(&img, Access::ReadWrite).unwrap();
+        restore(&path, &disk).unwrap();
+        assert_eq!(std::fs::read(&img).unwrap(), orig);
+    }
+}

@@ -1,0 +1,454 @@
+//! `domuify undo` and crash safety: undo files restore images bit for bit, and a
+//! fault-injecting disk interrupts engine operations after every write.
+//!
+//! The fault matrix: for an operation that issues n writes, for every k < n, the
+//! operation runs over `FaultDev(UndoDev(Disk))` letting k writes through (a power
+//! loss after k writes). Then (a) `undo::restore` gives back the original sha256,
+//! and (b) on another copy interrupted the same way without undo, `e2fsck -fy` then
+//! `e2fsck -fn` is clean, every file that existed before is intact, and a replaced
+//! file holds its old or its new contents, never a mix. Needs the engine.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use domuify::disk::{Access, Disk, ReadAt, Window, WriteAt};
+use domuify::ext::{Ext, NewNode, Timestamp};
+use domuify::fault::FaultDev;
+use domuify::undo::{self, UndoDev};
+
+use crate::harness::*;
+
+/// A small system tree for the fault matrix (kept small: every k copies the image).
+fn small_tree(root: &Path) {
+    for d in [
+        "etc",
+        "usr/lib/modules/6.1.0-9-amd64/kernel",
+        "usr/share/doc",
+    ] {
+        fs::create_dir_all(root.join(d)).unwrap();
+    }
+    fs::write(root.join("etc/fstab"), "UUID=1234 / ext4 defaults 0 1\n").unwrap();
+    fs::write(root.join("etc/hostname"), "guest\n").unwrap();
+    let ko: Vec<u8> = (0..40_000u32).map(|i| (i % 253) as u8).collect();
+    fs::write(root.join("usr/lib/modules/6.1.0-9-amd64/kernel/x.ko"), &ko).unwrap();
+    fs::write(
+        root.join("usr/lib/modules/6.1.0-9-amd64/modules.dep"),
+        "kernel/x.ko:\n",
+    )
+    .unwrap();
+    for i in 0..30 {
+        fs::write(
+            root.join(format!("usr/share/doc/f{i}")),
+            format!("doc {i}\n"),
+        )
+        .unwrap();
+    }
+    std::os::unix::fs::symlink("usr/lib", root.join("lib")).unwrap();
+}
+
+/// Every regular file under `root` with its bytes, and every symlink with its
+/// target (as bytes prefixed with `->`), keyed by relative path.
+fn snapshot(root: &Path) -> Snapshot {
+    let mut m = BTreeMap::new();
+    for p in walk(root) {
+        let full = root.join(&p);
+        let meta = fs::symlink_metadata(&full).unwrap();
+        if meta.file_type().is_symlink() {
+            let mut v = b"->".to_vec();
+            v.extend_from_slice(bytes(&fs::read_link(&full).unwrap()));
+            m.insert(p, v);
+        } else if meta.is_file() {
+            m.insert(p, fs::read(&full).unwrap());
+        }
+    }
+    m
+}
+
+type Shared = Arc<dyn WriteAt + Send + Sync>;
+type Dev = Window<Shared>;
+type Rules = BTreeMap<PathBuf, Rule>;
+type Snapshot = BTreeMap<PathBuf, Vec<u8>>;
+type RulesOf<'a> = dyn Fn(&Snapshot) -> Rules + 'a;
+type Op = dyn Fn(&mut Ext<Dev>) -> domuify::Result<()>;
+
+/// Run `op` on `img` over a fault device letting `allow` writes through, behind an
+/// undo log at `undo` if given. Returns the outcome and the writes that passed.
+fn run_op(img: &Path, allow: u64, undo: Option<&Path>, op: &Op) -> (domuify::Result<()>, u64) {
+    let disk = Disk::open(img, Access::ReadWrite).unwrap();
+    let len = disk.size() - OFF;
+    let base: Shared = match undo {
+        Some(p) => Arc::new(UndoDev::create(disk, p).unwrap()),
+        None => Arc::new(disk),
+    };
+    let fault = Arc::new(FaultDev::new(base, allow));
+    let win = Window::new(fault.clone() as Shared, OFF, len).unwrap();
+    let r = Ext::open_read_write(win).and_then(|mut ext| {
+        op(&mut ext)?;
+        ext.flush()
+    });
+    (r, fault.writes())
+}
+
+/// What a recovered file may hold.
+enum Rule {
+    /// Exactly these bytes.
+    Intact(Vec<u8>),
+    /// Either of these (a replaced file).
+    OldOrNew(Vec<u8>, Vec<u8>),
+    /// Absent, or exactly these bytes (a file being created or removed).
+    AbsentOr(Vec<u8>),
+}
+
+/// The fault matrix for one operation; `rules` maps relative paths to what they
+/// may hold after recovery (files not listed must be intact).
+fn fault_matrix(name: &str, mkfs: &[&str], op: &Op, extra_rules: &RulesOf) {
+    let t = tempfile::tempdir().unwrap();
+    let tree = t.path().join("tree");
+    small_tree(&tree);
+    let spec = ImageSpec {
+        mkfs,
+        fs_size: "10M",
+        image_mib: 12,
+        ..ImageSpec::default()
+    };
+    let (base, off) = make_image(t.path(), "base.img", Some(&tree), &spec);
+    assert_eq!(off, OFF);
+    let sha0 = sha256_file(&base);
+    let before = snapshot(&tree);
+    let mut rules: Rules = before
+        .iter()
+        .map(|(p, b)| (p.clone(), Rule::Intact(b.clone())))
+        .collect();
+    rules.extend(extra_rules(&before));
+
+    // The whole operation, uninterrupted: clean, and it tells n.
+    let full = copy_image(&base, t.path(), "full.img");
+    let (r, n) = run_op(&full, u64::MAX, None, op);
+    r.unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_fsck_clean(&full, off);
+    assert!(n > 0, "{name}: no writes");
+    eprintln!("{name}: {n} writes");
+
+    for k in 0..n {
+        // (a) Undo gives back the original bytes.
+        let img = copy_image(&base, t.path(), "a.img");
+        let log = t.path().join("a.undo");
+        let _ = fs::remove_file(&log);
+        let (r, passed) = run_op(&img, k, Some(&log), op);
+        assert!(r.is_err(), "{name}: k={k}: the operation did not fail");
+        assert_eq!(passed, k);
+        let disk = Disk::open(&img, Access::ReadWrite).unwrap();
+        let rep = undo::restore(&log, &disk).unwrap();
+        assert!(!rep.complete);
+        drop(disk);
+        assert_eq!(
+            sha256_file(&img),
+            sha0,
+            "{name}: k={k}: undo did not restore the image"
+        );
+
+        // (b) Without undo: e2fsck repairs, files are old or new, never garbage.
+        let img = copy_image(&base, t.path(), "b.img");
+        let (r, _) = run_op(&img, k, None, op);
+        assert!(r.is_err());
+        let code = e2fsck_y(&img, off);
+        assert!(code <= 1, "{name}: k={k}: e2fsck -fy exit {code}");
+        let (code, out) = e2fsck_n(&img, off);
+        assert_eq!(
+            code, 0,
+            "{name}: k={k}: still unclean after e2fsck -fy:\n{out}"
+        );
+        let dump = t.path().join("dump");
+        let _ = fs::remove_dir_all(&dump);
+        fs::create_dir(&dump).unwrap();
+        debugfs(&img, off, &format!("rdump / {}", dump.display()));
+        let after = snapshot(&dump);
+        for (p, rule) in &rules {
+            let got = after.get(p);
+            let ok = match rule {
+                Rule::Intact(b) => got == Some(b),
+                Rule::OldOrNew(o, n) => got == Some(o) || got == Some(n),
+                Rule::AbsentOr(b) => got.is_none() || got == Some(b),
+            };
+            assert!(
+                ok,
+                "{name}: k={k}: {} holds {:?}",
+                p.display(),
+                got.map(|g| String::from_utf8_lossy(&g[..g.len().min(80)]).into_owned())
+            );
+        }
+    }
+}
+
+fn root_node(perm: u16) -> NewNode {
+    let now = Timestamp::now();
+    NewNode {
+        perm,
+        uid: 0,
+        gid: 0,
+        atime: now,
+        mtime: now,
+        ctime: now,
+    }
+}
+
+fn new_fstab() -> Vec<u8> {
+    (0..300)
+        .map(|i| format!("/dev/xvdb{i} /srv/{i} ext4 defaults 0 2\n"))
+        .collect::<String>()
+        .into_bytes()
+}
+
+const EXT4: &[&str] = &["-t", "ext4"];
+const EXT3_1K: &[&str] = &["-t", "ext3", "-b", "1024"];
+const EXT4_GDT_CSUM_1K: &[&str] = &["-t", "ext4", "-b", "1024", "-O", "^metadata_csum,uninit_bg"];
+
+#[test]
+fn fault_matrix_replace_contents() {
+    replace_contents_matrix(EXT4);
+}
+
+#[test]
+fn fault_matrix_replace_contents_ext3_block_maps() {
+    replace_contents_matrix(EXT3_1K);
+}
+
+fn replace_contents_matrix(mkfs: &[&str]) {
+    let new = new_fstab();
+    let op = {
+        let new = new.clone();
+        move |ext: &mut Ext<Dev>| {
+            let ino = ext.resolve(b"/etc/fstab", true)?;
+            ext.replace_contents(ino, &mut new.as_slice(), new.len() as u64, Timestamp::now())
+        }
+    };
+    fault_matrix("replace /etc/fstab", mkfs, &op, &|before| {
+        let old = before[Path::new("etc/fstab")].clone();
+        BTreeMap::from([(PathBuf::from("etc/fstab"), Rule::OldOrNew(old, new.clone()))])
+    });
+}
+
+#[test]
+fn fault_matrix_create_file() {
+    let data: Vec<u8> = (0..50_000u32).map(|i| (i % 241) as u8).collect();
+    let op = {
+        let data = data.clone();
+        move |ext: &mut Ext<Dev>| {
+            let dir = ext.resolve(b"/lib/modules/6.1.0-9-amd64", true)?;
+            ext.create_file(
+                dir,
+                b"new.ko",
+                &root_node(0o644),
+                &mut data.as_slice(),
+                data.len() as u64,
+            )
+            .map(|_| ())
+        }
+    };
+    fault_matrix("create a file", EXT4, &op, &|_| {
+        BTreeMap::from([(
+            PathBuf::from("usr/lib/modules/6.1.0-9-amd64/new.ko"),
+            Rule::AbsentOr(data.clone()),
+        )])
+    });
+}
+
+#[test]
+fn fault_matrix_copy_in() {
+    copy_in_matrix(EXT4);
+}
+
+#[test]
+fn fault_matrix_copy_in_gdt_csum_1k() {
+    copy_in_matrix(EXT4_GDT_CSUM_1K);
+}
+
+#[test]
+fn fault_matrix_copy_in_ext3_block_maps() {
+    copy_in_matrix(EXT3_1K);
+}
+
+fn copy_in_matrix(mkfs: &[&str]) {
+    let src = tempfile::tempdir().unwrap();
+    let pkg = src.path().join("pkg");
+    fs::create_dir_all(pkg.join("sub")).unwrap();
+    let mut made = BTreeMap::new();
+    for i in 0..6 {
+        let body: Vec<u8> = format!("file {i}\n").repeat(500 * i + 1).into_bytes();
+        let rel = if i % 2 == 0 {
+            format!("f{i}")
+        } else {
+            format!("sub/f{i}")
+        };
+        fs::write(pkg.join(&rel), &body).unwrap();
+        made.insert(
+            PathBuf::from(format!("usr/lib/modules/6.1.0-9-amd64/pkg/{rel}")),
+            body,
+        );
+    }
+    std::os::unix::fs::symlink("../f0", pkg.join("sub/link")).unwrap();
+    made.insert(
+        PathBuf::from("usr/lib/modules/6.1.0-9-amd64/pkg/sub/link"),
+        b"->../f0".to_vec(),
+    );
+    let op = {
+        let pkg = pkg.clone();
+        move |ext: &mut Ext<Dev>| {
+            domuify::copy::copy_in(
+                ext,
+                std::slice::from_ref(&pkg),
+                b"/lib/modules/6.1.0-9-amd64",
+                None,
+            )
+            .map(|_| ())
+        }
+    };
+    fault_matrix("copy-in", mkfs, &op, &|_| {
+        made.iter()
+            .map(|(p, b)| (p.clone(), Rule::AbsentOr(b.clone())))
+            .collect()
+    });
+}
+
+#[test]
+fn fault_matrix_remove_tree() {
+    let op = |ext: &mut Ext<Dev>| {
+        let usr = ext.resolve(b"/usr", true)?;
+        ext.remove_tree(usr, b"share")
+    };
+    fault_matrix("rm -r /usr/share", EXT4, &op, &|before| {
+        before
+            .iter()
+            .filter(|(p, _)| p.starts_with("usr/share"))
+            .map(|(p, b)| (p.clone(), Rule::AbsentOr(b.clone())))
+            .collect()
+    });
+}
+
+fn cmd_image(t: &Path) -> (PathBuf, u64) {
+    let tree = t.join("tree");
+    small_tree(&tree);
+    let spec = ImageSpec {
+        fs_size: "10M",
+        image_mib: 12,
+        ..ImageSpec::default()
+    };
+    make_image(t, "disk.img", Some(&tree), &spec)
+}
+
+/// Needs the engine: every writing command with `--undo`, then `domuify undo`.
+#[test]
+fn undo_restores_every_writing_command_bit_for_bit() {
+    let t = tempfile::tempdir().unwrap();
+    let (base, off) = cmd_image(t.path());
+    let sha0 = sha256_file(&base);
+    let src = t.path().join("src");
+    fs::create_dir_all(src.join("pkg/d")).unwrap();
+    fs::write(src.join("pkg/d/x"), vec![3u8; 100_000]).unwrap();
+    let src_pkg = src.join("pkg").display().to_string();
+    let cases: Vec<(&str, Vec<&str>, Option<&str>)> = vec![
+        ("write", vec!["/etc/fstab"], Some("a much longer fstab\n")),
+        ("write", vec!["/etc/new"], Some("new\n")),
+        ("copy-in", vec![&src_pkg, "/lib/modules"], None),
+        ("mkdir", vec!["-p", "/lib/modules/a/b/c"], None),
+        ("rm", vec!["-r", "/usr/share"], None),
+    ];
+    for (i, (cmd, args, input)) in cases.iter().enumerate() {
+        let img = copy_image(&base, t.path(), &format!("c{i}.img"));
+        let log = t.path().join(format!("c{i}.undo"));
+        let mut c = bin();
+        c.arg(cmd)
+            .args(["--part", "1"])
+            .arg(&img)
+            .args(args)
+            .arg("--undo")
+            .arg(&log);
+        if let Some(s) = input {
+            c.write_stdin(*s);
+        }
+        c.assert().success();
+        assert_fsck_clean(&img, off);
+        assert_ne!(sha256_file(&img), sha0, "{cmd} changed nothing");
+        let a = bin().arg("undo").arg(&log).arg(&img).assert().success();
+        let err = String::from_utf8_lossy(&a.get_output().stderr).into_owned();
+        assert!(!err.contains("interrupted"), "{err}");
+        assert_eq!(sha256_file(&img), sha0, "undo of {cmd} {args:?}");
+        // Applying it again is harmless.
+        bin().arg("undo").arg(&log).arg(&img).assert().success();
+        assert_eq!(sha256_file(&img), sha0);
+    }
+}
+
+/// Needs the engine for the first command.
+#[test]
+fn undo_files_are_never_clobbered_or_applied_to_another_image() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, _) = cmd_image(t.path());
+    let log = t.path().join("u");
+    bin()
+        .args(["mkdir", "--part", "1"])
+        .arg(&img)
+        .arg("/newdir")
+        .arg("--undo")
+        .arg(&log)
+        .assert()
+        .success();
+    let log_sha = sha256_file(&log);
+    let img_sha = sha256_file(&img);
+    // An existing undo file is not overwritten, and nothing is written.
+    let a = bin()
+        .args(["mkdir", "--part", "1"])
+        .arg(&img)
+        .arg("/other")
+        .arg("--undo")
+        .arg(&log)
+        .assert()
+        .code(1);
+    assert!(String::from_utf8_lossy(&a.get_output().stderr).contains("already exists"));
+    assert_eq!(sha256_file(&log), log_sha);
+    assert_eq!(sha256_file(&img), img_sha);
+    // Another image of the same size is refused, unchanged.
+    let t2 = tempfile::tempdir().unwrap();
+    let (other, _) = cmd_image(t2.path());
+    let other_sha = sha256_file(&other);
+    let a = bin().arg("undo").arg(&log).arg(&other).assert().code(1);
+    assert!(String::from_utf8_lossy(&a.get_output().stderr).contains("different image"));
+    assert_eq!(sha256_file(&other), other_sha);
+    // A command that fails before writing leaves no undo file behind.
+    let log2 = t.path().join("u2");
+    bin()
+        .args(["mkdir", "--part", "1"])
+        .arg(&img)
+        .arg("/missing/x")
+        .arg("--undo")
+        .arg(&log2)
+        .assert()
+        .code(1);
+    assert!(!log2.exists());
+    assert_eq!(sha256_file(&img), img_sha);
+}
+
+/// The undo layer's cost: a copy-in of many files syncs the undo file once per
+/// device write that touches new chunks, not once per block.
+#[test]
+fn undo_syncs_are_per_write_not_per_block() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, _) = cmd_image(t.path());
+    let src = t.path().join("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big"), vec![7u8; 4 << 20]).unwrap();
+    let disk = Disk::open(&img, Access::ReadWrite).unwrap();
+    let len = disk.size() - OFF;
+    let log = t.path().join("u");
+    let u = Arc::new(UndoDev::create(disk, &log).unwrap());
+    let win = Window::new(u.clone() as Shared, OFF, len).unwrap();
+    let mut ext = Ext::open_read_write(win).unwrap();
+    domuify::copy::copy_in(&mut ext, &[src.join("big")], b"/", None).unwrap();
+    ext.flush().unwrap();
+    let st = u.stats();
+    // 4 MiB is 1024 blocks of 4 KiB; the data goes in a few large writes.
+    assert!(st.syncs < 100, "{st:?}");
+    assert!(st.saved_bytes >= 4 << 20, "{st:?}");
+}
