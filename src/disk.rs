@@ -109,6 +109,39 @@ pub struct Disk {
     kind: DiskKind,
     access: Access,
     logical_sector_size: u32,
+    stats: IoStats,
+}
+
+/// Counts of the I/O a [`Disk`] has done (for benchmarks and `--stats`).
+#[derive(Debug, Default)]
+pub struct IoStats {
+    reads: std::sync::atomic::AtomicU64,
+    bytes_read: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
+    bytes_written: std::sync::atomic::AtomicU64,
+}
+
+impl IoStats {
+    fn add_read(&self, n: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.reads.fetch_add(1, Relaxed);
+        self.bytes_read.fetch_add(n as u64, Relaxed);
+    }
+    fn add_write(&self, n: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.writes.fetch_add(1, Relaxed);
+        self.bytes_written.fetch_add(n as u64, Relaxed);
+    }
+    /// (read calls, bytes read, write calls, bytes written) so far.
+    pub fn snapshot(&self) -> (u64, u64, u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.reads.load(Relaxed),
+            self.bytes_read.load(Relaxed),
+            self.writes.load(Relaxed),
+            self.bytes_written.load(Relaxed),
+        )
+    }
 }
 
 impl Disk {
@@ -150,6 +183,7 @@ impl Disk {
             kind,
             access,
             logical_sector_size,
+            stats: IoStats::default(),
         })
     }
 
@@ -166,6 +200,11 @@ impl Disk {
     /// How it was opened.
     pub fn access(&self) -> Access {
         self.access
+    }
+
+    /// I/O done so far through this disk.
+    pub fn stats(&self) -> &IoStats {
+        &self.stats
     }
 
     /// Logical sector size: 512 for image files, the kernel's value for block devices.
@@ -192,6 +231,7 @@ fn block_device_sector_size(path: &Path) -> Option<u32> {
 impl ReadAt for Disk {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
         check_range(offset, buf.len(), self.size, &self.path.display())?;
+        self.stats.add_read(buf.len());
         self.file.read_exact_at(buf, offset).map_err(|e| {
             Error::io(
                 format!(
@@ -217,6 +257,7 @@ impl WriteAt for Disk {
             )));
         }
         check_range(offset, buf.len(), self.size, &self.path.display())?;
+        self.stats.add_write(buf.len());
         self.file.write_all_at(buf, offset).map_err(|e| {
             Error::io(
                 format!(
@@ -424,4 +465,58 @@ impl WriteAt for MemDisk {
 /// Is this error a read past the end of the device?
 pub fn is_out_of_range(e: &Error) -> bool {
     e.kind() == ErrorKind::Corrupt && e.message().contains("past the end")
+}
+
+/// A read-ahead cache of one aligned chunk over a device: many small sequential
+/// reads (ext4-view reads group descriptors one by one) become a few large ones.
+/// Reads only; never used under writes.
+#[derive(Debug)]
+pub struct ReadAhead<D> {
+    dev: D,
+    cache: std::sync::Mutex<(u64, Vec<u8>)>,
+}
+
+/// Size of the [`ReadAhead`] chunk.
+const READ_AHEAD: u64 = 64 << 10;
+
+impl<D: ReadAt> ReadAhead<D> {
+    /// Cache reads of `dev`.
+    pub fn new(dev: D) -> ReadAhead<D> {
+        ReadAhead {
+            dev,
+            cache: std::sync::Mutex::new((0, Vec::new())),
+        }
+    }
+}
+
+impl<D: ReadAt> ReadAt for ReadAhead<D> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let len = buf.len() as u64;
+        let chunk = offset - offset % READ_AHEAD;
+        // Large reads, and reads that straddle a chunk boundary, go straight through.
+        if len > READ_AHEAD || offset + len > chunk + READ_AHEAD {
+            return self.dev.read_exact_at(offset, buf);
+        }
+        check_range(offset, buf.len(), self.dev.size(), &"read-ahead")?;
+        // OK to recover: the cache holds plain bytes and is refilled on a miss.
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        let (start, bytes) = &mut *cache;
+        if *start != chunk || bytes.is_empty() {
+            let fill = READ_AHEAD.min(self.dev.size() - chunk);
+            // OK to cast: fill is at most READ_AHEAD.
+            bytes.resize(fill as usize, 0);
+            if let Err(e) = self.dev.read_exact_at(chunk, bytes) {
+                bytes.clear();
+                return Err(e);
+            }
+            *start = chunk;
+        }
+        // OK to cast: both are below READ_AHEAD.
+        let from = (offset - chunk) as usize;
+        buf.copy_from_slice(&bytes[from..from + buf.len()]);
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.dev.size()
+    }
 }

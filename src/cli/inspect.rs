@@ -1,7 +1,257 @@
-//! Handler of `domuify inspect`.
+//! Handler of `domuify inspect`: human tables or one JSON document.
 
-use super::InspectArgs;
+use std::fmt::Write as _;
+use std::sync::Arc;
 
-pub fn run(_a: InspectArgs) -> anyhow::Result<()> {
-    anyhow::bail!("inspect: not implemented yet")
+use anyhow::Context;
+
+use super::{DamageFound, InspectArgs};
+use crate::disk::{Access, Disk};
+use crate::guest::resolve::SourceKind;
+use crate::inspect::{self, Report};
+
+pub fn run(a: InspectArgs) -> anyhow::Result<()> {
+    let disk = Arc::new(Disk::open(&a.image, Access::ReadOnly)?);
+    let report = inspect::inspect(Arc::clone(&disk))
+        .with_context(|| format!("inspecting {}", a.image.display()))?;
+    if a.json {
+        let mut out = serde_json::to_string_pretty(&report)?;
+        out.push('\n');
+        print_out(&out)?;
+    } else {
+        print_out(&human(&report))?;
+    }
+    if a.stats {
+        let (reads, bytes, _, _) = disk.stats().snapshot();
+        eprintln!("stats: {reads} reads, {bytes} bytes read");
+    }
+    if report.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(DamageFound.into())
+    }
+}
+
+/// Write to stdout; a closed pipe (`| head`) is not an error.
+fn print_out(s: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r?),
+    }
+}
+
+/// Bytes as a short human size (`16.0 MiB`).
+pub fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = bytes as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Render rows as aligned columns.
+fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let mut line = String::from("  ");
+        for (c, cell) in r.iter().enumerate() {
+            if c + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn human(r: &Report) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{}: {} {} ({} bytes), {}-byte sectors",
+        r.image,
+        r.device_kind.replace('-', " "),
+        human_size(r.size_bytes),
+        r.size_bytes,
+        r.sector_size
+    );
+    let table_name = match r.table {
+        crate::part::TableKind::Mbr => "MBR",
+        crate::part::TableKind::Gpt => "GPT",
+        crate::part::TableKind::None => "none (a bare filesystem)",
+    };
+    let _ = writeln!(
+        o,
+        "Partition table: {table_name}{}\n",
+        r.disk_id
+            .as_ref()
+            .map(|d| format!(", disk id {d}"))
+            .unwrap_or_default()
+    );
+    let mut rows = vec![[
+        "#", "SLOT", "START", "SIZE", "TYPE", "FS", "LABEL", "UUID", "STATE",
+    ]
+    .map(String::from)
+    .to_vec()];
+    for p in &r.partitions {
+        let fs = p.filesystem.as_ref();
+        let state = fs
+            .and_then(|f| f.ext.as_ref())
+            .map(|e| {
+                let mut s = format!("{:?}", e.state)
+                    .to_lowercase()
+                    .replace("notclean", "not-clean");
+                if e.needs_recovery {
+                    s.push_str(", needs recovery");
+                }
+                s
+            })
+            .or_else(|| {
+                fs.and_then(|f| f.problem.as_ref())
+                    .map(|_| "DAMAGED".to_string())
+            })
+            .unwrap_or_default();
+        let ty = match &p.partition.type_name {
+            Some(n) if p.partition.type_id.starts_with("0x") => {
+                format!("{} {n}", p.partition.type_id)
+            }
+            Some(n) => n.clone(),
+            None => p.partition.type_id.clone(),
+        };
+        rows.push(vec![
+            p.partition.number.to_string(),
+            format!("{:?}", p.partition.slot).to_lowercase(),
+            human_size(p.partition.start_bytes),
+            human_size(p.partition.size_bytes),
+            ty,
+            fs.map(|f| f.fstype.as_str().to_string())
+                .unwrap_or_else(|| "-".into()),
+            fs.and_then(|f| f.label.clone()).unwrap_or_default(),
+            fs.and_then(|f| f.uuid.clone()).unwrap_or_default(),
+            state,
+        ]);
+    }
+    o.push_str(&table(&rows));
+
+    for g in &r.systems {
+        let name = g
+            .os_release
+            .get("PRETTY_NAME")
+            .or_else(|| g.os_release.get("NAME"))
+            .cloned()
+            .unwrap_or_else(|| "unknown OS".into());
+        let _ = writeln!(
+            o,
+            "\nInstalled system on partition {}: {name}{}",
+            g.partition,
+            g.hostname
+                .as_ref()
+                .map(|h| format!(", hostname {h}"))
+                .unwrap_or_default()
+        );
+        let _ = writeln!(o, "  /etc/fstab:");
+        let mut rows = vec![["LINE", "SOURCE", "TARGET", "TYPE", "RESOLVES TO"]
+            .map(String::from)
+            .to_vec()];
+        for e in &g.fstab {
+            let to = match (e.kind, e.partition) {
+                (SourceKind::Partition, Some(n)) => format!(
+                    "partition {n}{}",
+                    e.resolved_by
+                        .map(|b| format!(
+                            " (by {})",
+                            serde_json::to_value(b)
+                                .ok()
+                                .and_then(|v| v.as_str().map(String::from))
+                                .unwrap_or_default()
+                        ))
+                        .unwrap_or_default()
+                ),
+                _ => e.note.clone().unwrap_or_else(|| format!("{:?}", e.kind)),
+            };
+            rows.push(vec![
+                e.line.to_string(),
+                e.source.clone(),
+                e.target.clone(),
+                e.fstype.clone(),
+                to,
+            ]);
+        }
+        o.push_str(&indent(&table(&rows)));
+        if g.kernels.is_empty() {
+            let _ = writeln!(o, "  kernels: none in /boot");
+        } else {
+            let _ = writeln!(o, "  kernels:");
+            for k in &g.kernels {
+                let _ = writeln!(
+                    o,
+                    "    {}  {}  initrd: {}  config: {}",
+                    k.version,
+                    k.image,
+                    k.initrd.as_deref().unwrap_or("none"),
+                    k.config.as_deref().unwrap_or("none")
+                );
+            }
+        }
+        let _ = writeln!(
+            o,
+            "  module trees: {}",
+            if g.module_trees.is_empty() {
+                "none".to_string()
+            } else {
+                g.module_trees.join(", ")
+            }
+        );
+        for w in &g.warnings {
+            let _ = writeln!(o, "  warning: {w}");
+        }
+    }
+    if r.systems.is_empty() {
+        let _ = writeln!(
+            o,
+            "\nNo installed Linux system found (no ext filesystem with /etc/fstab)."
+        );
+    }
+    for n in &r.notes {
+        let _ = writeln!(o, "\nnote: {n}");
+    }
+    if !r.problems.is_empty() {
+        let _ = writeln!(o, "\nProblems found:");
+        for p in &r.problems {
+            let _ = writeln!(
+                o,
+                "  {}{}: {}",
+                p.place,
+                p.offset.map(|x| format!(" at {x:#x}")).unwrap_or_default(),
+                p.message
+            );
+        }
+    }
+    o
+}
+
+fn indent(s: &str) -> String {
+    s.lines().map(|l| format!("  {l}\n")).collect()
 }

@@ -74,6 +74,9 @@ pub struct InspectArgs {
     /// Print one JSON document instead of tables.
     #[arg(long)]
     pub json: bool,
+    /// Print the I/O done (reads, bytes) on stderr.
+    #[arg(long)]
+    pub stats: bool,
 }
 
 /// The image and partition every file command takes.

@@ -1,1 +1,304 @@
-//! The installed system on an ext filesystem, as planners see it. (Being built.)
+//! The installed system on an ext filesystem, as the planners see it: OS release,
+//! hostname, `/etc/fstab` with every entry resolved to a partition of the image,
+//! kernels in `/boot` (with their initrd and config), and module trees in
+//! `/lib/modules` (a usrmerge `/lib -> usr/lib` is followed inside the guest).
+//!
+//! One model, read once by `inspect` and used by every later command.
+
+pub mod fstab;
+pub mod reader;
+pub mod resolve;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use reader::{GuestFs, Kind};
+use resolve::{DiskView, ResolvedBy, SourceKind};
+
+/// Largest fstab read (bytes); a larger one is reported, not read.
+pub const MAX_FSTAB: u64 = 1 << 20;
+/// Largest os-release or hostname read (bytes).
+pub const MAX_SMALL_FILE: u64 = 64 << 10;
+/// Most kernels or module trees listed.
+const MAX_LISTED: usize = 256;
+
+/// One fstab entry, resolved.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FstabEntry {
+    /// 1-based line number in the file.
+    pub line: usize,
+    /// fs_spec.
+    pub source: String,
+    /// Mount point.
+    pub target: String,
+    /// Filesystem type.
+    pub fstype: String,
+    /// Mount options.
+    pub options: String,
+    /// fs_freq.
+    pub dump: u32,
+    /// fs_passno.
+    pub pass: u32,
+    /// The partition of this image it names, if any.
+    pub partition: Option<u32>,
+    /// How that partition was found.
+    pub resolved_by: Option<ResolvedBy>,
+    /// What the source is.
+    pub kind: SourceKind,
+    /// Why, in words.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// A kernel found in the guest's `/boot`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Kernel {
+    /// Version string from the file name (`6.1.0-27-amd64`).
+    pub version: String,
+    /// Path of the kernel image inside the guest (`/boot/vmlinuz-…`).
+    pub image: String,
+    /// Path of its initrd, if one was found.
+    pub initrd: Option<String>,
+    /// Path of its config, if one was found.
+    pub config: Option<String>,
+    /// The partition `/boot` lives on.
+    pub partition: u32,
+}
+
+/// An installed Linux system.
+#[derive(Clone, Debug, Serialize)]
+pub struct Guest {
+    /// Partition holding the root filesystem.
+    pub partition: u32,
+    /// `/etc/os-release` (or `/usr/lib/os-release`) as key/value pairs.
+    pub os_release: BTreeMap<String, String>,
+    /// `/etc/hostname`.
+    pub hostname: Option<String>,
+    /// Every fstab entry, resolved.
+    pub fstab: Vec<FstabEntry>,
+    /// Every line of the fstab as written (for a rewrite that keeps the rest).
+    #[serde(skip)]
+    pub fstab_lines: Vec<fstab::Line>,
+    /// Kernels in `/boot`.
+    pub kernels: Vec<Kernel>,
+    /// Versions under `/lib/modules`.
+    pub module_trees: Vec<String>,
+    /// Things worth knowing that are not damage (malformed fstab lines, notes).
+    pub warnings: Vec<String>,
+}
+
+/// Does this filesystem hold an installed Linux root (an `/etc/fstab`)?
+pub fn is_root(fs: &dyn GuestFs) -> Result<bool> {
+    Ok(fs.read_file("/etc/fstab", MAX_FSTAB).map(|f| f.is_some())?
+        || fs
+            .list_dir("/etc")?
+            .is_some_and(|e| e.iter().any(|(n, _)| n == "fstab")))
+}
+
+/// Read the guest on `fs` (partition `view.guest_partition`).
+pub fn read_guest(fs: &dyn GuestFs, view: &DiskView) -> Result<Guest> {
+    let mut warnings = Vec::new();
+    let os_release = match fs.read_file("/etc/os-release", MAX_SMALL_FILE)? {
+        Some(b) => Some(b),
+        None => fs.read_file("/usr/lib/os-release", MAX_SMALL_FILE)?,
+    }
+    .map(|b| parse_os_release(&String::from_utf8_lossy(&b)))
+    .unwrap_or_default();
+    let hostname = fs
+        .read_file("/etc/hostname", MAX_SMALL_FILE)?
+        .and_then(|b| {
+            String::from_utf8_lossy(&b)
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string)
+        });
+    let fstab_bytes = fs.read_file("/etc/fstab", MAX_FSTAB)?.unwrap_or_default();
+    if fstab_bytes.contains(&0) {
+        warnings.push("/etc/fstab holds binary data (NUL bytes)".to_string());
+    }
+    let fstab_lines = fstab::parse(&String::from_utf8_lossy(&fstab_bytes));
+    let entries: Vec<(usize, &fstab::Entry)> = fstab_lines
+        .iter()
+        .filter_map(|l| match &l.kind {
+            fstab::LineKind::Entry(e) => Some((l.number, e)),
+            fstab::LineKind::Malformed { reason } => {
+                warnings.push(format!("/etc/fstab line {}: {reason}", l.number));
+                None
+            }
+            _ => None,
+        })
+        .collect();
+    let self_disk = resolve::guest_disk_name(entries.iter().map(|(_, e)| *e), view.guest_partition);
+    let fstab = entries
+        .iter()
+        .map(|(line, e)| {
+            let r = resolve::resolve(e, view, self_disk.as_deref());
+            FstabEntry {
+                line: *line,
+                source: e.source.clone(),
+                target: e.target.clone(),
+                fstype: e.fstype.clone(),
+                options: e.options.clone(),
+                dump: e.dump,
+                pass: e.pass,
+                partition: r.partition,
+                resolved_by: r.resolved_by,
+                kind: r.kind,
+                note: r.note,
+            }
+        })
+        .collect();
+    let kernels = scan_kernels(fs, "/boot", view.guest_partition)?;
+    let module_trees = scan_module_trees(fs)?;
+    Ok(Guest {
+        partition: view.guest_partition,
+        os_release,
+        hostname,
+        fstab,
+        fstab_lines,
+        kernels,
+        module_trees,
+        warnings,
+    })
+}
+
+impl Guest {
+    /// The partition `/boot` is mounted from, when the fstab gives `/boot` its own
+    /// partition of this image.
+    pub fn boot_partition(&self) -> Option<u32> {
+        self.fstab
+            .iter()
+            .find(|e| e.target == "/boot" && e.kind == SourceKind::Partition)
+            .and_then(|e| e.partition)
+            .filter(|p| *p != self.partition)
+    }
+}
+
+/// Parse os-release(5): `KEY=value`, values optionally quoted with shell escapes.
+pub fn parse_os_release(text: &str) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            continue;
+        }
+        let v = v.trim();
+        let value = if v.len() >= 2
+            && ((v.starts_with('"') && v.ends_with('"'))
+                || (v.starts_with('\'') && v.ends_with('\'')))
+        {
+            let inner = &v[1..v.len() - 1];
+            if v.starts_with('"') {
+                let mut s = String::with_capacity(inner.len());
+                let mut chars = inner.chars();
+                while let Some(c) = chars.next() {
+                    if c == '\\' {
+                        if let Some(n) = chars.next() {
+                            s.push(n);
+                        }
+                    } else {
+                        s.push(c);
+                    }
+                }
+                s
+            } else {
+                inner.to_string()
+            }
+        } else {
+            v.to_string()
+        };
+        out.insert(k.to_string(), value);
+    }
+    out
+}
+
+const KERNEL_PREFIXES: &[&str] = &["vmlinuz-", "vmlinux-", "bzImage-", "kernel-", "Image-"];
+
+/// Kernels in directory `dir` of `fs` (`/boot` of a root filesystem, or `/` of a
+/// separate /boot filesystem on `partition`), each with its initrd and config when
+/// present. Paths are reported as the guest sees them (`/boot/…`).
+pub fn scan_kernels(fs: &dyn GuestFs, dir: &str, partition: u32) -> Result<Vec<Kernel>> {
+    let shown = "/boot";
+    let Some(entries) = fs.list_dir(dir)? else {
+        return Ok(Vec::new());
+    };
+    let names: Vec<&str> = entries
+        .iter()
+        .filter(|(_, k)| matches!(k, Kind::File | Kind::Symlink))
+        .map(|(n, _)| n.as_str())
+        .collect();
+    let mut kernels = Vec::new();
+    for name in &names {
+        let Some(version) = KERNEL_PREFIXES.iter().find_map(|p| name.strip_prefix(p)) else {
+            continue;
+        };
+        if version.is_empty() || version.ends_with(".old") || version.ends_with(".sig") {
+            continue;
+        }
+        let initrd = [
+            format!("initrd.img-{version}"),
+            format!("initrd-{version}.img"),
+            format!("initramfs-{version}.img"),
+            format!("initrd-{version}"),
+            format!("initrd-{version}.gz"),
+            format!("initramfs-{version}"),
+        ]
+        .into_iter()
+        .find(|c| names.contains(&c.as_str()));
+        let config = Some(format!("config-{version}")).filter(|c| names.contains(&c.as_str()));
+        kernels.push(Kernel {
+            version: version.to_string(),
+            image: format!("{shown}/{name}"),
+            initrd: initrd.map(|n| format!("{shown}/{n}")),
+            config: config.map(|n| format!("{shown}/{n}")),
+            partition,
+        });
+        if kernels.len() >= MAX_LISTED {
+            break;
+        }
+    }
+    kernels.sort_by(|a, b| a.version.cmp(&b.version));
+    Ok(kernels)
+}
+
+/// Versions under `/lib/modules` (the path resolved inside the guest, so a usrmerge
+/// `/lib -> usr/lib` is followed), sorted.
+pub fn scan_module_trees(fs: &dyn GuestFs) -> Result<Vec<String>> {
+    let Some(entries) = fs.list_dir("/lib/modules")? else {
+        return Ok(Vec::new());
+    };
+    let mut trees: Vec<String> = entries
+        .into_iter()
+        .filter(|(_, k)| *k == Kind::Dir)
+        .map(|(n, _)| n)
+        .take(MAX_LISTED)
+        .collect();
+    trees.sort();
+    Ok(trees)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn os_release_quotes() {
+        let m = parse_os_release(
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME='Debian'\nVERSION_ID=12\n# c\nBAD LINE\nX=\"a \\\"b\\\"\"\n",
+        );
+        assert_eq!(m["PRETTY_NAME"], "Debian GNU/Linux 12 (bookworm)");
+        assert_eq!(m["NAME"], "Debian");
+        assert_eq!(m["VERSION_ID"], "12");
+        assert_eq!(m["X"], "a \"b\"");
+        assert_eq!(m.len(), 4);
+    }
+}

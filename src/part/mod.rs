@@ -86,3 +86,148 @@ pub struct PartitionTable {
     /// Damage found while reading; empty for a healthy table.
     pub problems: Vec<Problem>,
 }
+
+mod gpt;
+mod mbr;
+
+use crate::disk::ReadAt;
+use crate::error::{Error, Result};
+use crate::probe::bytes;
+
+/// Logical sector sizes [`read_table`] accepts.
+pub const SECTOR_SIZES: [u32; 4] = [512, 1024, 2048, 4096];
+
+/// Offset of the boot signature `0x55 0xAA` in an MBR or EBR sector.
+const BOOT_SIGNATURE_OFFSET: usize = 0x1FE;
+
+impl Problem {
+    /// A problem at a known byte offset.
+    pub fn at(offset: u64, message: impl Into<String>) -> Problem {
+        Problem {
+            offset: Some(offset),
+            message: message.into(),
+        }
+    }
+}
+
+impl PartitionTable {
+    /// The partition with Linux number `number`.
+    pub fn partition(&self, number: u32) -> Option<&Partition> {
+        self.partitions.iter().find(|p| p.number == number)
+    }
+
+    /// The partitions that hold data: every entry except an MBR extended container.
+    pub fn data_partitions(&self) -> impl Iterator<Item = &Partition> {
+        self.partitions.iter().filter(|p| p.slot != Slot::Extended)
+    }
+}
+
+impl Partition {
+    /// First byte past the partition, if it does not overflow.
+    pub fn end_bytes(&self) -> Option<u64> {
+        self.start_bytes.checked_add(self.size_bytes)
+    }
+}
+
+/// Read the partition table of `dev`, whose logical sectors are `sector_size`
+/// bytes (512 for an image file; the kernel's value for a block device).
+///
+/// How the kind is decided, as libblkid decides it:
+/// - sector 0 without the `0x55 0xAA` signature: no table;
+/// - any MBR entry of type `0xEE`: GPT (the protective MBR), read from the
+///   primary header at LBA 1 or, if that is damaged, the backup at the last LBA;
+///   a GPT found at byte 4096 and not 512 is read with 4096-byte sectors;
+/// - a boot indicator other than `0x00`/`0x80` in any entry: no table;
+/// - a sector 0 that is a valid FAT, exFAT or NTFS boot sector: no table (their
+///   boot sectors also end in `0x55 0xAA`);
+/// - no entry used, and an LVM2 label: no table (a boot loader in front of a PV);
+/// - otherwise MBR.
+///
+/// With no table the result is one [`Slot::Whole`] partition numbered 0 spanning
+/// the disk. Damage (entries past the end of the disk, a looping EBR chain, a bad
+/// GPT header or checksum) is reported in [`PartitionTable::problems`] next to
+/// whatever could still be read; errors are I/O failures and an unsupported
+/// sector size only.
+pub fn read_table<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<PartitionTable> {
+    if !SECTOR_SIZES.contains(&sector_size) {
+        return Err(Error::unsupported(format!(
+            "logical sector size {sector_size} is not supported (supported: 512, 1024, 2048, 4096)"
+        )));
+    }
+    let Some(sector0) = bytes::read_opt(dev, 0, 512)? else {
+        return Ok(whole_disk(dev, sector_size));
+    };
+    if !bytes::has(&sector0, BOOT_SIGNATURE_OFFSET, &[0x55, 0xAA]) {
+        return Ok(whole_disk(dev, sector_size));
+    }
+    let entries = mbr::entries(&sector0);
+    if entries
+        .iter()
+        .any(|e| e.sys_ind == mbr::TYPE_GPT_PROTECTIVE)
+    {
+        return gpt::read(dev, sector_size);
+    }
+    if entries
+        .iter()
+        .any(|e| e.boot_ind != 0x00 && e.boot_ind != 0x80)
+        || crate::probe::fat::is_fat_boot_sector(&sector0)
+        || bytes::has(&sector0, 3, b"EXFAT   ")
+        || crate::probe::ntfs::is_ntfs(dev)?
+        || (entries.iter().all(|e| e.nr_sects == 0) && is_lvm2(dev)?)
+    {
+        return Ok(whole_disk(dev, sector_size));
+    }
+    mbr::read(dev, sector_size, &sector0)
+}
+
+/// A valid LVM2 label (an empty MBR in front of it is a boot loader's, not a table).
+fn is_lvm2<D: ReadAt + ?Sized>(dev: &D) -> Result<bool> {
+    Ok(crate::probe::other::probe_lvm2(dev)?.is_some_and(|i| i.problem.is_none()))
+}
+
+/// No table: one window over the whole disk.
+fn whole_disk<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> PartitionTable {
+    PartitionTable {
+        kind: TableKind::None,
+        disk_id: None,
+        sector_size,
+        partitions: vec![Partition {
+            number: 0,
+            start_bytes: 0,
+            size_bytes: dev.size(),
+            slot: Slot::Whole,
+            type_id: String::new(),
+            type_name: None,
+            partuuid: None,
+            partlabel: None,
+            bootable: false,
+        }],
+        problems: Vec::new(),
+    }
+}
+
+/// The problem of a partition that does not fit in the disk, if it does not.
+fn past_end_problem(
+    number: u32,
+    start: u64,
+    size: u64,
+    disk_size: u64,
+    entry_offset: u64,
+) -> Option<Problem> {
+    let end = start.checked_add(size);
+    match end {
+        Some(end) if end <= disk_size => None,
+        Some(end) => Some(Problem::at(
+            entry_offset,
+            format!(
+                "partition {number} extends past the end of the disk (ends at {end:#x}, disk is {disk_size:#x})"
+            ),
+        )),
+        None => Some(Problem::at(
+            entry_offset,
+            format!("partition {number}: start {start:#x} + size {size:#x} overflows"),
+        )),
+    }
+}
+#[cfg(test)]
+mod tests;

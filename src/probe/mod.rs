@@ -124,3 +124,73 @@ pub struct FsInfo {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
 }
+
+pub(crate) mod bytes;
+mod ext;
+pub(crate) mod fat;
+pub(crate) mod ntfs;
+pub(crate) mod other;
+mod swap;
+
+pub use ext::feature_names as ext_feature_names;
+pub use other::lvm2_crc;
+
+use crate::disk::ReadAt;
+use crate::error::Result;
+
+impl FsInfo {
+    /// A result of type `fstype` with nothing else known yet.
+    pub fn new(fstype: FsType) -> FsInfo {
+        FsInfo {
+            fstype,
+            uuid: None,
+            label: None,
+            version: None,
+            ext: None,
+            problem: None,
+        }
+    }
+
+    /// Nothing recognised.
+    pub fn unknown() -> FsInfo {
+        FsInfo::new(FsType::Unknown)
+    }
+}
+
+/// One signature probe: `Ok(None)` when the device does not carry it.
+type Probe<D> = fn(&D) -> Result<Option<FsInfo>>;
+
+/// Identify the filesystem (or container) on `dev`, a partition window or a bare
+/// filesystem image.
+///
+/// Reads a few fixed offsets only; a device too small for a signature's offset
+/// simply does not carry it. Probes with long magics come first (LUKS, LVM2, XFS,
+/// Btrfs, NTFS, swap), then ext (a 2-byte magic), then FAT (whose signature is
+/// weakest), and the first match wins. Where blkid would ignore a signature whose
+/// structure is damaged, we name the type and say what is wrong in
+/// [`FsInfo::problem`] (a damaged part an examiner wants to see); otherwise the
+/// type, UUID, label and version are what `blkid -p` prints. Errors are I/O
+/// failures only.
+pub fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<FsInfo> {
+    let probes: [Probe<D>; 8] = [
+        other::probe_luks,
+        other::probe_lvm2,
+        other::probe_xfs,
+        other::probe_btrfs,
+        ntfs::probe,
+        swap::probe,
+        ext::probe,
+        fat::probe,
+    ];
+    for p in probes {
+        if let Some(info) = p(dev)? {
+            return Ok(info);
+        }
+    }
+    Ok(FsInfo::unknown())
+}
+
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+pub(crate) mod testutil;

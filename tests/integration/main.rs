@@ -1,4 +1,8 @@
 //! One integration-test binary: every test runs the built `domuify` or the library
 //! against images made by `scripts/`, judged by independent tools.
+
+mod blockdev;
 mod dirs;
 mod engine;
+mod fixtures;
+mod inspect;

@@ -1,0 +1,84 @@
+//! Linux swap: the signature in the last 10 bytes of the first page, for every
+//! page size Linux has (4 KiB to 64 KiB), and the version-1 header at byte 1024
+//! (UUID, label), checked as libblkid checks it.
+
+use super::bytes::{self, le32};
+use super::{FsInfo, FsType};
+use crate::disk::ReadAt;
+use crate::error::Result;
+
+/// Offsets of the signature: page size - 10, for 4, 8, 16, 32 and 64 KiB pages.
+const SIGNATURE_OFFSETS: [u64; 5] = [0xFF6, 0x1FF6, 0x3FF6, 0x7FF6, 0xFFF6];
+/// Version-1 signature.
+const MAGIC_V1: &[u8] = b"SWAPSPACE2";
+/// Version-0 signature (no UUID, no label).
+const MAGIC_V0: &[u8] = b"SWAP-SPACE";
+/// TuxOnIce keeps a valid swap signature behind its own at byte 0.
+const TOI_MAGIC: &[u8] = b"\xed\xc3\x02\xe9\x98\x56\xe5\x0c";
+/// blkid ignores swap areas under 10 pages of 4 KiB.
+const MIN_SIZE: u64 = 10 * 4096;
+
+/// The version-1 header (`struct swap_header_v1_2`) at byte 1024.
+const HEADER_OFFSET: u64 = 1024;
+const HEADER_SIZE: usize = 512;
+const SWH_VERSION: usize = 0x00;
+const SWH_LAST_PAGE: usize = 0x04;
+const SWH_UUID: usize = 0x0C;
+const SWH_VOLUME_NAME: usize = 0x1C;
+/// `padding[32]` and `padding[33]`: blkid reads UUID and label only when zero.
+const SWH_PADDING_32: usize = 0x2C + 32 * 4;
+const SWH_PADDING_33: usize = 0x2C + 33 * 4;
+
+/// Probe for swap; `None` when it is not swap.
+pub(super) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
+    if dev.size() < MIN_SIZE {
+        return Ok(None);
+    }
+    let mut version = None;
+    for off in SIGNATURE_OFFSETS {
+        let Some(m) = bytes::read_opt(dev, off, 10)? else {
+            break;
+        };
+        if m == MAGIC_V1 {
+            version = Some(1);
+            break;
+        }
+        if m == MAGIC_V0 {
+            version = Some(0);
+            break;
+        }
+    }
+    let Some(version) = version else {
+        return Ok(None);
+    };
+    if bytes::read_opt(dev, 0, TOI_MAGIC.len())?.is_some_and(|b| b == TOI_MAGIC) {
+        return Ok(None);
+    }
+    let mut info = FsInfo::new(FsType::Swap);
+    if version == 0 {
+        info.version = Some("0".into());
+        return Ok(Some(info));
+    }
+    info.version = Some("1".into());
+    let Some(h) = bytes::read_opt(dev, HEADER_OFFSET, HEADER_SIZE)? else {
+        return Ok(None);
+    };
+    let hv = le32(&h, SWH_VERSION);
+    if hv != 1 && hv.swap_bytes() != 1 {
+        info.problem = Some(format!(
+            "swap header at byte {HEADER_OFFSET:#x}: version {hv} (expected 1)"
+        ));
+        return Ok(Some(info));
+    }
+    if le32(&h, SWH_LAST_PAGE) == 0 {
+        info.problem = Some(format!(
+            "swap header at byte {HEADER_OFFSET:#x}: last_page is 0"
+        ));
+        return Ok(Some(info));
+    }
+    if le32(&h, SWH_PADDING_32) == 0 && le32(&h, SWH_PADDING_33) == 0 {
+        info.uuid = bytes::uuid_string(&bytes::bytes16(&h, SWH_UUID));
+        info.label = bytes::label(bytes::slice(&h, SWH_VOLUME_NAME, 16));
+    }
+    Ok(Some(info))
+}

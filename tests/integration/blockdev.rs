@@ -1,0 +1,122 @@
+//! Block devices: `inspect` on a read-only loop device gives what it gives on the
+//! image file, without changing a byte; a 4096-byte-sector device is read with
+//! 4096-byte sectors. Needs root and loop devices (CI has both); elsewhere each test
+//! says it was skipped.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use assert_cmd::Command as Bin;
+use serde_json::Value;
+
+use crate::fixtures::{self, run};
+
+/// A loop device, detached on drop (also when an assertion fails).
+struct Loop(PathBuf);
+
+impl Loop {
+    fn attach(img: &Path, extra: &[&str]) -> Option<Loop> {
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .args(extra)
+            .arg(img)
+            .output()
+            .ok()?;
+        if !out.status.success() {
+            eprintln!(
+                "skipped: cannot attach a loop device: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return None;
+        }
+        Some(Loop(PathBuf::from(
+            String::from_utf8_lossy(&out.stdout).trim(),
+        )))
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.0).status();
+    }
+}
+
+fn inspect(dev: &Path) -> Value {
+    let out = Bin::cargo_bin("domuify")
+        .unwrap()
+        .args(["inspect", "--json"])
+        .arg(dev)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn read_only_block_device_matches_the_image_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = fixtures::copy("seed.img", tmp.path());
+    let before = fixtures::sha256(&img);
+    let Some(dev) = Loop::attach(&img, &["-r"]) else {
+        return;
+    };
+    assert_eq!(
+        run("blockdev", &["--getro", dev.0.to_str().unwrap()]).trim(),
+        "1"
+    );
+    let on_dev = inspect(&dev.0);
+    let on_file = inspect(&img);
+    assert_eq!(on_dev["device_kind"], "block-device");
+    assert_eq!(on_dev["partitions"], on_file["partitions"]);
+    assert_eq!(on_dev["systems"], on_file["systems"]);
+    drop(dev);
+    assert_eq!(fixtures::sha256(&img), before);
+}
+
+#[test]
+fn gpt_on_4096_byte_sectors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("4k.img");
+    run("truncate", &["-s", "64M", img.to_str().unwrap()]);
+    let Some(dev) = Loop::attach(&img, &["-b", "4096"]) else {
+        return;
+    };
+    let node = dev.0.to_str().unwrap().to_string();
+    // sfdisk on the device itself uses its 4096-byte sectors.
+    let mut sfdisk = Command::new("sfdisk")
+        .args(["-q", "--no-reread", "--no-tell-kernel", &node])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        sfdisk.stdin.as_mut().unwrap(),
+        b"label: gpt\nstart=256, size=4096, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=data\nstart=4352, size=2048, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F\n",
+    )
+    .unwrap();
+    assert!(sfdisk.wait().unwrap().success());
+    let v = inspect(&dev.0);
+    assert_eq!(v["sector_size"], 4096);
+    assert_eq!(v["table"], "gpt");
+    let sf: Value = serde_json::from_str(&run("sfdisk", &["--json", &node])).unwrap();
+    let sector = sf["partitiontable"]["sectorsize"].as_u64().unwrap();
+    assert_eq!(sector, 4096);
+    let parts = v["partitions"].as_array().unwrap();
+    let sf_parts = sf["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), sf_parts.len());
+    for (ours, theirs) in parts.iter().zip(sf_parts) {
+        assert_eq!(
+            ours["start_bytes"].as_u64().unwrap(),
+            theirs["start"].as_u64().unwrap() * sector
+        );
+        assert_eq!(
+            ours["size_bytes"].as_u64().unwrap(),
+            theirs["size"].as_u64().unwrap() * sector
+        );
+    }
+    assert_eq!(parts[0]["partlabel"], "data");
+}
