@@ -6,3 +6,5 @@ mod dirs;
 mod engine;
 mod fixtures;
 mod inspect;
+mod matrix;
+mod model;
