@@ -397,7 +397,11 @@ fn damaged_primary_gpt_falls_back_to_backup() {
         t.problems
     );
     assert!(t.problems[0].message.contains("CRC"), "{:?}", t.problems);
-    assert!(t.problems[0].message.contains("backup header"), "{:?}", t.problems);
+    assert!(
+        t.problems[0].message.contains("backup header"),
+        "{:?}",
+        t.problems
+    );
     assert_eq!(t.problems.len(), 1, "{:?}", t.problems);
     // The entries of the primary damaged instead: same outcome.
     let img2 = gpt_image(dir.path());
