@@ -114,19 +114,19 @@ pub(super) fn read<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Part
             h
         }
         Err(why) => {
-            t.problems.push(Problem::at(
-                ss64,
-                format!("the primary GPT header at LBA 1 is damaged: {why}"),
-            ));
+            let primary = format!("the primary GPT header at LBA 1 is damaged: {why}");
             match read_header(dev, ss, last_lba, last_lba)? {
                 Ok(h) => {
                     t.problems.push(Problem::at(
-                        last_lba * ss64,
-                        format!("partitions read from the backup GPT header at LBA {last_lba}"),
+                        ss64,
+                        format!(
+                            "{primary}; partitions read from the backup header at LBA {last_lba}"
+                        ),
                     ));
                     h
                 }
                 Err(why) => {
+                    t.problems.push(Problem::at(ss64, primary));
                     t.problems.push(Problem::at(
                         last_lba * ss64,
                         format!("the backup GPT header at LBA {last_lba} is damaged too: {why}; no partition can be read"),
@@ -200,19 +200,24 @@ pub(super) fn read<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Part
     Ok(t)
 }
 
-/// The sector size the GPT was written with: the caller's, unless the header is
-/// not there but is at the other common size (a 4096-byte-sector disk read as an
-/// image file, whose sector size we cannot ask the kernel).
+/// The sector size the GPT was written with: the caller's, unless no header
+/// signature is found with it but one is with the other common size (a
+/// 4096-byte-sector disk read as an image file, whose sector size we cannot ask
+/// the kernel). The primary header's place is tried first, then the backup's.
 fn choose_sector_size<D: ReadAt + ?Sized>(dev: &D, given: u32) -> Result<u32> {
-    let at = |ss: u32| -> Result<bool> {
-        Ok(bytes::read_opt(dev, u64::from(ss), 8)?.is_some_and(|b| b == b"EFI PART"))
+    let signature_at = |off: u64| -> Result<bool> {
+        Ok(bytes::read_opt(dev, off, 8)?.is_some_and(|b| b == b"EFI PART"))
     };
-    if at(given)? {
-        return Ok(given);
+    let last_sector = |ss: u32| (dev.size() / u64::from(ss)).saturating_sub(1) * u64::from(ss);
+    let candidates = [given, if given == 4096 { 512 } else { 4096 }];
+    for ss in candidates {
+        if signature_at(u64::from(ss))? {
+            return Ok(ss);
+        }
     }
-    for other in [512, 4096] {
-        if other != given && at(other)? {
-            return Ok(other);
+    for ss in candidates {
+        if last_sector(ss) > u64::from(ss) && signature_at(last_sector(ss))? {
+            return Ok(ss);
         }
     }
     Ok(given)

@@ -7,8 +7,24 @@
 //! (`PARTUUID=`, `PARTLABEL=`). Damage is reported, not fatal: a table that points
 //! past the end of the disk or an EBR chain that loops still yields every partition
 //! that could be read, with a [`Problem`] for each damaged part.
+//!
+//! Which table a disk has, and how entries are numbered, follow libblkid (2.38,
+//! as installed) and the kernel; the tests judge against `sfdisk --json` and
+//! `partx`. Both tables are read at named offsets in `mbr.rs` and `gpt.rs`; the
+//! `mbrman` and `gpt` crates are not trusted with hostile input (see there), and
+//! only the `gpt` crate's type GUID constants are used.
 
 use serde::Serialize;
+
+use crate::disk::ReadAt;
+use crate::error::{Error, Result};
+use crate::probe::bytes;
+
+mod gpt;
+mod mbr;
+
+pub use gpt::MAX_ENTRY_ARRAY;
+pub use mbr::{MAX_EBRS, MAX_LOGICALS};
 
 /// Which kind of table the disk has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -87,13 +103,6 @@ pub struct PartitionTable {
     pub problems: Vec<Problem>,
 }
 
-mod gpt;
-mod mbr;
-
-use crate::disk::ReadAt;
-use crate::error::{Error, Result};
-use crate::probe::bytes;
-
 /// Logical sector sizes [`read_table`] accepts.
 pub const SECTOR_SIZES: [u32; 4] = [512, 1024, 2048, 4096];
 
@@ -126,6 +135,24 @@ impl Partition {
     /// First byte past the partition, if it does not overflow.
     pub fn end_bytes(&self) -> Option<u64> {
         self.start_bytes.checked_add(self.size_bytes)
+    }
+
+    /// Does the whole partition lie inside a disk of `disk_size` bytes?
+    pub fn fits(&self, disk_size: u64) -> bool {
+        self.end_bytes().is_some_and(|end| end <= disk_size)
+    }
+
+    /// A window over the part of the partition the disk holds: all of it, or for
+    /// a partition cut short by the disk's end (a truncated image) the bytes up to
+    /// that end, so what is there can still be probed and read. `None` when the
+    /// partition starts at or past the end.
+    pub fn readable_window<D: ReadAt>(&self, dev: D) -> Option<crate::disk::Window<D>> {
+        let disk_size = dev.size();
+        if self.start_bytes >= disk_size {
+            return None;
+        }
+        let len = self.size_bytes.min(disk_size - self.start_bytes);
+        crate::disk::Window::new(dev, self.start_bytes, len).ok()
     }
 }
 
@@ -229,5 +256,6 @@ fn past_end_problem(
         )),
     }
 }
+
 #[cfg(test)]
 mod tests;

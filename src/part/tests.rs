@@ -397,6 +397,12 @@ fn damaged_primary_gpt_falls_back_to_backup() {
         t.problems
     );
     assert!(t.problems[0].message.contains("CRC"), "{:?}", t.problems);
+    assert!(
+        t.problems[0].message.contains("backup header"),
+        "{:?}",
+        t.problems
+    );
+    assert_eq!(t.problems.len(), 1, "{:?}", t.problems);
     // The entries of the primary damaged instead: same outcome.
     let img2 = gpt_image(dir.path());
     let good = read(&img2);
@@ -503,6 +509,17 @@ fn gpt_with_4096_byte_sectors() {
             .collect();
         assert_eq!(ours, judged);
     }
+    // The primary header destroyed: the backup is found in the last 4096-byte
+    // sector.
+    patch(&img, 4096, b"GARBAGE!");
+    let t = read_table(&mem(&img), 512).expect("read");
+    assert_eq!(t.sector_size, 4096);
+    assert_eq!(t.partitions.len(), 2);
+    assert!(
+        t.problems[0].message.contains("primary GPT header"),
+        "{:?}",
+        t.problems
+    );
 }
 
 #[test]
@@ -630,4 +647,28 @@ fn truncated_gpt_disk_keeps_its_partitions() {
         );
     }
     assert_eq!(msgs.len(), 4, "{msgs:?}");
+}
+
+#[test]
+fn readable_window_clamps_to_the_disk() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let img = seed_mbr(dir.path());
+    let full = read(&img);
+    let p5 = full.partition(5).expect("5").clone();
+    let p6 = full.partition(6).expect("6").clone();
+    let cut = p5.start_bytes + p5.size_bytes / 2;
+    let disk = MemDisk::new(peek(&img, 0, cut as usize));
+    let w = p5.readable_window(&disk).expect("window");
+    assert_eq!(
+        (w.start(), w.size()),
+        (p5.start_bytes, cut - p5.start_bytes)
+    );
+    assert!(!p5.fits(cut));
+    assert!(p6.readable_window(&disk).is_none());
+    let p1 = full.partition(1).expect("1");
+    assert!(p1.fits(cut));
+    assert_eq!(
+        p1.readable_window(&disk).map(|w| w.size()),
+        Some(p1.size_bytes)
+    );
 }

@@ -8,7 +8,9 @@
 //! else that cannot be right (a bad superblock checksum, a block size over 64 KiB,
 //! zero counts, a filesystem larger than its partition) is reported in
 //! [`FsInfo::problem`] with the type still named. Feature names and their order
-//! are those of `dumpe2fs -h`.
+//! are those of `dumpe2fs -h`. An ext4 with the `test_fs` flag (blkid's
+//! "ext4dev") is reported as ext4; an external journal (blkid's "jbd") as
+//! unknown.
 
 use super::bytes::{self, le16, le32};
 use super::{ExtInfo, ExtState, FsInfo, FsType};
@@ -41,14 +43,12 @@ const S_VOLUME_NAME: usize = 0x78;
 const S_LAST_MOUNTED: usize = 0x88;
 const S_BLOCKS_COUNT_HI: usize = 0x150;
 const S_FREE_BLOCKS_HI: usize = 0x158;
-const S_FLAGS: usize = 0x160;
 const S_CHECKSUM: usize = 0x3FC;
 
 const EXT_MAGIC: u16 = 0xEF53;
 
 const EXT2_VALID_FS: u16 = 0x0001;
 const EXT2_ERROR_FS: u16 = 0x0002;
-const EXT2_FLAGS_TEST_FILESYS: u32 = 0x0004;
 const EXT2_GOOD_OLD_REV: u32 = 0;
 const EXT2_GOOD_OLD_INODE_SIZE: u16 = 128;
 /// Largest block size the kernel mounts: 64 KiB.
@@ -203,6 +203,10 @@ fn describe(sb: &[u8], dev_size: u64) -> FsInfo {
     info.label = bytes::label(bytes::slice(sb, S_VOLUME_NAME, 16));
     let s_rev_level = le32(sb, S_REV_LEVEL);
     info.version = Some(format!("{}.{}", s_rev_level, le16(sb, S_MINOR_REV_LEVEL)));
+    if !fstype.is_ext() {
+        // An external journal: its superblock has no filesystem counts to check.
+        return info;
+    }
 
     if ro_compat & RO_COMPAT_METADATA_CSUM != 0 {
         let stored = le32(sb, S_CHECKSUM);
@@ -214,10 +218,6 @@ fn describe(sb: &[u8], dev_size: u64) -> FsInfo {
                 SUPERBLOCK_OFFSET + S_CHECKSUM as u64
             ));
         }
-    }
-    if le32(sb, S_FLAGS) & EXT2_FLAGS_TEST_FILESYS != 0 && fstype == FsType::Ext4 {
-        // blkid names this "ext4dev"; it is an ext4 for every purpose here.
-        problems.push("the test_fs flag is set (blkid calls this ext4dev)".into());
     }
 
     let s_inodes_count = le32(sb, S_INODES_COUNT);
@@ -290,20 +290,18 @@ fn describe(sb: &[u8], dev_size: u64) -> FsInfo {
         }
     }
 
-    if fstype.is_ext() {
-        info.ext = Some(ExtInfo {
-            block_size,
-            blocks_count,
-            free_blocks,
-            inodes_count: s_inodes_count,
-            free_inodes: le32(sb, S_FREE_INODES_COUNT),
-            inode_size,
-            features: feature_names(compat, incompat, ro_compat),
-            state,
-            needs_recovery: incompat & INCOMPAT_RECOVER != 0,
-            last_mounted: bytes::label(bytes::slice(sb, S_LAST_MOUNTED, 64)),
-        });
-    }
+    info.ext = Some(ExtInfo {
+        block_size,
+        blocks_count,
+        free_blocks,
+        inodes_count: s_inodes_count,
+        free_inodes: le32(sb, S_FREE_INODES_COUNT),
+        inode_size,
+        features: feature_names(compat, incompat, ro_compat),
+        state,
+        needs_recovery: incompat & INCOMPAT_RECOVER != 0,
+        last_mounted: bytes::label(bytes::slice(sb, S_LAST_MOUNTED, 64)),
+    });
     if !problems.is_empty() {
         info.problem = Some(format!(
             "ext superblock at byte {SUPERBLOCK_OFFSET:#x}: {}",

@@ -7,7 +7,8 @@
 //! bare FAT filesystem from an MBR. The label blkid reports (`LABEL`) is the
 //! volume-label entry of the root directory, not the copy in the boot sector. The
 //! root directory is read in small chunks up to its first free entry; a FAT32
-//! root is followed for at most [`MAX_ROOT_CLUSTERS`] clusters.
+//! root is followed for at most [`MAX_ROOT_CLUSTERS`] clusters (as blkid), and at
+//! most [`MAX_LABEL_SEARCH_ENTRIES`] entries are read in all.
 
 use super::bytes::{self, le16, le32};
 use super::{FsInfo, FsType};
@@ -70,8 +71,11 @@ const ATTR_LONG_NAME: u8 = 0x0F;
 const ATTR_MASK: u8 = 0x3F;
 const ENTRY_FREE: u8 = 0xE5;
 
-/// Most clusters of a FAT12/16 label search (blkid: maxloop 100).
+/// Most clusters of the FAT32 root directory searched for the label (as blkid).
 pub const MAX_ROOT_CLUSTERS: usize = 99;
+/// Most directory entries read looking for the label (1 MiB of directory): a
+/// hostile root directory without an end marker costs no more.
+pub const MAX_LABEL_SEARCH_ENTRIES: usize = 32768;
 /// Largest chunk of directory read at once.
 const DIR_CHUNK: usize = 4096;
 
@@ -193,7 +197,8 @@ pub(super) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
     if fat_sz16 != 0 {
         let root_start = (u64::from(bpb.reserved) + u64::from(bpb.fat_size)) * sector_size;
         let entries = usize::from(le16(&bs, BPB_ROOT_ENT_CNT));
-        info.label = search_label(dev, root_start, entries)?;
+        let mut budget = MAX_LABEL_SEARCH_ENTRIES;
+        info.label = search_label(dev, root_start, entries, &mut budget)?;
         let sig = bs.get(BS16_BOOT_SIG).copied().unwrap_or(0);
         if sig == 0x28 || sig == 0x29 {
             info.uuid = serial(&bs, BS16_VOL_ID);
@@ -211,13 +216,19 @@ pub(super) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
         let fat_start = u64::from(bpb.reserved) * sector_size;
         let fat_entries = u64::from(fat_sz32) * sector_size / 4;
         let mut next = u64::from(le32(&bs, BPB_ROOT_CLUS));
+        let mut budget = MAX_LABEL_SEARCH_ENTRIES;
         for _ in 0..MAX_ROOT_CLUSTERS {
-            if next < 2 || next >= fat_entries {
+            if next < 2 || next >= fat_entries || budget == 0 {
                 break;
             }
             let off = data_start + (next - 2) * cluster_bytes;
             // OK to cast: at most 128 sectors of 4096 bytes.
-            let label = search_label(dev, off, cluster_bytes as usize / DIR_ENTRY_SIZE)?;
+            let label = search_label(
+                dev,
+                off,
+                cluster_bytes as usize / DIR_ENTRY_SIZE,
+                &mut budget,
+            )?;
             if label.is_some() {
                 info.label = label;
                 break;
@@ -257,11 +268,20 @@ fn serial(bs: &[u8], off: usize) -> Option<String> {
 }
 
 /// Look for the volume-label entry among `entries` directory entries at `off`,
-/// stopping at the first never-used entry or the device's end.
-fn search_label<D: ReadAt + ?Sized>(dev: &D, off: u64, entries: usize) -> Result<Option<String>> {
+/// stopping at the first never-used entry, the device's end, or when `budget`
+/// entries have been read in all.
+fn search_label<D: ReadAt + ?Sized>(
+    dev: &D,
+    off: u64,
+    entries: usize,
+    budget: &mut usize,
+) -> Result<Option<String>> {
     let mut done = 0usize;
-    while done < entries {
-        let n = (entries - done).min(DIR_CHUNK / DIR_ENTRY_SIZE);
+    while done < entries && *budget > 0 {
+        let n = (entries - done)
+            .min(DIR_CHUNK / DIR_ENTRY_SIZE)
+            .min(*budget);
+        *budget -= n;
         let chunk_off = off + (done * DIR_ENTRY_SIZE) as u64;
         let Some(chunk) = bytes::read_opt(dev, chunk_off, n * DIR_ENTRY_SIZE)? else {
             return Ok(None);

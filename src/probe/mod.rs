@@ -6,6 +6,19 @@
 
 use serde::Serialize;
 
+use crate::disk::ReadAt;
+use crate::error::Result;
+
+pub(crate) mod bytes;
+mod ext;
+pub(crate) mod fat;
+pub(crate) mod ntfs;
+pub(crate) mod other;
+mod swap;
+
+pub use ext::feature_names as ext_feature_names;
+pub use other::lvm2_crc;
+
 /// Filesystem types, named as blkid names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 pub enum FsType {
@@ -125,19 +138,6 @@ pub struct FsInfo {
     pub problem: Option<String>,
 }
 
-pub(crate) mod bytes;
-mod ext;
-pub(crate) mod fat;
-pub(crate) mod ntfs;
-pub(crate) mod other;
-mod swap;
-
-pub use ext::feature_names as ext_feature_names;
-pub use other::lvm2_crc;
-
-use crate::disk::ReadAt;
-use crate::error::Result;
-
 impl FsInfo {
     /// A result of type `fstype` with nothing else known yet.
     pub fn new(fstype: FsType) -> FsInfo {
@@ -166,7 +166,9 @@ type Probe<D> = fn(&D) -> Result<Option<FsInfo>>;
 /// Reads a few fixed offsets only; a device too small for a signature's offset
 /// simply does not carry it. Probes with long magics come first (LUKS, LVM2, XFS,
 /// Btrfs, NTFS, swap), then ext (a 2-byte magic), then FAT (whose signature is
-/// weakest), and the first match wins. Where blkid would ignore a signature whose
+/// weakest), and the first match wins; every probe runs, and a second clean
+/// signature on the same device is reported in [`FsInfo::problem`] (blkid -p
+/// refuses to name such a device). Where blkid would ignore a signature whose
 /// structure is damaged, we name the type and say what is wrong in
 /// [`FsInfo::problem`] (a damaged part an examiner wants to see); otherwise the
 /// type, UUID, label and version are what `blkid -p` prints. Errors are I/O
@@ -182,12 +184,30 @@ pub fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<FsInfo> {
         ext::probe,
         fat::probe,
     ];
+    let mut found: Option<FsInfo> = None;
+    let mut also = Vec::new();
     for p in probes {
-        if let Some(info) = p(dev)? {
-            return Ok(info);
+        match (p(dev)?, &found) {
+            (Some(info), None) => found = Some(info),
+            // A second clean signature: blkid -p calls the result ambivalent.
+            (Some(other), Some(_)) if other.problem.is_none() => also.push(other.fstype.as_str()),
+            _ => {}
         }
     }
-    Ok(FsInfo::unknown())
+    let Some(mut info) = found else {
+        return Ok(FsInfo::unknown());
+    };
+    if !also.is_empty() {
+        let note = format!(
+            "other signatures are also present: {} (blkid -p calls this ambivalent and names no type)",
+            also.join(", ")
+        );
+        info.problem = Some(match info.problem.take() {
+            Some(p) => format!("{p}; {note}"),
+            None => note,
+        });
+    }
+    Ok(info)
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! as libblkid checks them. The MFT record is read whole (at most
 //! [`MAX_MFT_RECORD`] bytes) and its attributes walked with bounds; like blkid,
 //! the update-sequence fixups are not applied (the name sits in the record's first
-//! sector).
+//! sector). Where blkid ignores an NTFS signature whose BPB or MFT is wrong, we
+//! report NTFS with the damage in [`FsInfo::problem`].
 
 use super::bytes::{self, le16, le32, le64};
 use super::{FsInfo, FsType};
@@ -145,7 +146,9 @@ fn read_volume<D: ReadAt + ?Sized>(
         }
         None => return Ok(Err(format!("the MFT (byte {mft_off:#x}) is past the end"))),
     }
-    let vol_off = mft_off + MFT_RECORD_VOLUME * mft_record_size;
+    let Some(vol_off) = mft_off.checked_add(MFT_RECORD_VOLUME * mft_record_size) else {
+        return Ok(Err(format!("MFT cluster {mft} overflows a byte offset")));
+    };
     let rec = match bytes::read_opt(dev, vol_off, rec_len)? {
         Some(r) if bytes::has(&r, 0, b"FILE") => r,
         Some(_) => {

@@ -3,7 +3,7 @@
 //! a fixed offset, with the UUID and label blkid prints, and a few sanity checks
 //! whose failure is reported in [`FsInfo::problem`].
 
-use super::bytes::{self, be16, be32, be64, le32, le64};
+use super::bytes::{self, be16, be32, be64, le16, le32, le64};
 use super::{FsInfo, FsType};
 use crate::disk::ReadAt;
 use crate::error::Result;
@@ -60,6 +60,10 @@ const BTRFS_SUPER_OFFSET: u64 = 0x10000;
 const BTRFS_FSID: usize = 0x20;
 const BTRFS_MAGIC: usize = 0x40;
 const BTRFS_SECTORSIZE: usize = 0x90;
+const BTRFS_CSUM_TYPE: usize = 0xC4;
+/// Checksum algorithm 0: CRC32C of the superblock after the checksum field.
+const BTRFS_CSUM_TYPE_CRC32: u16 = 0;
+const BTRFS_CSUM_SIZE: usize = 0x20;
 const BTRFS_LABEL: usize = 0x12B;
 const BTRFS_LABEL_LEN: usize = 256;
 const BTRFS_SB_SIZE: usize = 0x1000;
@@ -86,6 +90,21 @@ pub(super) fn probe_btrfs<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>>
     }
     info.uuid = bytes::uuid_string(&bytes::bytes16(&sb, BTRFS_FSID));
     info.label = bytes::label(bytes::slice(&sb, BTRFS_LABEL, BTRFS_LABEL_LEN));
+    // Only the default checksum is verified (blkid also knows xxhash, sha256
+    // and blake2).
+    if le16(&sb, BTRFS_CSUM_TYPE) == BTRFS_CSUM_TYPE_CRC32 {
+        let stored = le32(&sb, 0);
+        let computed = crc32c::crc32c(bytes::slice(
+            &sb,
+            BTRFS_CSUM_SIZE,
+            BTRFS_SB_SIZE - BTRFS_CSUM_SIZE,
+        ));
+        if stored != computed {
+            info.problem = Some(format!(
+                "Btrfs superblock at byte {BTRFS_SUPER_OFFSET:#x}: checksum {stored:#010x}, computed {computed:#010x}"
+            ));
+        }
+    }
     Ok(Some(info))
 }
 

@@ -1,6 +1,8 @@
 //! Linux swap: the signature in the last 10 bytes of the first page, for every
 //! page size Linux has (4 KiB to 64 KiB), and the version-1 header at byte 1024
-//! (UUID, label), checked as libblkid checks it.
+//! (UUID, label), checked as libblkid checks it. Where blkid ignores a
+//! version-1 signature whose header is wrong (version, last page), we report swap
+//! with the damage in [`FsInfo::problem`].
 
 use super::bytes::{self, le32};
 use super::{FsInfo, FsType};

@@ -12,4 +12,7 @@ mod files;
 mod fixtures;
 mod harness;
 mod inspect;
+mod matrix;
+mod model;
+mod probe_fuzz;
 mod undo;
