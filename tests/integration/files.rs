@@ -936,3 +936,53 @@ fn copy_in_stopped_by_a_conflict_leaves_a_clean_filesystem() {
     }
     assert_eq!(sha256_file(&img), sha);
 }
+
+/// Unmounts on drop (also when an assertion fails).
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A writing command refuses an image whose filesystem is mounted (through a
+/// loop device). Needs root and loop devices; elsewhere it says it was skipped.
+#[test]
+fn writing_to_a_mounted_image_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, _) = system_image(t.path());
+    let mnt = t.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let ok = std::process::Command::new("mount")
+        .arg("-o")
+        .arg(format!("ro,offset={OFF}"))
+        .arg(&img)
+        .arg(&mnt)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("skipped: cannot mount a loop device here");
+        return;
+    }
+    let guard = Mounted(mnt.clone());
+    let sha = sha256_file(&img);
+    let a = bin()
+        .args(["write", "--part", "1"])
+        .arg(&img)
+        .arg("/etc/x")
+        .write_stdin("x")
+        .assert()
+        .code(1);
+    assert!(stderr_of(&a).contains("mounted"), "{}", stderr_of(&a));
+    assert_eq!(sha256_file(&img), sha);
+    drop(guard);
+    bin()
+        .args(["write", "--part", "1"])
+        .arg(&img)
+        .arg("/etc/x")
+        .write_stdin("x")
+        .assert()
+        .success();
+}
