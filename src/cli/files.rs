@@ -507,9 +507,11 @@ fn parent_and_name<D: ReadAt>(ext: &Ext<D>, path: &[u8]) -> crate::Result<(Ino, 
     Ok((dir, name))
 }
 
-/// Standard input as a stream of known length: a regular file is streamed, a pipe
-/// is read into memory.
+/// Standard input as a stream of known length: a regular file is streamed; a pipe
+/// is read into memory up to 8 MiB, and beyond that spooled to an unlinked
+/// temporary file, so that memory stays bounded.
 fn stdin_source() -> anyhow::Result<(Box<dyn Read>, u64)> {
+    const IN_MEMORY: u64 = 8 << 20;
     let fd = io::stdin().as_fd().try_clone_to_owned()?;
     let mut file = std::fs::File::from(fd);
     let meta = file.metadata()?;
@@ -519,10 +521,32 @@ fn stdin_source() -> anyhow::Result<(Box<dyn Read>, u64)> {
         let len = meta.len().saturating_sub(pos);
         return Ok((Box::new(io::BufReader::new(file).take(len)), len));
     }
+    let mut stdin = io::stdin().lock();
     let mut buf = Vec::new();
-    io::stdin().lock().read_to_end(&mut buf)?;
-    let len = buf.len() as u64;
-    Ok((Box::new(io::Cursor::new(buf)), len))
+    (&mut stdin).take(IN_MEMORY + 1).read_to_end(&mut buf)?;
+    if (buf.len() as u64) <= IN_MEMORY {
+        let len = buf.len() as u64;
+        return Ok((Box::new(io::Cursor::new(buf)), len));
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let spool_path =
+        std::env::temp_dir().join(format!("domuify-write-{}-{nanos}", std::process::id()));
+    let mut spool = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&spool_path)
+        .with_context(|| format!("cannot create {}", spool_path.display()))?;
+    let _ = std::fs::remove_file(&spool_path);
+    spool.write_all(&buf)?;
+    drop(buf);
+    io::copy(&mut stdin, &mut spool)?;
+    let len = spool.stream_position()?;
+    spool.seek(SeekFrom::Start(0))?;
+    Ok((Box::new(io::BufReader::new(spool).take(len)), len))
 }
 
 pub fn write(a: WriteArgs) -> anyhow::Result<()> {

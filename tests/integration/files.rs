@@ -986,3 +986,21 @@ fn writing_to_a_mounted_image_is_refused() {
         .assert()
         .success();
 }
+
+/// Needs the engine: a piped input larger than the in-memory limit is spooled,
+/// and lands whole.
+#[test]
+fn write_of_a_large_piped_input() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, off) = system_image(t.path());
+    let data: Vec<u8> = (0..12_000_000u32).map(|i| (i % 239) as u8).collect();
+    bin()
+        .args(["write", "--part", "1"])
+        .arg(&img)
+        .arg("/boot.bin")
+        .write_stdin(data.clone())
+        .assert()
+        .success();
+    assert!(debugfs_cat(&img, off, "/boot.bin") == data);
+    assert_fsck_clean(&img, off);
+}
