@@ -125,6 +125,9 @@ fn view_time(t: ext4_view::Timestamp) -> Timestamp {
     }
 }
 
+/// Most memory one directory listing may take.
+const MAX_LISTING_BYTES: usize = 256 << 20;
+
 /// ext4-view as a [`GuestRead`].
 pub struct ViewReader {
     fs: ext4_view::Ext4,
@@ -173,21 +176,25 @@ impl GuestRead for ViewReader {
         let p = self.path(path)?;
         let iter = self.fs.read_dir(p).map_err(|e| view_error(path, e))?;
         let mut out = Vec::new();
+        let mut held = 0usize;
+        // ext4-view stops after the first error it yields.
         for entry in iter {
             match entry {
                 Ok(e) => {
                     let name = e.file_name().as_ref().to_vec();
                     if name != b"." && name != b".." {
+                        held += name.len() + 32;
                         out.push(Ok(name));
                     }
                 }
                 Err(e) => out.push(Err(view_error(path, e))),
             }
-            // A directory cannot hold more names than this; stop a looping reader.
-            if out.len() > 50_000_000 {
+            // Bounded memory whatever a hostile directory claims to hold.
+            if held > MAX_LISTING_BYTES {
                 return Err(Error::corrupt(format!(
-                    "{}: directory too large",
-                    show(path)
+                    "{}: directory too large to list (over {} MiB of names)",
+                    show(path),
+                    MAX_LISTING_BYTES >> 20
                 )));
             }
         }
