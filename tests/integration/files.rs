@@ -1004,3 +1004,46 @@ fn write_of_a_large_piped_input() {
     assert!(debugfs_cat(&img, off, "/boot.bin") == data);
     assert_fsck_clean(&img, off);
 }
+
+/// A damaged filesystem whose directory holds two hard links to itself: the walk
+/// would be endless (and exponential); copy-out stops at the filesystem's inode
+/// count of directories, through both readers.
+#[test]
+fn copy_out_stops_on_a_directory_cycle() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = ImageSpec {
+        mkfs: &["-t", "ext4", "-N", "64"],
+        fs_size: "8M",
+        image_mib: 16,
+        partitioned: true,
+    };
+    let (img, off) = make_image(t.path(), "cyc.img", None, &spec);
+    debugfs_w(&img, off, "mkdir /sub\nln /sub /sub/a\nln /sub /sub/b\n");
+    let out = t.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let a = bin()
+        .args(["copy-out", "--part", "1"])
+        .arg(&img)
+        .arg("/sub")
+        .arg(&out)
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1);
+    assert!(stderr_of(&a).contains("cycle"), "{}", stderr_of(&a));
+    let dirs = walk(&out).len();
+    assert!(dirs <= 64, "{dirs} directories");
+
+    use domuify::disk::{Access, Disk, Window};
+    let disk = Disk::open(&img, Access::ReadOnly).unwrap();
+    let len = disk_len(&disk) - off;
+    let r = domuify::copy::EngineReader::open(Window::new(disk, off, len).unwrap()).unwrap();
+    let out2 = t.path().join("out2");
+    fs::create_dir(&out2).unwrap();
+    let rep = domuify::copy::copy_out(&r, &[b"/sub".to_vec()], &out2).unwrap();
+    assert!(rep.dirs <= 64);
+    assert!(
+        rep.errors.iter().any(|e| e.contains("cycle")),
+        "{:?}",
+        rep.errors
+    );
+}
