@@ -728,6 +728,7 @@ pub fn rm(a: RmArgs) -> anyhow::Result<()> {
 
 pub fn undo(a: UndoArgs) -> anyhow::Result<()> {
     let disk = Disk::open(&a.image, Access::ReadWrite)?;
+    refuse_if_mounted(&disk)?;
     let rep = undo::restore(&a.undo_file, &disk)?;
     eprintln!(
         "domuify: restored {} regions ({} bytes) of {}{}",
