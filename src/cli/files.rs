@@ -589,7 +589,7 @@ impl copy::Progress for Bar {
         use std::sync::atomic::Ordering;
         self.total.store(files, Ordering::Relaxed);
         self.bar.set_length(bytes);
-        self.bar.set_message(format!("0/{files} files"));
+        self.bar.set_message(format!("0/{files} entries"));
     }
     fn bytes(&self, n: u64) {
         self.bar.inc(n);
@@ -599,7 +599,7 @@ impl copy::Progress for Bar {
         let done = self.items.fetch_add(1, Ordering::Relaxed) + 1;
         if done % 64 == 0 || done == self.total.load(Ordering::Relaxed) {
             self.bar.set_message(format!(
-                "{done}/{} files",
+                "{done}/{} entries",
                 self.total.load(Ordering::Relaxed)
             ));
         }
