@@ -103,18 +103,48 @@ enum Rule {
 
 /// The fault matrix for one operation; `rules` maps relative paths to what they
 /// may hold after recovery (files not listed must be intact).
-fn fault_matrix(name: &str, mkfs: &[&str], op: &Op, extra_rules: &RulesOf) {
+/// The base image of a matrix.
+struct Setup<'a> {
+    /// mke2fs options.
+    mkfs: &'a [&'a str],
+    /// Add `/etc/many` with 1,000 entries, indexed (htree) by `e2fsck -fyD`.
+    big_dir: bool,
+}
+
+fn fault_matrix(name: &str, setup: Setup, op: &Op, extra_rules: &RulesOf) {
     let t = tempfile::tempdir().unwrap();
     let tree = t.path().join("tree");
     small_tree(&tree);
+    if setup.big_dir {
+        fs::create_dir(tree.join("etc/many")).unwrap();
+        for i in 0..1000 {
+            fs::write(
+                tree.join(format!("etc/many/entry-with-a-longish-name-{i:05}")),
+                format!("{i}\n"),
+            )
+            .unwrap();
+        }
+    }
     let spec = ImageSpec {
-        mkfs,
+        mkfs: setup.mkfs,
         fs_size: "10M",
         image_mib: 12,
         ..ImageSpec::default()
     };
     let (base, off) = make_image(t.path(), "base.img", Some(&tree), &spec);
     assert_eq!(off, OFF);
+    if setup.big_dir {
+        let code = std::process::Command::new("e2fsck")
+            .arg("-fyD")
+            .arg(spec_of(&base))
+            .status()
+            .unwrap()
+            .code();
+        assert!(matches!(code, Some(0..=1)), "e2fsck -fyD: {code:?}");
+        let dump =
+            String::from_utf8_lossy(&debugfs(&base, off, "htree_dump /etc/many")).into_owned();
+        assert!(dump.contains("Root node dump"), "not indexed:\n{dump}");
+    }
     let sha0 = sha256_file(&base);
     let before = snapshot(&tree);
     let mut rules: Rules = before
@@ -224,7 +254,11 @@ fn replace_contents_matrix(mkfs: &[&str]) {
             ext.replace_contents(ino, &mut new.as_slice(), new.len() as u64, Timestamp::now())
         }
     };
-    fault_matrix("replace /etc/fstab", mkfs, &op, &|before| {
+    let setup = Setup {
+        mkfs,
+        big_dir: false,
+    };
+    fault_matrix("replace /etc/fstab", setup, &op, &|before| {
         let old = before[Path::new("etc/fstab")].clone();
         BTreeMap::from([(PathBuf::from("etc/fstab"), Rule::OldOrNew(old, new.clone()))])
     });
@@ -247,7 +281,11 @@ fn fault_matrix_create_file() {
             .map(|_| ())
         }
     };
-    fault_matrix("create a file", EXT4, &op, &|_| {
+    let setup = Setup {
+        mkfs: EXT4,
+        big_dir: false,
+    };
+    fault_matrix("create a file", setup, &op, &|_| {
         BTreeMap::from([(
             PathBuf::from("usr/lib/modules/6.1.0-9-amd64/new.ko"),
             Rule::AbsentOr(data.clone()),
@@ -305,7 +343,11 @@ fn copy_in_matrix(mkfs: &[&str]) {
             .map(|_| ())
         }
     };
-    fault_matrix("copy-in", mkfs, &op, &|_| {
+    let setup = Setup {
+        mkfs,
+        big_dir: false,
+    };
+    fault_matrix("copy-in", setup, &op, &|_| {
         made.iter()
             .map(|(p, b)| (p.clone(), Rule::AbsentOr(b.clone())))
             .collect()
@@ -318,13 +360,65 @@ fn fault_matrix_remove_tree() {
         let usr = ext.resolve(b"/usr", true)?;
         ext.remove_tree(usr, b"share")
     };
-    fault_matrix("rm -r /usr/share", EXT4, &op, &|before| {
+    let setup = Setup {
+        mkfs: EXT4,
+        big_dir: false,
+    };
+    fault_matrix("rm -r /usr/share", setup, &op, &|before| {
         before
             .iter()
             .filter(|(p, _)| p.starts_with("usr/share"))
             .map(|(p, b)| (p.clone(), Rule::AbsentOr(b.clone())))
             .collect()
     });
+}
+
+/// Names added to and removed from an indexed directory of 1,000 entries (the
+/// htree insert may split a leaf and grow the index).
+#[test]
+fn fault_matrix_htree_directory() {
+    let names: Vec<String> = (0..40)
+        .map(|i| format!("added-{i:03}-with-a-longer-name"))
+        .collect();
+    let op = {
+        let names = names.clone();
+        move |ext: &mut Ext<Dev>| {
+            let dir = ext.resolve(b"/etc/many", true)?;
+            for n in &names {
+                let body = n.as_bytes();
+                ext.create_file(
+                    dir,
+                    body,
+                    &root_node(0o644),
+                    &mut &body[..],
+                    body.len() as u64,
+                )?;
+            }
+            ext.unlink(dir, b"entry-with-a-longish-name-00007")
+        }
+    };
+    let setup = Setup {
+        mkfs: EXT4,
+        big_dir: true,
+    };
+    fault_matrix("htree insert and remove", setup, &op, &|before| {
+        let mut r: Rules = names
+            .iter()
+            .map(|n| {
+                (
+                    PathBuf::from(format!("etc/many/{n}")),
+                    Rule::AbsentOr(n.as_bytes().to_vec()),
+                )
+            })
+            .collect();
+        let gone = PathBuf::from("etc/many/entry-with-a-longish-name-00007");
+        r.insert(gone.clone(), Rule::AbsentOr(before[&gone].clone()));
+        r
+    });
+}
+
+fn spec_of(img: &Path) -> String {
+    spec(img, OFF)
 }
 
 fn cmd_image(t: &Path) -> (PathBuf, u64) {
