@@ -34,18 +34,24 @@
 //! | offset | size | field |
 //! |-------:|-----:|-------|
 //! | 0x00 | 4 | record magic `"UREC"` |
-//! | 0x04 | 4 | kind: 1 = saved region, 2 = complete |
-//! | 0x08 | 8 | image offset of the region (a multiple of the chunk size) |
-//! | 0x10 | 8 | length of the region in bytes |
-//! | 0x18 | 4 | flags: bit 0 = the original region was all zero (no payload) |
+//! | 0x04 | 4 | kind: 1 = saved region, 2 = complete, 3 = restoring |
+//! | 0x08 | 8 | image offset of the region (a multiple of the chunk size); 0 otherwise |
+//! | 0x10 | 8 | length of the region in bytes; of the payload for a complete record |
+//! | 0x18 | 4 | flags: bit 0 = the original region was all zero (no payload); bit 1 = a complete record carries digests |
 //! | 0x1C | 4 | crc32c of the record header bytes 0x00..0x1C followed by the payload |
 //!
 //! The payload is the region's original bytes (`length` bytes), absent for an
 //! all-zero region and for the complete record. A region is whole chunks, except
 //! that the last chunk of an image whose size is not a multiple of the chunk size
-//! is short. A region's payload is at most [`MAX_RECORD_LEN`] bytes. The
-//! *complete* record (offset 0, length 0) is appended by [`UndoDev::complete`] when
-//! the command finished normally; nothing follows it.
+//! is short. A region's payload is at most [`MAX_RECORD_LEN`] bytes.
+//!
+//! The *complete* record is appended by [`UndoDev::complete`] when the command
+//! finished normally. Its payload (flag bit 1) describes the state the command left:
+//! a count (u64), then for every maximal range of saved chunks, in ascending order,
+//! its start (u64), length (u64) and the sha256 of its bytes as the command left
+//! them (48 bytes per range; no digests beyond 2^20 ranges). The only record that
+//! may follow it is one *restoring* record (no payload), written by [`restore`]
+//! before its first write to the image.
 //!
 //! # Identity
 //!
@@ -56,6 +62,14 @@
 //! that was overwritten was saved first, so the rebuilt bytes are the original ones
 //! even after a crash in the middle of the command, and even if `restore` itself
 //! was interrupted and is run again.
+//!
+//! The first MiB of two copies of one image is the same, so a finished log also
+//! checks the ranges it wrote: each must still hold what the command left there
+//! (the complete record's digests). An image changed since (by a later command:
+//! undo that one first), or another copy of the image changed differently, is
+//! refused. A log without a complete record (the command was interrupted) has only
+//! the first check. Once a restore has started, its restoring record turns the
+//! second check off, so that an interrupted restore can be run again.
 //!
 //! # Restore
 //!
@@ -123,7 +137,13 @@ const RECORD_HEADER_LEN: usize = 0x20;
 
 const KIND_REGION: u32 = 1;
 const KIND_COMPLETE: u32 = 2;
+const KIND_RESTORING: u32 = 3;
 const FLAG_ZERO: u32 = 1;
+const FLAG_DIGESTS: u32 = 2;
+/// One entry of the complete record's payload: start, length, sha256.
+const DIGEST_ENTRY_LEN: u64 = 48;
+/// Most ranges the complete record describes; beyond, it carries no digests.
+const MAX_DIGESTS: u64 = 1 << 20;
 
 /// Smallest and largest chunk size accepted in a header.
 const MIN_CHUNK: u32 = 512;
@@ -345,8 +365,31 @@ impl<D: WriteAt> UndoDev<D> {
         }
         self.drain(&mut st)?;
         self.dev.sync()?;
-        let mut rec = Vec::with_capacity(RECORD_HEADER_LEN);
-        push_record(&mut rec, KIND_COMPLETE, 0, 0, 0, &[]);
+        // The state the command leaves: a digest of every saved range as it is now.
+        let ranges: Vec<(u64, u64)> = st.saved.ranges.iter().map(|(&l, &h)| (l, h)).collect();
+        let mut payload = Vec::new();
+        if (ranges.len() as u64) <= MAX_DIGESTS {
+            payload.extend_from_slice(&(ranges.len() as u64).to_le_bytes());
+            let size = self.dev.size();
+            for (lo, hi) in ranges {
+                let start = lo * self.chunk;
+                let len = (hi * self.chunk).min(size) - start;
+                let digest = digest_range(&self.dev, start, len)?;
+                payload.extend_from_slice(&start.to_le_bytes());
+                payload.extend_from_slice(&len.to_le_bytes());
+                payload.extend_from_slice(&digest);
+            }
+        }
+        let mut rec = Vec::with_capacity(RECORD_HEADER_LEN + payload.len());
+        let flags = if payload.is_empty() { 0 } else { FLAG_DIGESTS };
+        push_record(
+            &mut rec,
+            KIND_COMPLETE,
+            0,
+            payload.len() as u64,
+            flags,
+            &payload,
+        );
         let at = st.end;
         let res = st
             .file
@@ -502,6 +545,32 @@ impl<D: WriteAt> UndoDev<D> {
                 e,
             )
         })
+    }
+}
+
+/// sha256 of `len` bytes of `dev` at `start`, read in pieces.
+fn digest_range(dev: &dyn ReadAtDyn, start: u64, len: u64) -> Result<[u8; 32]> {
+    let mut h = Sha256::new();
+    let mut piece = vec![0u8; COPY_PIECE.min(usize::try_from(len).unwrap_or(COPY_PIECE))];
+    let mut done = 0u64;
+    while done < len {
+        // OK to cast: bounded by the piece's length.
+        let n = (len - done).min(piece.len() as u64) as usize;
+        dev.read_at(start + done, &mut piece[..n])?;
+        h.update(&piece[..n]);
+        done += n as u64;
+    }
+    Ok(h.finalize().into())
+}
+
+/// Object-safe reads, for [`digest_range`].
+trait ReadAtDyn {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
+}
+
+impl<T: ReadAt + ?Sized> ReadAtDyn for T {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.read_exact_at(offset, buf)
     }
 }
 
@@ -686,6 +755,12 @@ struct Scan {
     ignored_tail: u64,
     /// Why they were ignored.
     reason: Option<String>,
+    /// Where the complete record's digests are, and how many: `(position, count)`.
+    digests: Option<(u64, u64)>,
+    /// A restore already started from this log (it may have been interrupted).
+    restoring: bool,
+    /// Where a restoring record goes: the end of the complete record.
+    complete_end: u64,
 }
 
 /// Walk the valid prefix of an undo file's records in file order, at most `limit`
@@ -717,6 +792,9 @@ fn scan_records(
     let mut piece = vec![0u8; COPY_PIECE];
     let mut complete = false;
     let mut reason = None;
+    let mut digests = None;
+    let mut restoring = false;
+    let mut complete_end = 0u64;
     loop {
         if pos == file_len || regions == limit {
             break;
@@ -735,10 +813,21 @@ fn scan_records(
         let flags = le32(&h, R_FLAGS);
         let crc = le32(&h, R_CRC);
         let zero = flags & FLAG_ZERO != 0;
+        let digests_ok = len >= 8
+            && (len - 8) % DIGEST_ENTRY_LEN == 0
+            && (len - 8) / DIGEST_ENTRY_LEN <= MAX_DIGESTS;
         let bad = if &h[..4] != RECORD_MAGIC {
             Some("bad record magic")
         } else if kind == KIND_COMPLETE {
-            (offset != 0 || len != 0 || flags != 0).then_some("bad complete record")
+            let ok = offset == 0
+                && match flags {
+                    0 => len == 0,
+                    FLAG_DIGESTS => digests_ok,
+                    _ => false,
+                };
+            (!ok).then_some("bad complete record")
+        } else if kind == KIND_RESTORING {
+            (offset != 0 || len != 0 || flags != 0).then_some("bad restoring record")
         } else if kind != KIND_REGION {
             Some("unknown record kind")
         } else if flags & !FLAG_ZERO != 0 {
@@ -756,7 +845,11 @@ fn scan_records(
             reason = Some(format!("{why} at {pos:#x}"));
             break;
         }
-        let payload_len = if kind == KIND_REGION && !zero { len } else { 0 };
+        let payload_len = match kind {
+            KIND_REGION if !zero => len,
+            KIND_COMPLETE => len,
+            _ => 0,
+        };
         let after = pos + RECORD_HEADER_LEN as u64;
         if file_len - after < payload_len {
             reason = Some(format!("a record payload torn at {pos:#x}"));
@@ -778,8 +871,34 @@ fn scan_records(
             break;
         }
         pos = after + payload_len;
+        if kind == KIND_RESTORING {
+            // Only right after the complete record (checked below); ends the log.
+            reason = Some(format!(
+                "a restoring record out of place at {:#x}",
+                after - RECORD_HEADER_LEN as u64
+            ));
+            pos = after - RECORD_HEADER_LEN as u64;
+            break;
+        }
         if kind == KIND_COMPLETE {
             complete = true;
+            complete_end = pos;
+            if flags == FLAG_DIGESTS {
+                digests = Some((after + 8, (len - 8) / DIGEST_ENTRY_LEN));
+            }
+            // At most one restoring record may follow.
+            if file_len - pos >= RECORD_HEADER_LEN as u64 {
+                let mut r = [0u8; RECORD_HEADER_LEN];
+                reader
+                    .read_exact(&mut r)
+                    .map_err(|e| Error::io(format!("undo file {shown}: read at {pos:#x}"), e))?;
+                let mut expect = Vec::new();
+                push_record(&mut expect, KIND_RESTORING, 0, 0, 0, &[]);
+                if r[..] == expect[..] {
+                    restoring = true;
+                    pos += RECORD_HEADER_LEN as u64;
+                }
+            }
             if pos != file_len {
                 reason = Some(format!("bytes after the complete record at {pos:#x}"));
             }
@@ -798,6 +917,9 @@ fn scan_records(
         complete,
         ignored_tail: file_len - pos,
         reason,
+        digests,
+        restoring,
+        complete_end,
     })
 }
 
@@ -807,8 +929,13 @@ fn scan_records(
 /// prefix of the log and syncs. Safe to run again if interrupted.
 pub fn restore(undo: &Path, dev: &impl WriteAt) -> Result<RestoreReport> {
     let shown = undo.display();
-    let file =
-        File::open(undo).map_err(|e| Error::io(format!("cannot open undo file {shown}"), e))?;
+    // Read-write to mark a restore as started; read-only works too, without the mark.
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(undo)
+        .or_else(|_| File::open(undo))
+        .map_err(|e| Error::io(format!("cannot open undo file {shown}"), e))?;
     let mut h = [0u8; HEADER_LEN];
     file.read_exact_at(&mut h, 0).map_err(|e| {
         if e.kind() == io::ErrorKind::UnexpectedEof {
@@ -851,6 +978,43 @@ pub fn restore(undo: &Path, dev: &impl WriteAt) -> Result<RestoreReport> {
             "undo file {shown} belongs to a different image (the first {} bytes do not match its fingerprint)",
             hdr.fp_len
         )));
+    }
+
+    // A finished command left digests of every range it wrote: the image must
+    // still be in that state (not changed since, not another copy of the image).
+    // Skipped when a restore already started (it may have been interrupted).
+    if scan.complete && !scan.restoring {
+        if let Some((at, count)) = scan.digests {
+            let mut e = [0u8; DIGEST_ENTRY_LEN as usize];
+            for i in 0..count {
+                file.read_exact_at(&mut e, at + i * DIGEST_ENTRY_LEN)
+                    .map_err(|e| Error::io(format!("undo file {shown}: read digests"), e))?;
+                let start = le64(&e, 0);
+                let len = le64(&e, 8);
+                if len == 0
+                    || start
+                        .checked_add(len)
+                        .is_none_or(|end| end > hdr.image_size)
+                {
+                    return Err(Error::corrupt(format!(
+                        "undo file {shown}: digest entry {i} covers {start:#x}+{len:#x}, outside the image"
+                    )));
+                }
+                if digest_range(dev, start, len)?[..] != e[16..] {
+                    return Err(Error::refused(format!(
+                        "undo file {shown}: the image is not as the command left it (bytes {start:#x}+{len:#x} differ): it was changed since, or it is another copy of the image; undo later changes first, newest first"
+                    )));
+                }
+            }
+        }
+        // Mark the restore as started, so that running it again after an
+        // interruption is accepted. Without write access to the log, no mark.
+        let mut mark = Vec::with_capacity(RECORD_HEADER_LEN);
+        push_record(&mut mark, KIND_RESTORING, 0, 0, 0, &[]);
+        if file.write_all_at(&mark, scan.complete_end).is_ok() {
+            file.sync_data()
+                .map_err(|e| Error::io(format!("undo file {shown}: sync"), e))?;
+        }
     }
 
     // Pass 2: write every region back, the same records in the same order.
@@ -1134,6 +1298,40 @@ mod tests {
         restore(&dir.path().join("u2"), &mem).unwrap();
         restore(&dir.path().join("u"), &mem).unwrap();
         assert_eq!(mem.to_vec(), orig);
+    }
+
+    #[test]
+    fn a_finished_log_refuses_an_image_changed_since_or_another_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let orig = image(2 << 20);
+        let path = dir.path().join("u");
+        let a = MemDisk::new(orig.clone());
+        let u = UndoDev::create(&a, &path).unwrap();
+        u.write_all_at(1_500_000, &[5u8; 9000]).unwrap();
+        u.write_all_at(10, &[5u8; 10]).unwrap();
+        u.complete().unwrap();
+        drop(u);
+        // Another copy of the same original, changed differently in the same place.
+        let b = MemDisk::new(orig.clone());
+        b.write_all_at(1_500_000, &[6u8; 9000]).unwrap();
+        b.write_all_at(10, &[5u8; 10]).unwrap();
+        let before = b.to_vec();
+        let e = restore(&path, &b).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        assert!(e.to_string().contains("not as the command left it"), "{e}");
+        assert_eq!(b.to_vec(), before);
+        // The image itself, changed after the command in a range it wrote.
+        a.write_all_at(1_500_100, b"later").unwrap();
+        assert_eq!(restore(&path, &a).unwrap_err().kind(), ErrorKind::Refused);
+        // Put back as the command left it: accepted, and again after that (the
+        // restore marked the log, as an interrupted one would be run again).
+        a.write_all_at(1_500_100, &[5u8; 5]).unwrap();
+        restore(&path, &a).unwrap();
+        assert_eq!(a.to_vec(), orig);
+        a.write_all_at(1_500_000, &[7u8; 3]).unwrap();
+        let rep = restore(&path, &a).unwrap();
+        assert!(rep.complete);
+        assert_eq!(a.to_vec(), orig);
     }
 
     #[test]
