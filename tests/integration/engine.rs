@@ -1100,3 +1100,76 @@ fn engine_ext4_1k_blocks_1k_inodes_csum_seed() {
 fn engine_ext3_1k_no_dir_index() {
     scenario(&["-t", "ext3", "-b", "1024", "-O", "^dir_index"], true);
 }
+
+#[test]
+fn engine_shared_xattr_block_refcount() {
+    use std::os::unix::fs::FileExt;
+    for args in [&["-t", "ext3"][..], &["-t", "ext4"][..]] {
+        let img = Img::new(args, None, 16);
+        let mut fs = img.open_rw();
+        for n in [&b"a"[..], b"b"] {
+            fs.create_file(ROOT_INO, n, &node(0o644, 1), &mut &b"hello"[..], 5)
+                .unwrap();
+        }
+        fs.flush().unwrap();
+        let bs = u64::from(fs.block_size());
+        drop(fs);
+        let d = tempfile::tempdir().unwrap();
+        let val = d.path().join("v");
+        fs::write(&val, "w".repeat(700)).unwrap();
+        img.debugfs_w(&format!("ea_set -f {} /a user.shared", val.display()));
+        let st = img.debugfs("stat /a");
+        let blk: u64 = stat_field(&st, "File ACL:").unwrap().parse().unwrap();
+        assert_ne!(blk, 0, "{st}");
+        let blocks = stat_field(&st, "Blockcount:").unwrap();
+        // Share the block with /b: refcount 2 (and its checksum with metadata_csum).
+        img.debugfs_w(&format!("sif /b file_acl {blk}"));
+        img.debugfs_w(&format!("sif /b blocks {blocks}"));
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&img.path)
+            .unwrap();
+        let at = OFFSET + blk * bs;
+        let mut b = vec![0u8; bs as usize];
+        f.read_exact_at(&mut b, at).unwrap();
+        b[4..8].copy_from_slice(&2u32.to_le_bytes());
+        if args.contains(&"ext4") {
+            let h = img.debugfs("stats");
+            let uuid = stat_field(&h, "Filesystem UUID:").unwrap();
+            let hex: String = uuid.chars().filter(|c| *c != '-').collect();
+            let u: Vec<u8> = (0..16)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            let seed = domuify::ext::csum::crc32c(!0, &u);
+            b[16..20].fill(0);
+            let c = domuify::ext::csum::crc32c(
+                domuify::ext::csum::crc32c(seed, &blk.to_le_bytes()),
+                &b,
+            );
+            b[16..20].copy_from_slice(&c.to_le_bytes());
+        }
+        f.write_all_at(&b, at).unwrap();
+        drop(f);
+        img.assert_clean(&format!("{args:?}: shared xattr block"));
+        // Unlink one: the block stays with refcount 1.
+        let mut fs = img.open_rw();
+        fs.unlink(ROOT_INO, b"b").unwrap();
+        fs.flush().unwrap();
+        drop(fs);
+        img.assert_clean(&format!("{args:?}: after unlinking one sharer"));
+        assert!(img.debugfs("ea_list /a").contains("user.shared"));
+        // Unlink the other: the block is freed.
+        let mut fs = img.open_rw();
+        let free = fs.free_space().blocks;
+        fs.unlink(ROOT_INO, b"a").unwrap();
+        fs.flush().unwrap();
+        assert_eq!(
+            fs.free_space().blocks,
+            free + 2,
+            "data block and xattr block"
+        );
+        drop(fs);
+        img.assert_clean(&format!("{args:?}: after unlinking the last sharer"));
+    }
+}
