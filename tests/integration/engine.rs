@@ -118,6 +118,18 @@ impl Img {
     pub fn assert_clean(&self, what: &str) {
         let (rc, out) = self.fsck();
         assert_eq!(rc, 0, "{what}: e2fsck -fn not clean:\n{out}");
+        // Exit 0 with remarks (e.g. "extent tree could be narrower") is not clean
+        // either: only the pass banners and the summary may appear.
+        let remarks: Vec<&str> = out
+            .lines()
+            .filter(|l| {
+                !(l.starts_with("Pass ")
+                    || l.starts_with("e2fsck ")
+                    || l.contains(" files (")
+                    || l.trim().is_empty())
+            })
+            .collect();
+        assert!(remarks.is_empty(), "{what}: e2fsck -fn remarks:\n{out}");
     }
 
     pub fn debugfs(&self, req: &str) -> String {
