@@ -1185,3 +1185,63 @@ fn engine_shared_xattr_block_refcount() {
         img.assert_clean(&format!("{args:?}: after unlinking the last sharer"));
     }
 }
+
+#[test]
+fn engine_ext3_128_byte_inodes() {
+    scenario(&["-t", "ext3", "-I", "128"], true);
+}
+
+#[test]
+fn engine_ext2_revision_0() {
+    // Good old revision: no features at all (no filetype, no xattrs, no sparse_super).
+    scenario_plain(&["-t", "ext2", "-r", "0"]);
+}
+
+/// The scenario without xattrs (for filesystems without ext_attr).
+fn scenario_plain(args: &[&str]) {
+    let tree = tempfile::tempdir().unwrap();
+    make_tree(tree.path());
+    let img = Img::new(args, Some(tree.path()), 32);
+    img.assert_clean("fresh image");
+    let mut fs = img.open_rw();
+    let etc = fs.resolve(b"/etc", true).unwrap();
+    let fstab = fs.resolve(b"/etc/fstab", true).unwrap();
+    let data = cheap_pattern(300_000, 2);
+    fs.replace_contents(fstab, &mut &data[..], data.len() as u64, Timestamp::now())
+        .unwrap();
+    let lib = fs.resolve(b"/lib", true).unwrap();
+    let m = fs.mkdir(lib, b"modules", &node(0o755, 1)).unwrap();
+    for i in 0..100 {
+        fs.create_file(
+            m,
+            format!("m{i}.ko").as_bytes(),
+            &node(0o644, 1),
+            &mut &data[..i * 100],
+            (i * 100) as u64,
+        )
+        .unwrap();
+    }
+    fs.symlink(etc, b"slow", "y".repeat(200).as_bytes(), &node(0o777, 1))
+        .unwrap();
+    fs.symlink(etc, b"fast", b"fstab", &node(0o777, 1)).unwrap();
+    fs.remove_tree(ROOT_INO, b"home").unwrap();
+    fs.flush().unwrap();
+    let names: Vec<_> = fs
+        .read_dir(m)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.file_type))
+        .collect();
+    assert_eq!(names.len(), 100);
+    assert!(names
+        .iter()
+        .all(|(_, t)| *t == domuify::ext::FileType::Regular));
+    drop(fs);
+    img.assert_clean(&format!("{args:?}: after the operations"));
+    assert!(dump(&img, "/etc/fstab") == data);
+    assert_eq!(img.debugfs("cat /etc/slow"), "y".repeat(200));
+    assert_eq!(
+        img.debugfs("ls /usr/lib/modules").matches(".ko").count(),
+        100
+    );
+}
