@@ -413,6 +413,13 @@ impl<D: ReadAt> Ext<D> {
                 "inode {ino}: i_extra_isize {ex} is invalid"
             )));
         }
+        // A bad checksum is corruption: never read through it, never launder it
+        // by rewriting the inode with a fresh one.
+        if self.csum == CsumKind::Meta && !inode.checksum_ok(self.fs_seed) {
+            return Err(Error::corrupt(format!(
+                "inode {ino}: checksum does not match (at {off:#x})"
+            )));
+        }
         Ok(inode)
     }
 
