@@ -1245,3 +1245,52 @@ fn scenario_plain(args: &[&str]) {
         100
     );
 }
+
+#[test]
+fn engine_refuses_to_launder_a_corrupt_inode() {
+    use std::os::unix::fs::FileExt;
+    let img = Img::new(&["-t", "ext4"], None, 16);
+    let mut fs = img.open_rw();
+    let ino = fs
+        .create_file(ROOT_INO, b"victim", &node(0o644, 1), &mut &b"data"[..], 4)
+        .unwrap();
+    fs.flush().unwrap();
+    let bs = u64::from(fs.block_size());
+    drop(fs);
+    // Flip a byte of i_uid in the inode table, behind the checksum's back.
+    let st = img.debugfs(&format!("imap <{ino}>"));
+    let blk: u64 = stat_field(&st, "located at block")
+        .unwrap()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap();
+    let off: u64 = u64::from_str_radix(
+        stat_field(&st, "offset").unwrap().trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img.path)
+        .unwrap();
+    let at = OFFSET + blk * bs + off + 2;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x5A], at).unwrap();
+    drop(f);
+    let before = img.sha();
+    let mut fs = img.open_rw();
+    assert_eq!(fs.stat(ino).unwrap_err().kind(), ErrorKind::Corrupt);
+    let e = fs
+        .replace_contents(ino, &mut &b"new"[..], 3, Timestamp::now())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert_eq!(
+        fs.unlink(ROOT_INO, b"victim").unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    fs.flush().unwrap();
+    drop(fs);
+    assert!(img.sha() == before, "image changed");
+}
