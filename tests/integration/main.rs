@@ -3,6 +3,7 @@
 mod dirs;
 mod engine;
 mod engine_bench;
+mod engine_crash;
 mod engine_fuzz;
 mod engine_matrix;
 mod engine_prop;
