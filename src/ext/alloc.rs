@@ -45,11 +45,11 @@ impl<D: ReadAt> Ext<D> {
                 (self.gdt.inode_table(h), it),
             ];
             for (start, len) in spans {
-                for b in start..start.saturating_add(len) {
-                    if b >= first && b < first + u64::from(n) {
-                        // OK to cast: below n, a u32.
-                        bm.set((b - first) as u32, true);
-                    }
+                let lo = start.max(first);
+                let hi = start.saturating_add(len).min(first + u64::from(n));
+                if lo < hi {
+                    // OK to cast: both are inside this group, below n.
+                    bm.set_range((lo - first) as u32, (hi - first) as u32);
                 }
             }
         }
