@@ -530,6 +530,10 @@ fn engine_refuses_states_before_writing() {
     img.debugfs_w("ssv state 2");
     assert_refused(&img, ErrorKind::Refused, "errors");
 
+    let img = Img::new(&["-t", "ext2"], None, 16);
+    img.debugfs_w("ssv state 0");
+    assert_refused(&img, ErrorKind::Refused, "not cleanly unmounted");
+
     let img = Img::new(&["-t", "ext4"], None, 16);
     img.debugfs_w("ssv last_orphan 12");
     assert_refused(&img, ErrorKind::Refused, "orphan");
