@@ -1298,3 +1298,24 @@ fn engine_refuses_to_launder_a_corrupt_inode() {
     drop(fs);
     assert!(img.sha() == before, "image changed");
 }
+
+#[test]
+fn engine_space_freed_in_the_session_is_reused_after_an_automatic_flush() {
+    let img = Img::new(&["-t", "ext4", "-b", "1024", "-O", "^has_journal"], None, 8);
+    let mut fs = img.open_rw();
+    let free = fs.free_space().blocks;
+    let len = (free - 200) * 1024;
+    let data = cheap_pattern(len as usize, 4);
+    fs.create_file(ROOT_INO, b"one", &node(0o644, 1), &mut &data[..], len)
+        .unwrap();
+    // Removing it frees the blocks only at the next flush; a second file of the
+    // same size still fits (the operation flushes first).
+    fs.unlink(ROOT_INO, b"one").unwrap();
+    assert!(fs.ensure_space(fs.file_cost(len)).is_ok());
+    fs.create_file(ROOT_INO, b"two", &node(0o644, 1), &mut &data[..], len)
+        .unwrap();
+    fs.flush().unwrap();
+    drop(fs);
+    img.assert_clean("after reuse");
+    assert!(dump(&img, "/two") == data);
+}
