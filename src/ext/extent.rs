@@ -40,7 +40,7 @@ fn per_block(block_size: u32) -> usize {
 }
 
 /// Tree blocks for `extents` extents.
-fn tree_blocks_for(extents: u64, block_size: u32) -> u64 {
+pub fn tree_blocks_for(extents: u64, block_size: u32) -> u64 {
     let per = per_block(block_size) as u64;
     let mut nodes = extents;
     let mut total = 0;

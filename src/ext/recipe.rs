@@ -153,6 +153,63 @@ impl<D: ReadAt> Ext<D> {
 }
 
 impl<D: WriteAt> Ext<D> {
+    /// Reserve `need` plus what inserting `name` into `parent` may take: the
+    /// quick worst case first; only when that does not fit, the directory code's
+    /// exact count of new blocks (plus room for the mapping to grow).
+    fn reserve_with_insert(&mut self, need: Space, parent: Ino, name: &[u8]) -> Result<()> {
+        let worst = Space {
+            blocks: need.blocks + DIR_INSERT_BLOCKS,
+            inodes: need.inodes,
+        };
+        match self.reserve(worst) {
+            Err(e) if e.kind() == super::ErrorKind::NoSpace => {
+                let add = self.dir_insert_cost(parent, name)?;
+                let grow = if add > 0 { 2 } else { 0 };
+                self.reserve(Space {
+                    blocks: need.blocks + add + grow,
+                    inodes: need.inodes,
+                })
+            }
+            r => r,
+        }
+    }
+
+    /// Reserve space for a file of `len` bytes written from `goal` (and its
+    /// name in a directory): the worst-case tree first; when that does not fit
+    /// and the file gets extents, the tree its real free-space layout needs
+    /// (with a margin of two extents for a directory block taken meanwhile).
+    fn reserve_file(
+        &mut self,
+        need: Space,
+        goal: u64,
+        len: u64,
+        insert: Option<(Ino, &[u8])>,
+    ) -> Result<()> {
+        let first = match insert {
+            Some((parent, name)) => self.reserve_with_insert(need, parent, name),
+            None => self.reserve(need),
+        };
+        let e = match first {
+            Err(e) if e.kind() == super::ErrorKind::NoSpace => e,
+            r => return r,
+        };
+        if !self.sb.has_incompat(features::INCOMPAT_EXTENTS) {
+            return Err(e);
+        }
+        let data = len.div_ceil(self.bs());
+        let Some(extents) = self.simulate_extents(goal, data)? else {
+            return Err(e);
+        };
+        let exact = Space {
+            blocks: data + super::extent::tree_blocks_for(extents + 2, self.sb.block_size),
+            inodes: need.inodes,
+        };
+        match insert {
+            Some((parent, name)) => self.reserve_with_insert(exact, parent, name),
+            None => self.reserve(exact),
+        }
+    }
+
     pub(super) fn do_create_file(
         &mut self,
         parent: Ino,
@@ -164,14 +221,13 @@ impl<D: WriteAt> Ext<D> {
         // 1. Check, and reserve the worst case before any change.
         self.require_dir(parent)?;
         self.check_new_name(name)?;
-        let mut need = self.file_cost(len);
-        need.blocks += DIR_INSERT_BLOCKS;
-        self.reserve(need)?;
+        let need = self.file_cost(len);
+        let goal = self.data_goal(parent);
+        self.reserve_file(need, goal, len, Some((parent, name)))?;
         // 2. The inode, near its parent, and its name (the duplicate check).
         let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), false)?;
         let undo = self.link_new(parent, name, ino, FileType::Regular, saved)?;
-        // 3. Data into new runs.
-        let goal = self.data_goal(parent);
+        // 3. Data into new runs (from the goal the space check simulated).
         let runs = match self.write_stream(data, len, goal) {
             Ok(r) => r,
             Err(e) => {
@@ -226,7 +282,16 @@ impl<D: WriteAt> Ext<D> {
         let (old_runs, old_tree) = self.mapping(&inode)?;
         let mut need = self.file_cost(len);
         need.inodes = 0;
-        self.reserve(need)?;
+        let goal = old_runs
+            .first()
+            .map(|r| r.pblk)
+            .unwrap_or_else(|| self.group_goal(ino));
+        let goal = if self.goal > self.sb.first_data_block {
+            self.goal
+        } else {
+            goal
+        };
+        self.reserve_file(need, goal, len, None)?;
         // 2. New data into new blocks (old ones are still in use: never reused).
         let goal = old_runs
             .first()
@@ -295,10 +360,11 @@ impl<D: WriteAt> Ext<D> {
                 "directory inode {parent} has too many subdirectories (no dir_nlink)"
             )));
         }
-        self.reserve(Space {
-            blocks: 1 + DIR_INSERT_BLOCKS + self.tree_cost(1),
+        let need = Space {
+            blocks: 1 + self.tree_cost(1),
             inodes: 1,
-        })?;
+        };
+        self.reserve_with_insert(need, parent, name)?;
         // 2. Allocate the inode and its block.
         let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), true)?;
         self.link_new(parent, name, ino, FileType::Directory, saved)?;
@@ -346,10 +412,7 @@ impl<D: WriteAt> Ext<D> {
         }
         let fast = target.len() < inode::I_BLOCK_LEN;
         let blocks = if fast { 0 } else { 1 + self.tree_cost(1) };
-        self.reserve(Space {
-            blocks: blocks + DIR_INSERT_BLOCKS,
-            inodes: 1,
-        })?;
+        self.reserve_with_insert(Space { blocks, inodes: 1 }, parent, name)?;
         let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), false)?;
         self.link_new(parent, name, ino, FileType::Symlink, saved)?;
         let mut inode = self.new_inode(ino, S_IFLNK | 0o777, node, 1);
@@ -396,10 +459,7 @@ impl<D: WriteAt> Ext<D> {
             return Err(Error::refused(format!("inode {ino} has too many links")));
         }
         self.check_new_name(name)?;
-        self.reserve(Space {
-            blocks: DIR_INSERT_BLOCKS,
-            inodes: 0,
-        })?;
+        self.reserve_with_insert(Space::default(), parent, name)?;
         let now = Timestamp::now();
         self.dir_add(parent, name, ino, inode.file_type())?;
         inode.set_links(inode.links() + 1);

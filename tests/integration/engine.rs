@@ -1319,3 +1319,56 @@ fn engine_space_freed_in_the_session_is_reused_after_an_automatic_flush() {
     img.assert_clean("after reuse");
     assert!(dump(&img, "/two") == data);
 }
+
+#[test]
+fn engine_uses_the_last_blocks_exactly() {
+    let img = Img::new(&["-t", "ext4", "-b", "1024", "-O", "^has_journal"], None, 8);
+    let mut fs = img.open_rw();
+    let free = fs.free_space().blocks;
+    let len = (free - 60) * 1024;
+    let data = cheap_pattern(len as usize, 4);
+    fs.create_file(ROOT_INO, b"fill", &node(0o644, 1), &mut &data[..], len)
+        .unwrap();
+    let mut i = 0;
+    while fs.free_space().blocks > 4 {
+        fs.create_file(
+            ROOT_INO,
+            format!("s{i}").as_bytes(),
+            &node(0o644, 1),
+            &mut &[1u8; 1000][..],
+            1000,
+        )
+        .unwrap();
+        i += 1;
+    }
+    let left = fs.free_space().blocks;
+    let last = vec![2u8; (left * 1024) as usize];
+    fs.create_file(
+        ROOT_INO,
+        b"last",
+        &node(0o644, 1),
+        &mut &last[..],
+        last.len() as u64,
+    )
+    .unwrap();
+    assert_eq!(fs.free_space().blocks, 0);
+    fs.flush().unwrap();
+    drop(fs);
+    img.assert_clean("full to the last block");
+    let before = img.sha();
+    let mut fs = img.open_rw();
+    let e = fs
+        .create_file(ROOT_INO, b"one-more", &node(0o644, 1), &mut &b"x"[..], 1)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NoSpace, "{e}");
+    fs.flush().unwrap();
+    drop(fs);
+    assert!(img.sha() == before);
+    // An empty file needs no block: it still fits.
+    let mut fs = img.open_rw();
+    fs.create_file(ROOT_INO, b"empty", &node(0o644, 1), &mut &b""[..], 0)
+        .unwrap();
+    fs.flush().unwrap();
+    drop(fs);
+    img.assert_clean("empty file on a full filesystem");
+}
