@@ -23,9 +23,11 @@
 //! Choices worth knowing:
 //! - Blocks reserved for root (`s_r_blocks_count`) are usable, as for root and
 //!   libext2fs: this is an offline tool run by the image's owner.
-//! - Space is checked up front with a worst case (data, the largest tree the
-//!   data could need, three blocks for a directory insertion), so `NoSpace` may
-//!   come a few blocks early on a nearly full filesystem, never late.
+//! - Space is checked up front, before anything changes: first against a
+//!   worst case (data, the largest tree the data could need, three blocks for
+//!   a directory insertion); when that does not fit, against the real need (the
+//!   directory code's count of new blocks, the extent count of a dry run of the
+//!   allocator), so a full filesystem is used to its last block.
 //! - A failed operation (a name that exists, data shorter than announced)
 //!   gives back what it took in memory; data longer than one 4 MiB chunk may
 //!   already have been written into free blocks by then.
