@@ -172,6 +172,13 @@ impl<D: ReadAt> Ext<D> {
                 }
                 self.check_block(r.pblk, u64::from(r.len))
                     .map_err(|e| e.context(format_args!("inode {}", inode.ino)))?;
+                if runs.len() >= super::file::MAX_RUNS {
+                    return Err(Error::unsupported(format!(
+                        "inode {}: more than {} extents",
+                        inode.ino,
+                        super::file::MAX_RUNS
+                    )));
+                }
                 runs.push(r);
             }
             return Ok(());
