@@ -236,6 +236,8 @@ pub struct Ext<D> {
     goal: u64,
     /// Counter mixed into new inodes' `i_generation`.
     gen_next: u32,
+    /// Dirty metadata (bytes) past which an operation flushes on its own.
+    auto_flush_bytes: usize,
     /// `bg_flags` and `bg_itable_unused` of the group of the last inode marked,
     /// as they were before (to undo an allocation exactly).
     last_inode_group_state: (u16, u32),
@@ -329,6 +331,7 @@ impl<D: ReadAt> Ext<D> {
             pending_inodes: Vec::new(),
             gen_next,
             last_inode_group_state: (0, 0),
+            auto_flush_bytes: AUTO_FLUSH_BYTES,
         })
     }
 
@@ -556,10 +559,18 @@ impl<D: WriteAt> Ext<D> {
         let bytes = self.meta.len() * self.sb.block_size as usize
             + self.inodes.len() * usize::from(self.sb.inode_size)
             + (self.block_bitmaps.len() + self.inode_bitmaps.len()) * self.sb.block_size as usize;
-        if bytes > AUTO_FLUSH_BYTES {
+        if bytes > self.auto_flush_bytes {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Set the amount of dirty metadata (bytes; default 16 MiB) past which
+    /// operations flush on their own, between operations and between the
+    /// directories of [`Ext::remove_tree`]. Lower bounds memory further; 0
+    /// flushes after every step (each flush leaves a consistent filesystem).
+    pub fn set_auto_flush_bytes(&mut self, bytes: usize) {
+        self.auto_flush_bytes = bytes;
     }
 
     /// Create a regular file `name` in `parent` holding `len` bytes read from `data`.

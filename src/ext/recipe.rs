@@ -530,38 +530,63 @@ impl<D: WriteAt> Ext<D> {
         if !child.is_dir() {
             return self.do_unlink(parent, name);
         }
-        // 1. Gather the tree (directories by walking; a loop is corruption).
+        // Post-order, one directory at a time: when a directory's subdirectories
+        // are gone, drop its other names' links, free it and take its name out
+        // of its parent. Each such step leaves a consistent filesystem, so the
+        // dirty cache may be flushed between steps (huge trees stay in bounded
+        // memory). A directory met twice (a loop) is corruption.
+        struct Frame {
+            dir: Ino,
+            parent: Ino,
+            name: Vec<u8>,
+            subdirs: Vec<(Vec<u8>, Ino)>,
+            others: Vec<Ino>,
+        }
         let mut seen = HashSet::new();
-        let mut stack = vec![child.ino];
-        let mut dirs = Vec::new();
-        let mut others = Vec::new();
-        while let Some(d) = stack.pop() {
-            if !seen.insert(d) || d == parent || d == super::ROOT_INO {
-                return Err(Error::corrupt(format!(
-                    "directory inode {d} appears twice under {}",
-                    String::from_utf8_lossy(name)
-                )));
-            }
-            dirs.push(d);
-            for e in self.dir_raw_entries(d)? {
-                let i = self.read_inode(e.ino)?;
-                if i.is_dir() {
-                    stack.push(e.ino);
-                } else {
-                    others.push(e.ino);
-                }
-            }
-        }
-        // 2. Unlink the top, then drop every link inside and free every directory.
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut open = Some((child.ino, parent, name.to_vec()));
         let now = Timestamp::now();
-        self.dir_remove(parent, name)?;
-        for ino in others {
-            self.drop_link(ino, now)?;
-        }
-        for d in dirs {
-            let inode = self.read_inode(d)?;
+        loop {
+            if let Some((dir, par, nm)) = open.take() {
+                if !seen.insert(dir) || dir == parent || dir == super::ROOT_INO {
+                    return Err(Error::corrupt(format!(
+                        "directory inode {dir} appears twice under {}",
+                        String::from_utf8_lossy(name)
+                    )));
+                }
+                let mut subdirs = Vec::new();
+                let mut others = Vec::new();
+                for e in self.dir_raw_entries(dir)? {
+                    if self.read_inode(e.ino)?.is_dir() {
+                        subdirs.push((e.name, e.ino));
+                    } else {
+                        others.push(e.ino);
+                    }
+                }
+                stack.push(Frame {
+                    dir,
+                    parent: par,
+                    name: nm,
+                    subdirs,
+                    others,
+                });
+            }
+            let Some(top) = stack.last_mut() else { break };
+            if let Some((nm, ino)) = top.subdirs.pop() {
+                open = Some((ino, top.dir, nm));
+                continue;
+            }
+            // Every subdirectory is gone: finish this one.
+            let Some(f) = stack.pop() else { break };
+            for ino in f.others {
+                self.drop_link(ino, now)?;
+            }
+            let inode = self.read_inode(f.dir)?;
             self.free_inode(inode, now)?;
+            self.dir_remove(f.parent, &f.name)?;
+            self.parent_link_dec(f.parent, now)?;
+            self.maybe_flush()?;
         }
-        self.parent_link_dec(parent, now)
+        Ok(())
     }
 }
