@@ -458,6 +458,26 @@ impl<D: ReadAt> Ext<D> {
         self.read_data(&inode, offset, buf)
     }
 
+    /// A device inode's (major, minor); `None` for other types.
+    pub fn rdev(&self, ino: Ino) -> Result<Option<(u32, u32)>> {
+        let inode = self.read_inode(ino)?;
+        if !matches!(
+            inode.file_type(),
+            FileType::CharDevice | FileType::BlockDevice
+        ) {
+            return Ok(None);
+        }
+        let old = le::u32_at(inode.i_block(), 0);
+        if old != 0 {
+            return Ok(Some(((old >> 8) & 0xFF, old & 0xFF)));
+        }
+        let new = le::u32_at(inode.i_block(), 4);
+        Ok(Some((
+            (new & 0xF_FF00) >> 8,
+            (new & 0xFF) | ((new >> 12) & 0xF_FF00),
+        )))
+    }
+
     /// A symlink's target.
     pub fn read_link(&self, ino: Ino) -> Result<Vec<u8>> {
         let inode = self.read_inode(ino)?;
@@ -618,6 +638,21 @@ impl<D: WriteAt> Ext<D> {
         node: &NewNode,
     ) -> Result<Ino> {
         let r = self.do_symlink(parent, name, target, node);
+        self.maybe_flush()?;
+        r
+    }
+
+    /// Create a character or block device (`rdev` = major, minor), a fifo or a
+    /// socket.
+    pub fn mknod(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        file_type: FileType,
+        rdev: (u32, u32),
+        node: &NewNode,
+    ) -> Result<Ino> {
+        let r = self.do_mknod(parent, name, file_type, rdev, node);
         self.maybe_flush()?;
         r
     }

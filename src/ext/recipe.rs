@@ -66,7 +66,8 @@ impl<D: ReadAt> Ext<D> {
         inode.set_time(Time::Cr, node.ctime);
         let gen = self.next_generation();
         super::le::put_u32(&mut inode.raw, inode::I_GENERATION, gen);
-        if self.sb.has_incompat(features::INCOMPAT_EXTENTS) && mode & inode::S_IFMT != S_IFLNK {
+        let t = mode & inode::S_IFMT;
+        if self.sb.has_incompat(features::INCOMPAT_EXTENTS) && (t == S_IFREG || t == S_IFDIR) {
             inode.set_flags(inode::EXT4_EXTENTS_FL);
             inode.set_i_block(&super::extent::empty_root());
         }
@@ -438,6 +439,56 @@ impl<D: WriteAt> Ext<D> {
                 uninit: false,
             }];
             self.set_mapping(&mut inode, &runs, pblk + 1)?;
+        }
+        self.put_inode(inode);
+        self.touch_dir(parent, node.ctime)?;
+        Ok(ino)
+    }
+
+    pub(super) fn do_mknod(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        ft: FileType,
+        rdev: (u32, u32),
+        node: &NewNode,
+    ) -> Result<Ino> {
+        let type_bits: u16 = match ft {
+            FileType::CharDevice => 0o020000,
+            FileType::BlockDevice => 0o060000,
+            FileType::Fifo => 0o010000,
+            FileType::Socket => 0o140000,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "mknod makes devices, fifos and sockets, not {ft:?}"
+                )))
+            }
+        };
+        self.require_dir(parent)?;
+        self.check_new_name(name)?;
+        self.reserve_with_insert(
+            Space {
+                blocks: 0,
+                inodes: 1,
+            },
+            parent,
+            name,
+        )?;
+        let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), false)?;
+        self.link_new(parent, name, ino, ft, saved)?;
+        let mut inode = self.new_inode(ino, type_bits | (node.perm & 0o7777), node, 1);
+        if matches!(ft, FileType::CharDevice | FileType::BlockDevice) {
+            // As the kernel: the old 8:8 encoding in i_block[0] when it fits,
+            // else the new one in i_block[1].
+            let (major, minor) = rdev;
+            let mut ib = [0u8; inode::I_BLOCK_LEN];
+            if major < 256 && minor < 256 {
+                super::le::put_u32(&mut ib, 0, (major << 8) | minor);
+            } else {
+                let new = (minor & 0xFF) | ((major & 0xFFF) << 8) | ((minor & !0xFF) << 12);
+                super::le::put_u32(&mut ib, 4, new);
+            }
+            inode.set_i_block(&ib);
         }
         self.put_inode(inode);
         self.touch_dir(parent, node.ctime)?;
