@@ -45,11 +45,11 @@ impl<D: ReadAt> Ext<D> {
                 (self.gdt.inode_table(h), it),
             ];
             for (start, len) in spans {
-                for b in start..start.saturating_add(len) {
-                    if b >= first && b < first + u64::from(n) {
-                        // OK to cast: below n, a u32.
-                        bm.set((b - first) as u32, true);
-                    }
+                let lo = start.max(first);
+                let hi = start.saturating_add(len).min(first + u64::from(n));
+                if lo < hi {
+                    // OK to cast: both are inside this group, below n.
+                    bm.set_range((lo - first) as u32, (hi - first) as u32);
                 }
             }
         }
@@ -66,10 +66,21 @@ impl<D: ReadAt> Ext<D> {
                 let b = self.gdt.block_bitmap(g);
                 self.read_block(b, &mut bytes)
                     .map_err(|e| e.context(format_args!("block bitmap of group {g}")))?;
-                Bitmap {
+                let bm = Bitmap {
                     bytes,
                     dirty: false,
+                };
+                if self.csum == CsumKind::Meta
+                    && !self.gdt.block_bitmap_csum_ok(
+                        g,
+                        bm.checksum(self.fs_seed, self.sb.blocks_per_group),
+                    )
+                {
+                    return Err(Error::corrupt(format!(
+                        "block bitmap of group {g} (block {b}): checksum does not match"
+                    )));
                 }
+                bm
             };
             self.block_bitmaps.insert(g, bm);
         }
@@ -93,10 +104,21 @@ impl<D: ReadAt> Ext<D> {
                 let b = self.gdt.inode_bitmap(g);
                 self.read_block(b, &mut bytes)
                     .map_err(|e| e.context(format_args!("inode bitmap of group {g}")))?;
-                Bitmap {
+                let bm = Bitmap {
                     bytes,
                     dirty: false,
+                };
+                if self.csum == CsumKind::Meta
+                    && !self.gdt.inode_bitmap_csum_ok(
+                        g,
+                        bm.checksum(self.fs_seed, self.sb.inodes_per_group),
+                    )
+                {
+                    return Err(Error::corrupt(format!(
+                        "inode bitmap of group {g} (block {b}): checksum does not match"
+                    )));
                 }
+                bm
             };
             self.inode_bitmaps.insert(g, bm);
         }
@@ -187,6 +209,57 @@ impl<D: ReadAt> Ext<D> {
             ErrorKind::NoSpace,
             "no free block left in the filesystem",
         ))
+    }
+
+    /// How many extents `count` blocks would take if [`Ext::alloc_run`] handed
+    /// them out from `goal` now (first fit, forward, wrapping once), or `None`
+    /// when there are not that many free. Used only when space is tight, to
+    /// replace the worst-case extent-tree estimate by the real one.
+    pub(super) fn simulate_extents(&mut self, goal: u64, count: u64) -> Result<Option<u64>> {
+        if count == 0 {
+            return Ok(Some(0));
+        }
+        let goal = if goal < self.sb.first_data_block || goal >= self.sb.blocks_count {
+            self.sb.first_data_block
+        } else {
+            goal
+        };
+        let (g0, i0) = self.sb.block_group(goal);
+        let groups = self.sb.group_count;
+        let max_len = u64::from(super::extent::EXT_INIT_MAX_LEN);
+        let (mut got, mut extents, mut run) = (0u64, 0u64, 0u64);
+        let mut prev: Option<u64> = None;
+        for step in 0..=groups {
+            let g = (g0 + step) % groups;
+            let (from, to) = match step {
+                0 => (i0, self.sb.group_block_count(g)),
+                s if s == groups => (0, i0),
+                _ => (0, self.sb.group_block_count(g)),
+            };
+            if step == groups || (g == 0 && step != 0) {
+                // Wrapped past the end: a new run starts.
+                prev = None;
+            }
+            let first = self.sb.group_first_block(g);
+            let bm = self.load_block_bitmap(g)?;
+            for i in from..to {
+                if bm.get(i) {
+                    continue;
+                }
+                let b = first + u64::from(i);
+                if prev != Some(b.wrapping_sub(1)) || run == max_len {
+                    extents += 1;
+                    run = 0;
+                }
+                run += 1;
+                got += 1;
+                prev = Some(b);
+                if got == count {
+                    return Ok(Some(extents));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// Allocate exactly `count` blocks as runs (for tree blocks), near `goal`.
