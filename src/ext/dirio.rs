@@ -13,7 +13,7 @@ use super::{features, DirEntry, Error, Ext, FileType, Ino, Result};
 use crate::disk::ReadAt;
 
 /// Largest directory we agree to map (blocks): bounds memory on hostile sizes.
-const MAX_DIR_BLOCKS: u64 = 1 << 22;
+const MAX_DIR_BLOCKS: u64 = 1 << 18;
 
 fn find(runs: &[Run], lblk: u32) -> Option<u64> {
     let i = runs.partition_point(|r| u64::from(r.lblk) + u64::from(r.len) <= u64::from(lblk));

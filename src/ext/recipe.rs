@@ -263,7 +263,7 @@ impl<D: WriteAt> Ext<D> {
     fn parent_link_inc(&mut self, parent: Ino, when: Timestamp) -> Result<()> {
         let mut p = self.read_inode(parent)?;
         let l = p.links();
-        if (1..EXT4_LINK_MAX - 1).contains(&l) {
+        if (2..EXT4_LINK_MAX - 1).contains(&l) {
             p.set_links(l + 1);
         } else {
             p.set_links(1);

@@ -1,7 +1,7 @@
 //! Throughput of the engine: copy host trees (`ENGINE_BENCH_TREES`, colon
 //! separated) into a fresh 2 GiB ext4 image through [`Ext`], then judge with
 //! `e2fsck -fn`. Ignored by default; run with
-//! `ENGINE_BENCH_TREES=/usr/lib/llvm-14 cargo test --release --test integration engine_bench -- --ignored --nocapture`.
+//! `ENGINE_BENCH_TREES=/usr/lib/llvm-14 [ENGINE_BENCH_MKFS='-t ext3'] cargo test --release --test integration engine_bench -- --ignored --nocapture`.
 
 use std::fs;
 use std::io::BufReader;
@@ -77,7 +77,9 @@ fn engine_bench_copy_trees() {
         eprintln!("set ENGINE_BENCH_TREES");
         return;
     };
-    let img = Img::new(&["-t", "ext4"], None, 2048);
+    let mkfs = std::env::var("ENGINE_BENCH_MKFS").unwrap_or_else(|_| "-t ext4".into());
+    let args: Vec<&str> = mkfs.split_whitespace().collect();
+    let img = Img::new(&args, None, 2048);
     let w = img.window(Access::ReadWrite);
     let t0 = Instant::now();
     let mut fs = Ext::open_read_write(w).unwrap();
