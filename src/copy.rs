@@ -63,6 +63,17 @@ pub trait GuestRead {
     /// Stream a regular file's contents (following symlinks) into `out`; returns
     /// the byte count.
     fn copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64>;
+    /// The filesystem's inode count: no valid tree has more directories, so a
+    /// walk that meets more has met a cycle of a damaged filesystem.
+    fn inodes_count(&self) -> u64;
+}
+
+/// `s_inodes_count` from the superblock at byte 1024 of a filesystem.
+fn read_inodes_count(read: &mut dyn FnMut(u64, &mut [u8]) -> Result<()>) -> Result<u64> {
+    const S_INODES_COUNT: u64 = 1024;
+    let mut b = [0u8; 4];
+    read(S_INODES_COUNT, &mut b)?;
+    Ok(u64::from(u32::from_le_bytes(b)))
 }
 
 /// An error with its sources, for messages that are not printed by `main`.
@@ -125,21 +136,29 @@ fn view_time(t: ext4_view::Timestamp) -> Timestamp {
     }
 }
 
+/// Most memory one directory listing may take.
+const MAX_LISTING_BYTES: usize = 256 << 20;
+
 /// ext4-view as a [`GuestRead`].
 pub struct ViewReader {
     fs: ext4_view::Ext4,
+    inodes: u64,
 }
 
 impl ViewReader {
     /// Load the filesystem from `dev` (a partition window).
-    pub fn load<R: ext4_view::Ext4Read + 'static>(dev: R) -> Result<ViewReader> {
+    pub fn load<R: ext4_view::Ext4Read + 'static>(mut dev: R) -> Result<ViewReader> {
+        let inodes = read_inodes_count(&mut |at, buf| {
+            dev.read(at, buf)
+                .map_err(|e| Error::io("reading the superblock", io::Error::other(e)))
+        })?;
         let fs = ext4_view::Ext4::load(Box::new(dev)).map_err(|e| view_error(b"/", e))?;
         // Some limits only show when the first inode is read (metadata_csum with
         // 128-byte inodes: "inode 2 is truncated"): find them now, so that the
         // caller can fall back to another reader.
         fs.metadata(ext4_view::Path::ROOT)
             .map_err(|e| view_error(b"/", e))?;
-        Ok(ViewReader { fs })
+        Ok(ViewReader { fs, inodes })
     }
 
     fn path<'p>(&self, path: &'p [u8]) -> Result<ext4_view::Path<'p>> {
@@ -173,21 +192,25 @@ impl GuestRead for ViewReader {
         let p = self.path(path)?;
         let iter = self.fs.read_dir(p).map_err(|e| view_error(path, e))?;
         let mut out = Vec::new();
+        let mut held = 0usize;
+        // ext4-view stops after the first error it yields.
         for entry in iter {
             match entry {
                 Ok(e) => {
                     let name = e.file_name().as_ref().to_vec();
                     if name != b"." && name != b".." {
+                        held += name.len() + 32;
                         out.push(Ok(name));
                     }
                 }
                 Err(e) => out.push(Err(view_error(path, e))),
             }
-            // A directory cannot hold more names than this; stop a looping reader.
-            if out.len() > 50_000_000 {
+            // Bounded memory whatever a hostile directory claims to hold.
+            if held > MAX_LISTING_BYTES {
                 return Err(Error::corrupt(format!(
-                    "{}: directory too large",
-                    show(path)
+                    "{}: directory too large to list (over {} MiB of names)",
+                    show(path),
+                    MAX_LISTING_BYTES >> 20
                 )));
             }
         }
@@ -215,18 +238,25 @@ impl GuestRead for ViewReader {
             total += n as u64;
         }
     }
+
+    fn inodes_count(&self) -> u64 {
+        self.inodes
+    }
 }
 
 /// Our engine's reader as a [`GuestRead`] (the fallback when ext4-view refuses).
 pub struct EngineReader<D> {
     ext: Ext<D>,
+    inodes: u64,
 }
 
 impl<D: ReadAt> EngineReader<D> {
     /// Open `dev` read-only with the engine.
     pub fn open(dev: D) -> Result<EngineReader<D>> {
+        let inodes = read_inodes_count(&mut |at, buf| dev.read_exact_at(at, buf))?;
         Ok(EngineReader {
             ext: Ext::open_read_only(dev)?,
+            inodes,
         })
     }
 }
@@ -292,6 +322,10 @@ impl<D: ReadAt> GuestRead for EngineReader<D> {
             total += n as u64;
         }
         Ok(total)
+    }
+
+    fn inodes_count(&self) -> u64 {
+        self.inodes
     }
 }
 
@@ -528,6 +562,12 @@ fn copy_out_dir(
     dest: &Path,
     rep: &mut CopyOutReport,
 ) -> Result<()> {
+    if rep.dirs >= r.inodes_count() {
+        return Err(Error::corrupt(format!(
+            "more directories than the filesystem has inodes ({}): a directory cycle in a damaged filesystem; not copied",
+            r.inodes_count()
+        )));
+    }
     // mkdir fails on anything existing: we descend only into a directory we made.
     fs::DirBuilder::new()
         .mode(0o700)

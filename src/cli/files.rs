@@ -3,9 +3,10 @@
 //!
 //! Read commands open the image `O_RDONLY` and read through ext4-view, falling back
 //! to our engine's reader (with a note on stderr saying why) when ext4-view cannot
-//! read the filesystem. Writing commands open the image read-write, optionally
-//! behind an undo log over the whole disk, change the filesystem through the
-//! engine and flush once at the end.
+//! read the filesystem. Writing commands refuse a mounted target (a block device,
+//! a partition of it, or an image file behind a mounted loop device), open the
+//! image read-write, optionally behind an undo log over the whole disk, change the
+//! filesystem through the engine and flush once at the end.
 
 use std::io::{self, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
@@ -319,6 +320,103 @@ pub fn copy_out(a: CopyOutArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `major:minor` of a `dev_t` as Linux encodes it.
+fn dev_id(rdev: u64) -> String {
+    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
+    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
+    format!("{major}:{minor}")
+}
+
+/// Mount points of the devices `ids` (`major:minor`) in a mountinfo text.
+fn mounted_at(mountinfo: &str, ids: &[String]) -> Vec<String> {
+    mountinfo
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            match (f.get(2), f.get(4)) {
+                (Some(id), Some(at)) if ids.iter().any(|i| i == id) => Some(at.to_string()),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// `major:minor` of a block device named `name` (`sda`, `loop0`), its partitions
+/// and the devices stacked on them (device-mapper, md), from sysfs.
+fn block_ids(name: &str) -> Vec<String> {
+    let sys = Path::new("/sys/class/block").join(name);
+    let mut nodes = vec![sys.clone()];
+    if let Ok(rd) = std::fs::read_dir(&sys) {
+        for e in rd.flatten() {
+            if e.file_name().to_string_lossy().starts_with(name) && e.path().join("dev").exists() {
+                nodes.push(e.path());
+            }
+        }
+    }
+    let mut ids = Vec::new();
+    for n in nodes {
+        if let Ok(id) = std::fs::read_to_string(n.join("dev")) {
+            ids.push(id.trim().to_string());
+        }
+        if let Ok(rd) = std::fs::read_dir(n.join("holders")) {
+            for h in rd.flatten() {
+                if let Ok(id) = std::fs::read_to_string(h.path().join("dev")) {
+                    ids.push(id.trim().to_string());
+                }
+            }
+        }
+    }
+    ids
+}
+
+/// Refuse to write to a block device that is mounted (itself, a partition of it,
+/// or a device stacked on it), or to an image file attached to a loop device that
+/// is mounted: the kernel would be writing the same filesystem.
+fn refuse_if_mounted(disk: &Disk) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Ok(());
+    };
+    let mut names = Vec::new();
+    match disk.kind() {
+        crate::disk::DiskKind::BlockDevice => {
+            let rdev = std::fs::metadata(disk.path())?.rdev();
+            let link = Path::new("/sys/dev/block").join(dev_id(rdev));
+            if let Some(n) = std::fs::canonicalize(link)
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            {
+                names.push(n);
+            }
+        }
+        crate::disk::DiskKind::ImageFile => {
+            let me = std::fs::canonicalize(disk.path())?;
+            if let Ok(rd) = std::fs::read_dir("/sys/block") {
+                for e in rd.flatten() {
+                    let Ok(back) = std::fs::read_to_string(e.path().join("loop/backing_file"))
+                    else {
+                        continue;
+                    };
+                    if Path::new(back.trim()) == me {
+                        names.push(e.file_name().to_string_lossy().into_owned());
+                    }
+                }
+            }
+        }
+    }
+    for n in names {
+        let at = mounted_at(&mountinfo, &block_ids(&n));
+        if !at.is_empty() {
+            bail!(
+                "{} is mounted (through {n}, at {}); refusing to write to a mounted filesystem",
+                disk.path().display(),
+                at.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The device a writing command changes: the disk, or the disk behind an undo log.
 type WDev = Window<Arc<dyn WriteAt>>;
 
@@ -330,6 +428,7 @@ fn with_ext<T>(
     f: impl FnOnce(&mut Ext<WDev>) -> crate::Result<T>,
 ) -> anyhow::Result<T> {
     let disk = Disk::open(&t.image, Access::ReadWrite)?;
+    refuse_if_mounted(&disk)?;
     let (start, len) = locate(&disk, t.part)?;
     let (dev, undo_dev): (Arc<dyn WriteAt>, _) = match &opts.undo {
         Some(p) => {
@@ -408,9 +507,11 @@ fn parent_and_name<D: ReadAt>(ext: &Ext<D>, path: &[u8]) -> crate::Result<(Ino, 
     Ok((dir, name))
 }
 
-/// Standard input as a stream of known length: a regular file is streamed, a pipe
-/// is read into memory.
+/// Standard input as a stream of known length: a regular file is streamed; a pipe
+/// is read into memory up to 8 MiB, and beyond that spooled to an unlinked
+/// temporary file, so that memory stays bounded.
 fn stdin_source() -> anyhow::Result<(Box<dyn Read>, u64)> {
+    const IN_MEMORY: u64 = 8 << 20;
     let fd = io::stdin().as_fd().try_clone_to_owned()?;
     let mut file = std::fs::File::from(fd);
     let meta = file.metadata()?;
@@ -420,10 +521,32 @@ fn stdin_source() -> anyhow::Result<(Box<dyn Read>, u64)> {
         let len = meta.len().saturating_sub(pos);
         return Ok((Box::new(io::BufReader::new(file).take(len)), len));
     }
+    let mut stdin = io::stdin().lock();
     let mut buf = Vec::new();
-    io::stdin().lock().read_to_end(&mut buf)?;
-    let len = buf.len() as u64;
-    Ok((Box::new(io::Cursor::new(buf)), len))
+    (&mut stdin).take(IN_MEMORY + 1).read_to_end(&mut buf)?;
+    if (buf.len() as u64) <= IN_MEMORY {
+        let len = buf.len() as u64;
+        return Ok((Box::new(io::Cursor::new(buf)), len));
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let spool_path =
+        std::env::temp_dir().join(format!("domuify-write-{}-{nanos}", std::process::id()));
+    let mut spool = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&spool_path)
+        .with_context(|| format!("cannot create {}", spool_path.display()))?;
+    let _ = std::fs::remove_file(&spool_path);
+    spool.write_all(&buf)?;
+    drop(buf);
+    io::copy(&mut stdin, &mut spool)?;
+    let len = spool.stream_position()?;
+    spool.seek(SeekFrom::Start(0))?;
+    Ok((Box::new(io::BufReader::new(spool).take(len)), len))
 }
 
 pub fn write(a: WriteArgs) -> anyhow::Result<()> {
@@ -466,7 +589,7 @@ impl copy::Progress for Bar {
         use std::sync::atomic::Ordering;
         self.total.store(files, Ordering::Relaxed);
         self.bar.set_length(bytes);
-        self.bar.set_message(format!("0/{files} files"));
+        self.bar.set_message(format!("0/{files} entries"));
     }
     fn bytes(&self, n: u64) {
         self.bar.inc(n);
@@ -476,7 +599,7 @@ impl copy::Progress for Bar {
         let done = self.items.fetch_add(1, Ordering::Relaxed) + 1;
         if done % 64 == 0 || done == self.total.load(Ordering::Relaxed) {
             self.bar.set_message(format!(
-                "{done}/{} files",
+                "{done}/{} entries",
                 self.total.load(Ordering::Relaxed)
             ));
         }
@@ -605,6 +728,7 @@ pub fn rm(a: RmArgs) -> anyhow::Result<()> {
 
 pub fn undo(a: UndoArgs) -> anyhow::Result<()> {
     let disk = Disk::open(&a.image, Access::ReadWrite)?;
+    refuse_if_mounted(&disk)?;
     let rep = undo::restore(&a.undo_file, &disk)?;
     eprintln!(
         "domuify: restored {} regions ({} bytes) of {}{}",
@@ -653,6 +777,25 @@ mod tests {
             sec: i64::MIN / 2,
             nsec: 0,
         });
+    }
+
+    #[test]
+    fn mount_detection_parses_mountinfo() {
+        let info = "22 1 8:2 / / rw,relatime shared:1 - ext4 /dev/sda2 rw\n\
+                    40 22 7:1 / /mnt/guest rw shared:2 - ext3 /dev/loop1 rw\n\
+                    41 22 0:5 / /proc rw - proc proc rw\n";
+        assert_eq!(mounted_at(info, &["8:2".into()]), vec!["/"]);
+        assert_eq!(
+            mounted_at(info, &["7:0".into(), "7:1".into()]),
+            vec!["/mnt/guest"]
+        );
+        assert!(mounted_at(info, &["8:1".into()]).is_empty());
+        // dev_t encodings: 8:2, and a large minor.
+        assert_eq!(dev_id(0x802), "8:2");
+        assert_eq!(
+            dev_id((259 << 8) | (0x12345 & 0xff) | ((0x12345 & !0xff) << 12)),
+            "259:74565"
+        );
     }
 
     #[test]

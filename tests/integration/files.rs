@@ -936,3 +936,114 @@ fn copy_in_stopped_by_a_conflict_leaves_a_clean_filesystem() {
     }
     assert_eq!(sha256_file(&img), sha);
 }
+
+/// Unmounts on drop (also when an assertion fails).
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// A writing command refuses an image whose filesystem is mounted (through a
+/// loop device). Needs root and loop devices; elsewhere it says it was skipped.
+#[test]
+fn writing_to_a_mounted_image_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, _) = system_image(t.path());
+    let mnt = t.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let ok = std::process::Command::new("mount")
+        .arg("-o")
+        .arg(format!("ro,offset={OFF}"))
+        .arg(&img)
+        .arg(&mnt)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("skipped: cannot mount a loop device here");
+        return;
+    }
+    let guard = Mounted(mnt.clone());
+    let sha = sha256_file(&img);
+    let a = bin()
+        .args(["write", "--part", "1"])
+        .arg(&img)
+        .arg("/etc/x")
+        .write_stdin("x")
+        .assert()
+        .code(1);
+    assert!(stderr_of(&a).contains("mounted"), "{}", stderr_of(&a));
+    assert_eq!(sha256_file(&img), sha);
+    drop(guard);
+    bin()
+        .args(["write", "--part", "1"])
+        .arg(&img)
+        .arg("/etc/x")
+        .write_stdin("x")
+        .assert()
+        .success();
+}
+
+/// Needs the engine: a piped input larger than the in-memory limit is spooled,
+/// and lands whole.
+#[test]
+fn write_of_a_large_piped_input() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, off) = system_image(t.path());
+    let data: Vec<u8> = (0..12_000_000u32).map(|i| (i % 239) as u8).collect();
+    bin()
+        .args(["write", "--part", "1"])
+        .arg(&img)
+        .arg("/boot.bin")
+        .write_stdin(data.clone())
+        .assert()
+        .success();
+    assert!(debugfs_cat(&img, off, "/boot.bin") == data);
+    assert_fsck_clean(&img, off);
+}
+
+/// A damaged filesystem whose directory holds two hard links to itself: the walk
+/// would be endless (and exponential); copy-out stops at the filesystem's inode
+/// count of directories, through both readers.
+#[test]
+fn copy_out_stops_on_a_directory_cycle() {
+    let t = tempfile::tempdir().unwrap();
+    let spec = ImageSpec {
+        mkfs: &["-t", "ext4", "-N", "64"],
+        fs_size: "8M",
+        image_mib: 16,
+        partitioned: true,
+    };
+    let (img, off) = make_image(t.path(), "cyc.img", None, &spec);
+    debugfs_w(&img, off, "mkdir /sub\nln /sub /sub/a\nln /sub /sub/b\n");
+    let out = t.path().join("out");
+    fs::create_dir(&out).unwrap();
+    let a = bin()
+        .args(["copy-out", "--part", "1"])
+        .arg(&img)
+        .arg("/sub")
+        .arg(&out)
+        .timeout(std::time::Duration::from_secs(60))
+        .assert()
+        .code(1);
+    assert!(stderr_of(&a).contains("cycle"), "{}", stderr_of(&a));
+    let dirs = walk(&out).len();
+    assert!(dirs <= 64, "{dirs} directories");
+
+    use domuify::disk::{Access, Disk, Window};
+    let disk = Disk::open(&img, Access::ReadOnly).unwrap();
+    let len = disk_len(&disk) - off;
+    let r = domuify::copy::EngineReader::open(Window::new(disk, off, len).unwrap()).unwrap();
+    let out2 = t.path().join("out2");
+    fs::create_dir(&out2).unwrap();
+    let rep = domuify::copy::copy_out(&r, &[b"/sub".to_vec()], &out2).unwrap();
+    assert!(rep.dirs <= 64);
+    assert!(
+        rep.errors.iter().any(|e| e.contains("cycle")),
+        "{:?}",
+        rep.errors
+    );
+}
