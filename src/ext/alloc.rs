@@ -244,6 +244,7 @@ impl<D: ReadAt> Ext<D> {
         let ipg = self.sb.inodes_per_group;
         let g = (ino - 1) / ipg;
         let idx = (ino - 1) % ipg;
+        self.last_inode_group_state = (self.gdt.flags(g), self.gdt.itable_unused(g));
         let bm = self.load_inode_bitmap(g)?;
         if bm.get(idx) == used {
             return Err(Error::corrupt(format!(
@@ -319,6 +320,30 @@ impl<D: ReadAt> Ext<D> {
             ErrorKind::NoSpace,
             "no free inode left in the filesystem",
         ))
+    }
+
+    /// Allocate an inode and return, with it, its group's `bg_flags` and
+    /// `bg_itable_unused` as they were, for [`Ext::unalloc_inode`].
+    pub(super) fn alloc_inode_saving(&mut self, near: u32, dir: bool) -> Result<(Ino, (u16, u32))> {
+        let ino = self.alloc_inode(near, dir)?;
+        Ok((ino, self.last_inode_group_state))
+    }
+
+    /// Give back an inode this operation allocated and never made reachable,
+    /// restoring its group's flags and `bg_itable_unused` (so that a refused
+    /// operation leaves the same bytes).
+    pub(super) fn unalloc_inode(&mut self, ino: Ino, dir: bool, saved: (u16, u32)) -> Result<()> {
+        self.mark_inode(ino, false, dir)?;
+        let g = self.inode_group(ino);
+        if self.uninit_valid() {
+            self.gdt.set_flags(g, saved.0);
+            self.gdt.set_itable_unused(g, saved.1);
+            if saved.0 & EXT4_BG_INODE_UNINIT != 0 {
+                // The synthesised bitmap is not to be written after all.
+                self.inode_bitmaps.remove(&g);
+            }
+        }
+        Ok(())
     }
 
     /// The group of an inode.

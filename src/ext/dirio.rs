@@ -13,7 +13,7 @@ use super::{features, DirEntry, Error, Ext, FileType, Ino, Result};
 use crate::disk::ReadAt;
 
 /// Largest directory we agree to map (blocks): bounds memory on hostile sizes.
-const MAX_DIR_BLOCKS: u64 = 1 << 22;
+const MAX_DIR_BLOCKS: u64 = 1 << 18;
 
 fn find(runs: &[Run], lblk: u32) -> Option<u64> {
     let i = runs.partition_point(|r| u64::from(r.lblk) + u64::from(r.len) <= u64::from(lblk));
@@ -58,6 +58,17 @@ struct DirWriter<'a, D> {
     tree: Vec<u64>,
     count: u32,
     changed: bool,
+    /// Blocks before their first change: `(block, cached copy, was fresh)`.
+    undo: Vec<(u64, Option<Vec<u8>>, bool)>,
+}
+
+/// What it takes to take back one directory insertion that is still only in
+/// memory.
+pub(super) struct DirUndo {
+    dir: Ino,
+    name: Vec<u8>,
+    blocks: Vec<(u64, Option<Vec<u8>>, bool)>,
+    grew: bool,
 }
 
 impl<D: ReadAt> DirBlocks for DirWriter<'_, D> {
@@ -80,6 +91,10 @@ impl<D: ReadAt> DirBlocks for DirWriter<'_, D> {
                 self.inode.ino
             ))
         })?;
+        if !self.undo.iter().any(|u| u.0 == p) {
+            let prev = self.fs.meta.get(&p).cloned();
+            self.undo.push((p, prev, self.fs.fresh.contains(&p)));
+        }
         self.fs.put_meta(p, buf.to_vec(), false);
         Ok(())
     }
@@ -217,11 +232,12 @@ impl<D: ReadAt> Ext<D> {
 
     /// Run `f` over directory `dir` opened for changes; its inode is put back
     /// dirty when a block was added.
+    #[allow(clippy::type_complexity)]
     fn with_dir_writer<T>(
         &mut self,
         dir: Ino,
         f: impl FnOnce(&mut dyn DirBlocks, &DirCtx) -> Result<T>,
-    ) -> Result<T> {
+    ) -> Result<(T, Vec<(u64, Option<Vec<u8>>, bool)>, bool)> {
         let (inode, runs, tree, count) = self.dir_inode(dir)?;
         let ctx = self.dir_ctx(&inode);
         let mut w = DirWriter {
@@ -231,23 +247,63 @@ impl<D: ReadAt> Ext<D> {
             tree,
             count,
             changed: false,
+            undo: Vec::new(),
         };
         let r = f(&mut w, &ctx);
-        let (changed, inode) = (w.changed, w.inode);
+        let (changed, inode, undo) = (w.changed, w.inode, w.undo);
         if changed {
             self.put_inode(inode);
         }
-        r
+        Ok((r?, undo, changed))
     }
 
-    /// Add `name -> ino` (type byte `ft`) to directory `dir`.
-    pub(super) fn dir_add(&mut self, dir: Ino, name: &[u8], ino: Ino, ft: FileType) -> Result<()> {
+    /// Add `name -> ino` (type byte `ft`) to directory `dir`; the result can
+    /// take the insertion back until the next flush.
+    pub(super) fn dir_add(
+        &mut self,
+        dir: Ino,
+        name: &[u8],
+        ino: Ino,
+        ft: FileType,
+    ) -> Result<DirUndo> {
         let t = super::inode::dirent_type(ft);
-        self.with_dir_writer(dir, |b, ctx| dir::add_entry(b, ctx, name, ino, t))
+        let ((), blocks, grew) =
+            self.with_dir_writer(dir, |b, ctx| dir::add_entry(b, ctx, name, ino, t))?;
+        Ok(DirUndo {
+            dir,
+            name: name.to_vec(),
+            blocks,
+            grew,
+        })
+    }
+
+    /// Take back an insertion: the blocks as they were (the same bytes), or,
+    /// when the directory grew, a plain removal.
+    pub(super) fn dir_undo(&mut self, u: DirUndo) -> Result<()> {
+        if u.grew {
+            self.dir_remove(u.dir, &u.name)?;
+            return Ok(());
+        }
+        for (p, prev, fresh) in u.blocks {
+            match prev {
+                Some(b) => {
+                    self.meta.insert(p, b);
+                }
+                None => {
+                    self.meta.remove(&p);
+                }
+            }
+            if !fresh {
+                self.fresh.remove(&p);
+            }
+        }
+        Ok(())
     }
 
     /// Remove `name` from directory `dir`.
     pub(super) fn dir_remove(&mut self, dir: Ino, name: &[u8]) -> Result<RawEntry> {
-        self.with_dir_writer(dir, |b, ctx| dir::remove_entry(b, ctx, name))
+        Ok(self
+            .with_dir_writer(dir, |b, ctx| dir::remove_entry(b, ctx, name))?
+            .0)
     }
 }

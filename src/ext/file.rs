@@ -216,24 +216,15 @@ impl<D: WriteAt> Ext<D> {
             return Err(Error::invalid("file too large for ext"));
         }
         let chunk_blocks = (CHUNK as u64 / bs).max(1);
+        // OK to cast: at most CHUNK bytes.
         let mut buf = vec![0u8; (total.min(chunk_blocks) * bs) as usize];
         let mut lblk = 0u64;
         let mut left = len;
         let mut goal = goal;
-        while lblk < total {
-            let (start, n) = self.alloc_run(goal, (total - lblk).min(chunk_blocks))?;
-            push_run(
-                runs,
-                Run {
-                    // OK to cast: total fits u32 (checked above).
-                    lblk: lblk as u32,
-                    pblk: start,
-                    len: n as u32,
-                    uninit: false,
-                },
-            );
-            let bytes = (n * bs) as usize;
-            let take = left.min(bytes as u64) as usize;
+        while left > 0 {
+            // Read the chunk first: a short source fails before anything is
+            // allocated or written for it.
+            let take = left.min(buf.len() as u64) as usize;
             data.read_exact(&mut buf[..take]).map_err(|e| {
                 if e.kind() == std::io::ErrorKind::UnexpectedEof {
                     Error::invalid(format!("the data ended before the announced {len} bytes"))
@@ -241,13 +232,32 @@ impl<D: WriteAt> Ext<D> {
                     Error::io("reading the new file contents", e)
                 }
             })?;
+            let blocks = (take as u64).div_ceil(bs);
+            let bytes = (blocks * bs) as usize;
             buf[take..bytes].fill(0);
-            self.dev
-                .write_all_at(start * bs, &buf[..bytes])
-                .map_err(|e| e.context(format_args!("writing data at block {start}")))?;
+            let mut done = 0u64;
+            while done < blocks {
+                let (start, n) = self.alloc_run(goal, blocks - done)?;
+                push_run(
+                    runs,
+                    Run {
+                        // OK to cast: total fits u32 (checked above).
+                        lblk: (lblk + done) as u32,
+                        pblk: start,
+                        len: n as u32,
+                        uninit: false,
+                    },
+                );
+                let from = (done * bs) as usize;
+                let to = ((done + n) * bs) as usize;
+                self.dev
+                    .write_all_at(start * bs, &buf[from..to])
+                    .map_err(|e| e.context(format_args!("writing data at block {start}")))?;
+                done += n;
+                goal = start + n;
+            }
             left -= take as u64;
-            lblk += n;
-            goal = start + n;
+            lblk += blocks;
         }
         Ok(())
     }

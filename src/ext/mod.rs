@@ -10,6 +10,30 @@
 //!
 //! Paths are resolved inside the guest: symlinks (a usrmerge `/lib -> usr/lib`)
 //! are followed from the guest's root, never through the host.
+//!
+//! Modules, split as libext2fs is: `superblock` (fields at named
+//! offsets), `features` (names, the write whitelist, refusals), `group`
+//! (descriptors and their crc32c/crc16), `bitmap`, `alloc` (the only place a
+//! count changes), `inode` (raw records patched in place, checksums), `extent`
+//! and `blockmap` (mappings read and built bottom-up), `xattr` (read; block
+//! refcounts dropped on free), `file` (data streaming, `i_blocks`), `dirio`
+//! (the engine side of [`dir::DirBlocks`]), `path`, `recipe` (the operations),
+//! `flush` (ordered write-out).
+//!
+//! Choices worth knowing:
+//! - Blocks reserved for root (`s_r_blocks_count`) are usable, as for root and
+//!   libext2fs: this is an offline tool run by the image's owner.
+//! - Space is checked up front with a worst case (data, the largest tree the
+//!   data could need, three blocks for a directory insertion), so `NoSpace` may
+//!   come a few blocks early on a nearly full filesystem, never late.
+//! - A failed operation (a name that exists, data shorter than announced)
+//!   gives back what it took in memory; data longer than one 4 MiB chunk may
+//!   already have been written into free blocks by then.
+//! - Backup superblocks and descriptor tables are not rewritten: e2fsck only
+//!   compares their geometry, and stale free counts there are what the kernel
+//!   leaves too.
+//! - After a failed [`Ext::flush`] the in-memory state is not to be trusted:
+//!   drop the `Ext` (an undo file restores the image).
 
 mod alloc;
 mod bitmap;
@@ -210,6 +234,9 @@ pub struct Ext<D> {
     goal: u64,
     /// Counter mixed into new inodes' `i_generation`.
     gen_next: u32,
+    /// `bg_flags` and `bg_itable_unused` of the group of the last inode marked,
+    /// as they were before (to undo an allocation exactly).
+    last_inode_group_state: (u16, u32),
 }
 
 /// Dirty metadata (bytes) past which an operation flushes on its own.
@@ -276,8 +303,10 @@ impl<D: ReadAt> Ext<D> {
                 }
             }
         }
-        let gen_next = csum::crc32c(!0, &uuid)
-            ^ u32::try_from(Timestamp::now().sec & 0xFFFF_FFFF).unwrap_or(0);
+        // Deterministic: the same image and the same operations give the same
+        // bytes (reproducible images, comparable undo files).
+        let gen_next =
+            csum::crc32c(!0, &uuid) ^ sb.free_inodes_count() ^ sb.free_blocks_count() as u32;
         Ok(Ext {
             dev,
             goal: sb.first_data_block,
@@ -297,6 +326,7 @@ impl<D: ReadAt> Ext<D> {
             pending_blocks: Vec::new(),
             pending_inodes: Vec::new(),
             gen_next,
+            last_inode_group_state: (0, 0),
         })
     }
 
@@ -475,7 +505,7 @@ impl<D: WriteAt> Ext<D> {
         Self::open(dev, true)
     }
 
-    /// Fail with [`ErrorKind::NoSpace`](crate::ErrorKind::NoSpace) unless `need`
+    /// Fail with [`ErrorKind::NoSpace`] unless `need`
     /// fits in the free blocks and inodes.
     pub fn ensure_space(&self, need: Space) -> Result<()> {
         let free = self.free_space();

@@ -8,7 +8,7 @@ use std::io::Read;
 
 use super::file::Run;
 use super::inode::{self, Inode, Time, S_IFDIR, S_IFLNK, S_IFREG};
-use super::{features, Error, ErrorKind, Ext, FileType, Ino, NewNode, Result, Space, Timestamp};
+use super::{features, Error, Ext, FileType, Ino, NewNode, Result, Space, Timestamp};
 use crate::disk::{ReadAt, WriteAt};
 
 /// `EXT4_LINK_MAX`: past it a directory's link count is 1 (dir_nlink).
@@ -73,7 +73,9 @@ impl<D: ReadAt> Ext<D> {
         inode
     }
 
-    fn check_new_name(&self, parent: Ino, name: &[u8]) -> Result<()> {
+    /// A name that may be created (the duplicate check is the directory code's,
+    /// done while inserting).
+    fn check_new_name(&self, name: &[u8]) -> Result<()> {
         if name.is_empty() || name.len() > 255 || name.contains(&b'/') || name.contains(&0) {
             return Err(Error::invalid(format!(
                 "invalid file name {:?}",
@@ -83,16 +85,26 @@ impl<D: ReadAt> Ext<D> {
         if name == b"." || name == b".." {
             return Err(Error::invalid("'.' and '..' cannot be created"));
         }
-        if self.dir_lookup(parent, name)?.is_some() {
-            return Err(Error::new(
-                ErrorKind::AlreadyExists,
-                format!(
-                    "{} already exists in directory inode {parent}",
-                    String::from_utf8_lossy(name)
-                ),
-            ));
-        }
         Ok(())
+    }
+
+    /// Link a freshly allocated inode into `parent`; on failure the inode goes
+    /// back at once (nothing references it).
+    fn link_new(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        ino: Ino,
+        ft: FileType,
+        saved: (u16, u32),
+    ) -> Result<super::dirio::DirUndo> {
+        match self.dir_add(parent, name, ino, ft) {
+            Ok(u) => Ok(u),
+            Err(e) => {
+                self.unalloc_inode(ino, ft == FileType::Directory, saved)?;
+                Err(e)
+            }
+        }
     }
 
     /// Update a directory's mtime and ctime.
@@ -151,18 +163,20 @@ impl<D: WriteAt> Ext<D> {
     ) -> Result<Ino> {
         // 1. Check, and reserve the worst case before any change.
         self.require_dir(parent)?;
-        self.check_new_name(parent, name)?;
+        self.check_new_name(name)?;
         let mut need = self.file_cost(len);
         need.blocks += DIR_INSERT_BLOCKS;
         self.reserve(need)?;
-        // 2. The inode, near its parent.
-        let ino = self.alloc_inode(self.inode_group(parent), false)?;
+        // 2. The inode, near its parent, and its name (the duplicate check).
+        let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), false)?;
+        let undo = self.link_new(parent, name, ino, FileType::Regular, saved)?;
         // 3. Data into new runs.
         let goal = self.data_goal(parent);
         let runs = match self.write_stream(data, len, goal) {
             Ok(r) => r,
             Err(e) => {
-                self.free_inode_later(ino, false);
+                self.dir_undo(undo)?;
+                self.unalloc_inode(ino, false, saved)?;
                 return Err(e);
             }
         };
@@ -176,8 +190,6 @@ impl<D: WriteAt> Ext<D> {
         self.set_mapping(&mut inode, &runs, goal)?;
         self.note_large_file(len);
         self.put_inode(inode);
-        // 5. The name.
-        self.dir_add(parent, name, ino, FileType::Regular)?;
         self.touch_dir(parent, node.ctime)?;
         Ok(ino)
     }
@@ -251,7 +263,7 @@ impl<D: WriteAt> Ext<D> {
     fn parent_link_inc(&mut self, parent: Ino, when: Timestamp) -> Result<()> {
         let mut p = self.read_inode(parent)?;
         let l = p.links();
-        if (1..EXT4_LINK_MAX - 1).contains(&l) {
+        if (2..EXT4_LINK_MAX - 1).contains(&l) {
             p.set_links(l + 1);
         } else {
             p.set_links(1);
@@ -277,7 +289,7 @@ impl<D: WriteAt> Ext<D> {
     pub(super) fn do_mkdir(&mut self, parent: Ino, name: &[u8], node: &NewNode) -> Result<Ino> {
         // 1. Check and reserve: the inode, its first block, the parent's insertion.
         let p = self.require_dir(parent)?;
-        self.check_new_name(parent, name)?;
+        self.check_new_name(name)?;
         if p.links() >= EXT4_LINK_MAX - 1 && !self.sb.has_ro_compat(features::RO_COMPAT_DIR_NLINK) {
             return Err(Error::refused(format!(
                 "directory inode {parent} has too many subdirectories (no dir_nlink)"
@@ -288,7 +300,8 @@ impl<D: WriteAt> Ext<D> {
             inodes: 1,
         })?;
         // 2. Allocate the inode and its block.
-        let ino = self.alloc_inode(self.inode_group(parent), true)?;
+        let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), true)?;
+        self.link_new(parent, name, ino, FileType::Directory, saved)?;
         let goal = self.data_goal(parent);
         let (pblk, _) = self.alloc_run(goal, 1)?;
         // 3. The inode: links 2, one block.
@@ -311,8 +324,7 @@ impl<D: WriteAt> Ext<D> {
         }
         self.put_meta(pblk, block, true);
         self.put_inode(inode);
-        // 5. Link into the parent and count the new '..'.
-        self.dir_add(parent, name, ino, FileType::Directory)?;
+        // 5. Count the new '..' in the parent.
         self.parent_link_inc(parent, node.ctime)?;
         Ok(ino)
     }
@@ -325,7 +337,7 @@ impl<D: WriteAt> Ext<D> {
         node: &NewNode,
     ) -> Result<Ino> {
         self.require_dir(parent)?;
-        self.check_new_name(parent, name)?;
+        self.check_new_name(name)?;
         if target.is_empty() || target.len() >= self.sb.block_size as usize || target.contains(&0) {
             return Err(Error::invalid(format!(
                 "symlink target of {} bytes is not valid",
@@ -338,7 +350,8 @@ impl<D: WriteAt> Ext<D> {
             blocks: blocks + DIR_INSERT_BLOCKS,
             inodes: 1,
         })?;
-        let ino = self.alloc_inode(self.inode_group(parent), false)?;
+        let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), false)?;
+        self.link_new(parent, name, ino, FileType::Symlink, saved)?;
         let mut inode = self.new_inode(ino, S_IFLNK | 0o777, node, 1);
         let _ = node.perm;
         inode.set_size(target.len() as u64);
@@ -364,7 +377,6 @@ impl<D: WriteAt> Ext<D> {
             self.set_mapping(&mut inode, &runs, pblk + 1)?;
         }
         self.put_inode(inode);
-        self.dir_add(parent, name, ino, FileType::Symlink)?;
         self.touch_dir(parent, node.ctime)?;
         Ok(ino)
     }
@@ -383,7 +395,7 @@ impl<D: WriteAt> Ext<D> {
         if inode.links() >= EXT4_LINK_MAX {
             return Err(Error::refused(format!("inode {ino} has too many links")));
         }
-        self.check_new_name(parent, name)?;
+        self.check_new_name(name)?;
         self.reserve(Space {
             blocks: DIR_INSERT_BLOCKS,
             inodes: 0,

@@ -123,7 +123,15 @@ impl Superblock {
             u16_at(&raw, S_INODE_SIZE)
         };
         let bad = |what: &str| Error::corrupt(format!("ext superblock at 0x400: {what}"));
-        if blocks_per_group == 0 || blocks_per_group > block_size.saturating_mul(8) {
+        // With bigalloc the bitmap counts clusters: a group spans more blocks.
+        let ro_compat = u32_at(&raw, S_FEATURE_RO_COMPAT);
+        let cluster_shift = if ro_compat & super::features::RO_COMPAT_BIGALLOC != 0 {
+            u32_at(&raw, S_LOG_CLUSTER_SIZE).saturating_sub(log).min(16)
+        } else {
+            0
+        };
+        let max_bpg = (u64::from(block_size) * 8) << cluster_shift;
+        if blocks_per_group == 0 || u64::from(blocks_per_group) > max_bpg {
             return Err(bad("s_blocks_per_group out of range"));
         }
         if inodes_per_group == 0 || inodes_per_group > block_size.saturating_mul(8) {

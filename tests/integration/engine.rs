@@ -31,13 +31,47 @@ pub struct Img {
 impl Img {
     /// `mke2fs ARGS -d TREE` of `mb` MiB at 1 MiB into a new image.
     pub fn new(args: &[&str], tree: Option<&Path>, mb: u64) -> Img {
+        Self::build(args, tree, mb, false)
+    }
+
+    /// Like [`Img::new`], over an image full of garbage, with lazily
+    /// initialised inode tables: what mke2fs does not write stays garbage.
+    pub fn new_over_garbage(args: &[&str], mb: u64) -> Img {
+        Self::build(args, None, mb, true)
+    }
+
+    fn build(args: &[&str], tree: Option<&Path>, mb: u64, garbage: bool) -> Img {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("disk.img");
         let fs_bytes = mb << 20;
-        let f = fs::File::create(&path).unwrap();
-        f.set_len(OFFSET + fs_bytes + (1 << 20)).unwrap();
+        let total = OFFSET + fs_bytes + (1 << 20);
+        if garbage {
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+            let chunk: Vec<u8> = (0..(1 << 20) + 13)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let mut data = Vec::with_capacity(total as usize);
+            while (data.len() as u64) < total {
+                data.extend_from_slice(&chunk);
+            }
+            data.truncate(total as usize);
+            fs::write(&path, data).unwrap();
+        } else {
+            let f = fs::File::create(&path).unwrap();
+            f.set_len(total).unwrap();
+        }
+        let ext_opts = if garbage {
+            "offset=1048576,lazy_itable_init=1,nodiscard"
+        } else {
+            "offset=1048576"
+        };
         let mut cmd = Command::new("mke2fs");
-        cmd.args(["-F", "-q", "-E", "offset=1048576"]).args(args);
+        cmd.args(["-F", "-q", "-E", ext_opts]).args(args);
         cmd.env("E2FSPROGS_FAKE_TIME", "1700000000");
         if let Some(t) = tree {
             cmd.arg("-d").arg(t);
@@ -84,6 +118,18 @@ impl Img {
     pub fn assert_clean(&self, what: &str) {
         let (rc, out) = self.fsck();
         assert_eq!(rc, 0, "{what}: e2fsck -fn not clean:\n{out}");
+        // Exit 0 with remarks (e.g. "extent tree could be narrower") is not clean
+        // either: only the pass banners and the summary may appear.
+        let remarks: Vec<&str> = out
+            .lines()
+            .filter(|l| {
+                !(l.starts_with("Pass ")
+                    || l.starts_with("e2fsck ")
+                    || l.contains(" files (")
+                    || l.trim().is_empty())
+            })
+            .collect();
+        assert!(remarks.is_empty(), "{what}: e2fsck -fn remarks:\n{out}");
     }
 
     pub fn debugfs(&self, req: &str) -> String {
@@ -768,4 +814,434 @@ fn engine_htree_directory_stays_indexed() {
         let stat = img.debugfs("stat /etc");
         assert!(stat.contains("Links: 3"), "{stat}");
     }
+}
+
+#[test]
+fn engine_failed_operations_change_nothing() {
+    let tree = tempfile::tempdir().unwrap();
+    make_tree(tree.path());
+    for args in [&["-t", "ext4"][..], &["-t", "ext3"][..]] {
+        let img = Img::new(args, Some(tree.path()), 32);
+        let before = img.sha();
+        let mut fs = img.open_rw();
+        let etc = fs.resolve(b"/etc", true).unwrap();
+        let fstab = fs.resolve(b"/etc/fstab", true).unwrap();
+        let kind = |r: domuify::Result<Ino>| r.unwrap_err().kind();
+        let n = node(0o644, 5);
+        assert_eq!(
+            kind(fs.create_file(etc, b"fstab", &n, &mut &b"x"[..], 1)),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            kind(fs.mkdir(etc, b"hostname", &n)),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            kind(fs.symlink(etc, b"fstab", b"t", &n)),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            fs.link(etc, b"hostname", fstab).unwrap_err().kind(),
+            ErrorKind::AlreadyExists
+        );
+        assert_eq!(
+            kind(fs.create_file(etc, b"a/b", &n, &mut &b"x"[..], 1)),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            kind(fs.create_file(etc, b"..", &n, &mut &b"x"[..], 1)),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(kind(fs.mkdir(fstab, b"x", &n)), ErrorKind::InvalidInput);
+        // Data shorter than announced: nothing stays allocated or linked.
+        assert_eq!(
+            kind(fs.create_file(etc, b"short", &n, &mut &[1u8; 10_000][..], 20_000)),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            fs.replace_contents(fstab, &mut &[1u8; 10][..], 9000, Timestamp::now())
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            fs.unlink(ROOT_INO, b"etc").unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            fs.rmdir(ROOT_INO, b"etc").unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        assert_eq!(
+            fs.unlink(etc, b"nope").unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+        assert_eq!(
+            fs.rmdir(ROOT_INO, b"..").unwrap_err().kind(),
+            ErrorKind::InvalidInput
+        );
+        fs.flush().unwrap();
+        drop(fs);
+        img.assert_clean(&format!("{args:?}: after refused operations"));
+        assert!(
+            img.sha() == before,
+            "{args:?}: refused operations changed the image"
+        );
+        assert!(img.debugfs("ls /etc").contains("fstab"));
+    }
+}
+
+#[test]
+fn engine_attributes_and_timestamps() {
+    for (args, extra) in [
+        (&["-t", "ext4"][..], true),
+        (&["-t", "ext4", "-I", "128"][..], false),
+    ] {
+        let img = Img::new(args, None, 16);
+        let mut fs = img.open_rw();
+        let n = NewNode {
+            perm: 0o4751,
+            uid: 70_000,
+            gid: 65_600,
+            atime: Timestamp {
+                sec: 1_600_000_001,
+                nsec: 1,
+            },
+            mtime: Timestamp {
+                sec: 1_600_000_002,
+                nsec: 999_999_999,
+            },
+            ctime: Timestamp {
+                sec: 1_600_000_003,
+                nsec: 3,
+            },
+        };
+        let f = fs
+            .create_file(ROOT_INO, b"f", &n, &mut &b"abc"[..], 3)
+            .unwrap();
+        let d = fs.mkdir(ROOT_INO, b"d", &n).unwrap();
+        // Past 2038 (epoch bits in the _extra word).
+        let later = NewNode {
+            perm: 0o640,
+            uid: 0,
+            gid: 4,
+            atime: Timestamp {
+                sec: 4_000_000_000,
+                nsec: 7,
+            },
+            mtime: Timestamp {
+                sec: 4_000_000_001,
+                nsec: 8,
+            },
+            ctime: Timestamp {
+                sec: 4_000_000_002,
+                nsec: 9,
+            },
+        };
+        fs.set_attrs(d, &later).unwrap();
+        fs.flush().unwrap();
+        drop(fs);
+        img.assert_clean("attributes");
+        let st = img.debugfs("stat /f");
+        assert!(st.contains("Mode:  04751"), "{st}");
+        assert!(
+            st.contains("User: 70000") && st.contains("Group: 65600"),
+            "{st}"
+        );
+        if extra {
+            let ex = |nsec: u32| format!("{:08x}", nsec << 2);
+            assert!(
+                st.contains(&format!(
+                    "mtime: 0x{:08x}:{}",
+                    1_600_000_002u32,
+                    ex(999_999_999)
+                )),
+                "{st}"
+            );
+            assert!(
+                st.contains(&format!("crtime: 0x{:08x}:{}", 1_600_000_003u32, ex(3))),
+                "{st}"
+            );
+            // ext4-view 1.0.0 refuses timestamps whose low word is >= 2^31
+            // (past 2038 or before 1970): debugfs judges those.
+            let st = img.debugfs("stat /d");
+            assert!(
+                st.contains(&format!(
+                    "mtime: 0x{:08x}:{:08x}",
+                    4_000_000_001u64 as u32,
+                    (8 << 2) | 1
+                )),
+                "{st}"
+            );
+            let v = ext4_view::Ext4::load(Box::new(img.window(Access::ReadOnly))).unwrap();
+            let m = v.metadata("/f").unwrap();
+            assert_eq!(m.mode() & 0o7777, 0o4751);
+            assert_eq!(m.modified().seconds(), 1_600_000_002);
+            assert_eq!(m.modified().nanoseconds(), 999_999_999);
+        } else {
+            assert!(
+                st.contains(&format!("mtime: 0x{:08x} --", 1_600_000_002u32)),
+                "{st}"
+            );
+        }
+        let r = Ext::open_read_only(img.window(Access::ReadOnly)).unwrap();
+        let s = r.stat(f).unwrap();
+        assert_eq!(
+            (s.mode, s.uid, s.gid, s.links),
+            (0o104751, 70_000, 65_600, 1)
+        );
+        let s = r.stat(d).unwrap();
+        assert_eq!((s.mode, s.uid, s.gid, s.links), (0o040640, 0, 4, 2));
+        if extra {
+            assert_eq!(
+                s.mtime,
+                Timestamp {
+                    sec: 4_000_000_001,
+                    nsec: 8
+                }
+            );
+        }
+    }
+}
+
+#[test]
+fn engine_uninit_groups_over_garbage() {
+    for args in [
+        &["-t", "ext4", "-b", "1024"][..],
+        &["-t", "ext4", "-b", "1024", "-O", "^flex_bg"][..],
+        &[
+            "-t",
+            "ext4",
+            "-b",
+            "1024",
+            "-O",
+            "^flex_bg,^metadata_csum,uninit_bg",
+        ][..],
+        &[
+            "-t",
+            "ext4",
+            "-b",
+            "1024",
+            "-O",
+            "^metadata_csum,uninit_bg",
+            "-I",
+            "128",
+        ][..],
+    ] {
+        let img = Img::new_over_garbage(args, 64);
+        img.assert_clean(&format!("{args:?}: fresh"));
+        let mut fs = img.open_rw();
+        let mut dirs = Vec::new();
+        for d in 0..4 {
+            dirs.push(
+                fs.mkdir(ROOT_INO, format!("dir{d}").as_bytes(), &node(0o755, 1))
+                    .unwrap(),
+            );
+        }
+        // More inodes than one group holds, and data across several groups.
+        for i in 0..2600 {
+            let d = dirs[i % dirs.len()];
+            let data = [i as u8; 300];
+            fs.create_file(
+                d,
+                format!("f{i}").as_bytes(),
+                &node(0o644, 1),
+                &mut &data[..],
+                300,
+            )
+            .unwrap();
+        }
+        let big = cheap_pattern(20 << 20, 1);
+        fs.create_file(
+            ROOT_INO,
+            b"big",
+            &node(0o644, 1),
+            &mut &big[..],
+            big.len() as u64,
+        )
+        .unwrap();
+        fs.flush().unwrap();
+        drop(fs);
+        img.assert_clean(&format!("{args:?}: after filling several groups"));
+        assert!(dump(&img, "/big") == big);
+        assert_eq!(img.debugfs("cat /dir1/f2597").len(), 300);
+        // Remove most of it again.
+        let mut fs = img.open_rw();
+        for d in 0..4 {
+            fs.remove_tree(ROOT_INO, format!("dir{d}").as_bytes())
+                .unwrap();
+        }
+        fs.unlink(ROOT_INO, b"big").unwrap();
+        fs.flush().unwrap();
+        drop(fs);
+        img.assert_clean(&format!("{args:?}: after removing"));
+    }
+}
+
+#[test]
+fn engine_ext4_32bit_gdt_csum() {
+    scenario(
+        &["-t", "ext4", "-O", "^64bit,^metadata_csum,uninit_bg"],
+        true,
+    );
+}
+
+#[test]
+fn engine_ext4_sparse_super2_orphan_file() {
+    scenario(&["-t", "ext4", "-O", "sparse_super2,orphan_file"], true);
+}
+
+#[test]
+fn engine_ext4_1k_blocks_1k_inodes_csum_seed() {
+    scenario(
+        &[
+            "-t",
+            "ext4",
+            "-b",
+            "1024",
+            "-I",
+            "1024",
+            "-O",
+            "metadata_csum_seed,^resize_inode",
+        ],
+        true,
+    );
+}
+
+#[test]
+fn engine_ext3_1k_no_dir_index() {
+    scenario(&["-t", "ext3", "-b", "1024", "-O", "^dir_index"], true);
+}
+
+#[test]
+fn engine_shared_xattr_block_refcount() {
+    use std::os::unix::fs::FileExt;
+    for args in [&["-t", "ext3"][..], &["-t", "ext4"][..]] {
+        let img = Img::new(args, None, 16);
+        let mut fs = img.open_rw();
+        for n in [&b"a"[..], b"b"] {
+            fs.create_file(ROOT_INO, n, &node(0o644, 1), &mut &b"hello"[..], 5)
+                .unwrap();
+        }
+        fs.flush().unwrap();
+        let bs = u64::from(fs.block_size());
+        drop(fs);
+        let d = tempfile::tempdir().unwrap();
+        let val = d.path().join("v");
+        fs::write(&val, "w".repeat(700)).unwrap();
+        img.debugfs_w(&format!("ea_set -f {} /a user.shared", val.display()));
+        let st = img.debugfs("stat /a");
+        let blk: u64 = stat_field(&st, "File ACL:").unwrap().parse().unwrap();
+        assert_ne!(blk, 0, "{st}");
+        let blocks = stat_field(&st, "Blockcount:").unwrap();
+        // Share the block with /b: refcount 2 (and its checksum with metadata_csum).
+        img.debugfs_w(&format!("sif /b file_acl {blk}"));
+        img.debugfs_w(&format!("sif /b blocks {blocks}"));
+        let f = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&img.path)
+            .unwrap();
+        let at = OFFSET + blk * bs;
+        let mut b = vec![0u8; bs as usize];
+        f.read_exact_at(&mut b, at).unwrap();
+        b[4..8].copy_from_slice(&2u32.to_le_bytes());
+        if args.contains(&"ext4") {
+            let h = img.debugfs("stats");
+            let uuid = stat_field(&h, "Filesystem UUID:").unwrap();
+            let hex: String = uuid.chars().filter(|c| *c != '-').collect();
+            let u: Vec<u8> = (0..16)
+                .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16).unwrap())
+                .collect();
+            let seed = domuify::ext::csum::crc32c(!0, &u);
+            b[16..20].fill(0);
+            let c = domuify::ext::csum::crc32c(
+                domuify::ext::csum::crc32c(seed, &blk.to_le_bytes()),
+                &b,
+            );
+            b[16..20].copy_from_slice(&c.to_le_bytes());
+        }
+        f.write_all_at(&b, at).unwrap();
+        drop(f);
+        img.assert_clean(&format!("{args:?}: shared xattr block"));
+        // Unlink one: the block stays with refcount 1.
+        let mut fs = img.open_rw();
+        fs.unlink(ROOT_INO, b"b").unwrap();
+        fs.flush().unwrap();
+        drop(fs);
+        img.assert_clean(&format!("{args:?}: after unlinking one sharer"));
+        assert!(img.debugfs("ea_list /a").contains("user.shared"));
+        // Unlink the other: the block is freed.
+        let mut fs = img.open_rw();
+        let free = fs.free_space().blocks;
+        fs.unlink(ROOT_INO, b"a").unwrap();
+        fs.flush().unwrap();
+        assert_eq!(
+            fs.free_space().blocks,
+            free + 2,
+            "data block and xattr block"
+        );
+        drop(fs);
+        img.assert_clean(&format!("{args:?}: after unlinking the last sharer"));
+    }
+}
+
+#[test]
+fn engine_ext3_128_byte_inodes() {
+    scenario(&["-t", "ext3", "-I", "128"], true);
+}
+
+#[test]
+fn engine_ext2_revision_0() {
+    // Good old revision: no features at all (no filetype, no xattrs, no sparse_super).
+    scenario_plain(&["-t", "ext2", "-r", "0"]);
+}
+
+/// The scenario without xattrs (for filesystems without ext_attr).
+fn scenario_plain(args: &[&str]) {
+    let tree = tempfile::tempdir().unwrap();
+    make_tree(tree.path());
+    let img = Img::new(args, Some(tree.path()), 32);
+    img.assert_clean("fresh image");
+    let mut fs = img.open_rw();
+    let etc = fs.resolve(b"/etc", true).unwrap();
+    let fstab = fs.resolve(b"/etc/fstab", true).unwrap();
+    let data = cheap_pattern(300_000, 2);
+    fs.replace_contents(fstab, &mut &data[..], data.len() as u64, Timestamp::now())
+        .unwrap();
+    let lib = fs.resolve(b"/lib", true).unwrap();
+    let m = fs.mkdir(lib, b"modules", &node(0o755, 1)).unwrap();
+    for i in 0..100 {
+        fs.create_file(
+            m,
+            format!("m{i}.ko").as_bytes(),
+            &node(0o644, 1),
+            &mut &data[..i * 100],
+            (i * 100) as u64,
+        )
+        .unwrap();
+    }
+    fs.symlink(etc, b"slow", "y".repeat(200).as_bytes(), &node(0o777, 1))
+        .unwrap();
+    fs.symlink(etc, b"fast", b"fstab", &node(0o777, 1)).unwrap();
+    fs.remove_tree(ROOT_INO, b"home").unwrap();
+    fs.flush().unwrap();
+    let names: Vec<_> = fs
+        .read_dir(m)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.file_type))
+        .collect();
+    assert_eq!(names.len(), 100);
+    assert!(names
+        .iter()
+        .all(|(_, t)| *t == domuify::ext::FileType::Regular));
+    drop(fs);
+    img.assert_clean(&format!("{args:?}: after the operations"));
+    assert!(dump(&img, "/etc/fstab") == data);
+    assert_eq!(img.debugfs("cat /etc/slow"), "y".repeat(200));
+    assert_eq!(
+        img.debugfs("ls /usr/lib/modules").matches(".ko").count(),
+        100
+    );
 }

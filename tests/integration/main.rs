@@ -4,6 +4,10 @@
 mod blockdev;
 mod dirs;
 mod engine;
+mod engine_bench;
+mod engine_fuzz;
+mod engine_matrix;
+mod engine_prop;
 mod fixtures;
 mod inspect;
 mod matrix;
