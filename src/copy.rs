@@ -636,7 +636,9 @@ pub struct CopyInReport {
     pub hard_links: u64,
     /// Bytes of file data.
     pub bytes: u64,
-    /// Host entries skipped (device nodes, fifos, sockets).
+    /// Device nodes, fifos and sockets created.
+    pub specials: u64,
+    /// Host entries skipped (of a type the guest cannot hold).
     pub skipped: Vec<String>,
 }
 
@@ -756,8 +758,20 @@ fn measure_node<D: ReadAt>(
         if meta.len() > 59 {
             m.need.blocks += 1;
         }
+    } else {
+        // Device nodes, fifos, sockets: one inode each.
+        m.items += 1;
+        m.need.inodes += 1;
     }
     Ok(())
+}
+
+/// (major, minor) of a Linux `dev_t`.
+fn dev_numbers(rdev: u64) -> (u32, u32) {
+    // OK to truncate: Linux majors and minors are 32-bit.
+    let major = (((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff)) as u32;
+    let minor = ((rdev & 0xff) | ((rdev >> 12) & !0xff)) as u32;
+    (major, minor)
 }
 
 fn now() -> Timestamp {
@@ -805,7 +819,8 @@ struct CopyIn<'a, D> {
 
 /// Copy host paths (recursively) into the guest directory `guest_dir` (resolved
 /// inside the guest, so `/lib` of a usrmerge system is `/usr/lib`), keeping modes,
-/// owners, times, symlinks as symlinks and hard links as hard links. The whole
+/// owners, times, symlinks as symlinks, hard links as hard links, and device
+/// nodes, fifos and sockets as such. The whole
 /// tree is measured and checked against the free space first: on
 /// [`ErrorKind::NoSpace`] nothing was written. Existing directories are merged
 /// into, existing regular files replaced in place, other existing non-directories
@@ -948,10 +963,28 @@ impl<D: WriteAt> CopyIn<'_, D> {
             self.report.symlinks += 1;
             self.item();
         } else {
-            self.report.skipped.push(format!(
-                "{}: skipped (not a file, directory or symlink)",
-                host.display()
-            ));
+            use std::os::unix::fs::FileTypeExt;
+            let file_type = if ft.is_fifo() {
+                FileType::Fifo
+            } else if ft.is_char_device() {
+                FileType::CharDevice
+            } else if ft.is_block_device() {
+                FileType::BlockDevice
+            } else if ft.is_socket() {
+                FileType::Socket
+            } else {
+                FileType::Unknown
+            };
+            if file_type == FileType::Unknown {
+                self.report
+                    .skipped
+                    .push(format!("{}: skipped (unknown file type)", host.display()));
+            } else {
+                self.clear_non_dir(parent, name, host)?;
+                self.ext
+                    .mknod(parent, name, file_type, dev_numbers(meta.rdev()), &node)?;
+                self.report.specials += 1;
+            }
             self.item();
         }
         Ok(())

@@ -1047,3 +1047,52 @@ fn copy_out_stops_on_a_directory_cycle() {
         rep.errors
     );
 }
+
+/// Needs the engine: device nodes, fifos and sockets are copied in as such (like
+/// virt-copy-in). Device nodes need root to make on the host; without it only the
+/// fifo and the socket are checked.
+#[test]
+fn copy_in_keeps_device_nodes_fifos_and_sockets() {
+    let t = tempfile::tempdir().unwrap();
+    let (img, off) = system_image(t.path());
+    let sp = t.path().join("sp");
+    fs::create_dir(&sp).unwrap();
+    let made = |args: &[&str]| {
+        std::process::Command::new(args[0])
+            .args(&args[1..])
+            .current_dir(&sp)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    assert!(made(&["mkfifo", "fifo"]));
+    let devices =
+        made(&["mknod", "null", "c", "1", "3"]) && made(&["mknod", "disk", "b", "259", "300"]);
+    let _sock = std::os::unix::net::UnixListener::bind(sp.join("sock")).unwrap();
+    bin()
+        .args(["copy-in", "--part", "1"])
+        .arg(&img)
+        .arg(&sp)
+        .arg("/")
+        .assert()
+        .success();
+    assert_fsck_clean(&img, off);
+    let ty = |p: &str| {
+        let st = debugfs_stat(&img, off, p);
+        let i = st.find("Type: ").unwrap() + 6;
+        let j = st[i..].find("  ").unwrap();
+        (st[i..i + j].to_string(), st)
+    };
+    assert_eq!(ty("/sp/fifo").0, "FIFO");
+    assert_eq!(ty("/sp/sock").0, "socket");
+    if devices {
+        let (t1, st) = ty("/sp/null");
+        assert_eq!(t1, "character special");
+        assert!(st.contains("Device major/minor number: 01:03"), "{st}");
+        let (t2, st) = ty("/sp/disk");
+        assert_eq!(t2, "block special");
+        assert!(st.contains("Device major/minor number: 259:300"), "{st}");
+    } else {
+        eprintln!("skipped device nodes: mknod needs root");
+    }
+}
