@@ -448,7 +448,9 @@ fn with_ext<T>(
     });
     match (result, &undo_dev, &opts.undo) {
         (Ok(v), Some(u), _) => {
-            u.complete()?;
+            u.complete().context(
+                "the change was made, but the undo file could not be marked complete (it still restores the image)",
+            )?;
             Ok(v)
         }
         (Ok(v), None, _) => Ok(v),
