@@ -102,7 +102,7 @@ fn open_partition(
     Ok(Window::new(Arc::new(disk), start, len)?)
 }
 
-fn where_(t: &Target) -> String {
+fn target_name(t: &Target) -> String {
     match t.part {
         Some(n) => format!("{} partition {n}", t.image.display()),
         None => t.image.display().to_string(),
@@ -119,13 +119,13 @@ fn open_reader(t: &Target) -> anyhow::Result<Box<dyn GuestRead>> {
             Ok(r) => {
                 eprintln!(
                     "domuify: note: ext4-view cannot read {} ({view_err}); reading with domuify's own ext reader instead",
-                    where_(t)
+                    target_name(t)
                 );
                 Ok(Box::new(r))
             }
             Err(engine_err) => Err(anyhow!(
                 "{}: cannot read the filesystem: ext4-view: {view_err}; domuify's reader: {engine_err}",
-                where_(t)
+                target_name(t)
             )),
         },
     }
@@ -670,7 +670,10 @@ pub fn mkdir(a: MkdirArgs) -> anyhow::Result<()> {
         // `/lib -> usr/lib` leads into /usr/lib), creating what is missing.
         let mut so_far: Vec<u8> = Vec::new();
         let mut dir = ext.resolve(b"/", true)?;
-        for comp in path.split(|&b| b == b'/').filter(|c| !c.is_empty()) {
+        for comp in path
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty() && *c != b".")
+        {
             if !copy::valid_name(comp) {
                 return Err(Error::invalid(format!(
                     "{}: \"{}\" is not a valid name",
