@@ -285,9 +285,7 @@ pub fn cat(a: PathArgs) -> anyhow::Result<()> {
 }
 
 pub fn copy_out(a: CopyOutArgs) -> anyhow::Result<()> {
-    let Some((host, guests)) = a.paths.split_last() else {
-        return Err(UsageError("copy-out needs GUEST_PATH... HOST_DIR".into()).into());
-    };
+    let (host, guests) = (&a.host_dir, &a.guest_paths);
     let guests: Vec<Vec<u8>> = guests
         .iter()
         .map(|g| guest_path(g))
@@ -612,9 +610,7 @@ impl copy::Progress for Bar {
 }
 
 pub fn copy_in(a: CopyInArgs) -> anyhow::Result<()> {
-    let Some((dest, sources)) = a.paths.split_last() else {
-        return Err(UsageError("copy-in needs HOST_PATH... GUEST_DIR".into()).into());
-    };
+    let (dest, sources) = (&a.guest_dir, &a.host_paths);
     let dest = guest_path(dest)?;
     let sources: Vec<PathBuf> = sources.iter().map(PathBuf::from).collect();
     for s in &sources {

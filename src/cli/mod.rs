@@ -124,9 +124,11 @@ pub struct PathArgs {
 pub struct CopyOutArgs {
     #[command(flatten)]
     target: Target,
-    /// Guest paths, then the host directory last.
-    #[arg(required = true, num_args = 2..)]
-    paths: Vec<String>,
+    /// Guest files or trees to copy.
+    #[arg(required = true, num_args = 1..)]
+    guest_paths: Vec<String>,
+    /// Host directory to copy into.
+    host_dir: String,
 }
 
 /// `write` arguments.
@@ -145,9 +147,11 @@ pub struct WriteArgs {
 pub struct CopyInArgs {
     #[command(flatten)]
     target: Target,
-    /// Host paths, then the guest directory last.
-    #[arg(required = true, num_args = 2..)]
-    paths: Vec<String>,
+    /// Host files or trees to copy.
+    #[arg(required = true, num_args = 1..)]
+    host_paths: Vec<String>,
+    /// Guest directory to copy into.
+    guest_dir: String,
     #[command(flatten)]
     opts: WriteOpts,
 }
