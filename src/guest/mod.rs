@@ -123,7 +123,15 @@ pub fn read_guest(fs: &dyn GuestFs, view: &DiskView) -> Result<Guest> {
     let entries: Vec<(usize, &fstab::Entry)> = fstab_lines
         .iter()
         .filter_map(|l| match &l.kind {
-            fstab::LineKind::Entry(e) => Some((l.number, e)),
+            fstab::LineKind::Entry(e) => {
+                if let Some(text) = &e.ignored {
+                    warnings.push(format!(
+                        "/etc/fstab line {}: {text:?} after the pass field is ignored (as mount ignores it)",
+                        l.number
+                    ));
+                }
+                Some((l.number, e))
+            }
             fstab::LineKind::Malformed { reason } => {
                 warnings.push(format!("/etc/fstab line {}: {reason}", l.number));
                 None
