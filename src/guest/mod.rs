@@ -139,11 +139,11 @@ pub fn read_guest(fs: &dyn GuestFs, view: &DiskView) -> Result<Guest> {
             _ => None,
         })
         .collect();
-    let self_disk = resolve::guest_disk_name(entries.iter().map(|(_, e)| *e), view.guest_partition);
+    let own = resolve::own_disk(entries.iter().map(|(_, e)| *e), view.guest_partition);
     let fstab = entries
         .iter()
         .map(|(line, e)| {
-            let r = resolve::resolve(e, view, self_disk.as_deref());
+            let r = resolve::resolve(e, view, &own);
             FstabEntry {
                 line: *line,
                 source: e.source.clone(),
