@@ -148,6 +148,11 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         });
         match guest {
             Ok(Some(mut g)) => {
+                problems.extend(g.unreadable.iter().map(|(path, message)| Problem {
+                    place: format!("{place}: {path}"),
+                    offset: Some(r.partition.start_bytes),
+                    message: message.clone(),
+                }));
                 if let Some(boot) = g.boot_partition() {
                     let sink = (&mut problems, &mut notes);
                     read_separate_boot(&disk, &partitions, boot, &mut g, sink);

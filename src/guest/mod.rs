@@ -87,35 +87,45 @@ pub struct Guest {
     pub module_trees: Vec<String>,
     /// Things worth knowing that are not damage (malformed fstab lines, notes).
     pub warnings: Vec<String>,
+    /// Files or directories of the guest that could not be read (a corrupt
+    /// inode, an fstab over [`MAX_FSTAB`]): (path, what went wrong). The rest of
+    /// the guest is still read; `inspect` reports each as a problem.
+    #[serde(skip)]
+    pub unreadable: Vec<(String, String)>,
 }
 
-/// Does this filesystem hold an installed Linux root (an `/etc/fstab`)?
+/// Does this filesystem hold an installed Linux root (an `/etc/fstab`, whatever
+/// its size or kind)?
 pub fn is_root(fs: &dyn GuestFs) -> Result<bool> {
-    Ok(fs.read_file("/etc/fstab", MAX_FSTAB).map(|f| f.is_some())?
-        || fs
-            .list_dir("/etc")?
-            .is_some_and(|e| e.iter().any(|(n, _)| n == "fstab")))
+    Ok(fs
+        .list_dir("/etc")?
+        .is_some_and(|e| e.iter().any(|(n, _)| n == "fstab")))
 }
 
-/// Read the guest on `fs` (partition `view.guest_partition`).
+/// Read the guest on `fs` (partition `view.guest_partition`). A file that cannot
+/// be read is recorded in [`Guest::unreadable`] and the rest is still read.
 pub fn read_guest(fs: &dyn GuestFs, view: &DiskView) -> Result<Guest> {
     let mut warnings = Vec::new();
-    let os_release = match fs.read_file("/etc/os-release", MAX_SMALL_FILE)? {
-        Some(b) => Some(b),
-        None => fs.read_file("/usr/lib/os-release", MAX_SMALL_FILE)?,
-    }
-    .map(|b| parse_os_release(&String::from_utf8_lossy(&b)))
-    .unwrap_or_default();
-    let hostname = fs
-        .read_file("/etc/hostname", MAX_SMALL_FILE)?
-        .and_then(|b| {
-            String::from_utf8_lossy(&b)
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty() && !l.starts_with('#'))
-                .map(str::to_string)
-        });
-    let fstab_bytes = fs.read_file("/etc/fstab", MAX_FSTAB)?.unwrap_or_default();
+    let mut unreadable = Vec::new();
+    let mut read = |path: &str, max: u64| match fs.read_file(path, max) {
+        Ok(b) => b,
+        Err(e) => {
+            unreadable.push((path.to_string(), e.to_string()));
+            None
+        }
+    };
+    let os_release = read("/etc/os-release", MAX_SMALL_FILE)
+        .or_else(|| read("/usr/lib/os-release", MAX_SMALL_FILE))
+        .map(|b| parse_os_release(&String::from_utf8_lossy(&b)))
+        .unwrap_or_default();
+    let hostname = read("/etc/hostname", MAX_SMALL_FILE).and_then(|b| {
+        String::from_utf8_lossy(&b)
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(str::to_string)
+    });
+    let fstab_bytes = read("/etc/fstab", MAX_FSTAB).unwrap_or_default();
     if fstab_bytes.contains(&0) {
         warnings.push("/etc/fstab holds binary data (NUL bytes)".to_string());
     }
@@ -140,7 +150,7 @@ pub fn read_guest(fs: &dyn GuestFs, view: &DiskView) -> Result<Guest> {
         })
         .collect();
     let own = resolve::own_disk(entries.iter().map(|(_, e)| *e), view.guest_partition);
-    let fstab = entries
+    let fstab: Vec<FstabEntry> = entries
         .iter()
         .map(|(line, e)| {
             let r = resolve::resolve(e, view, &own);
@@ -159,8 +169,22 @@ pub fn read_guest(fs: &dyn GuestFs, view: &DiskView) -> Result<Guest> {
             }
         })
         .collect();
-    let kernels = scan_kernels(fs, "/boot", view.guest_partition)?;
-    let module_trees = scan_module_trees(fs)?;
+    for e in fstab.iter().filter(|e: &&FstabEntry| e.target == "/") {
+        if let Some(p) = e.partition.filter(|p| *p != view.guest_partition) {
+            warnings.push(format!(
+                "/etc/fstab line {}: the root entry {} names partition {p}, but this root filesystem is partition {}",
+                e.line, e.source, view.guest_partition
+            ));
+        }
+    }
+    let kernels = scan_kernels(fs, "/boot", view.guest_partition).unwrap_or_else(|e| {
+        unreadable.push(("/boot".to_string(), e.to_string()));
+        Vec::new()
+    });
+    let module_trees = scan_module_trees(fs).unwrap_or_else(|e| {
+        unreadable.push(("/lib/modules".to_string(), e.to_string()));
+        Vec::new()
+    });
     Ok(Guest {
         partition: view.guest_partition,
         os_release,
@@ -170,6 +194,7 @@ pub fn read_guest(fs: &dyn GuestFs, view: &DiskView) -> Result<Guest> {
         kernels,
         module_trees,
         warnings,
+        unreadable,
     })
 }
 
@@ -308,5 +333,125 @@ mod tests {
         assert_eq!(m["VERSION_ID"], "12");
         assert_eq!(m["X"], "a \"b\"");
         assert_eq!(m.len(), 4);
+    }
+
+    /// A guest filesystem in memory: files by absolute path; directories are
+    /// the parents of the files.
+    struct MemFs(BTreeMap<String, Vec<u8>>);
+
+    impl MemFs {
+        fn new(files: &[(&str, &[u8])]) -> MemFs {
+            MemFs(
+                files
+                    .iter()
+                    .map(|(p, b)| ((*p).to_string(), b.to_vec()))
+                    .collect(),
+            )
+        }
+    }
+
+    impl GuestFs for MemFs {
+        fn read_file(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>> {
+            match self.0.get(path) {
+                Some(b) if b.len() as u64 > max => Err(crate::Error::refused(format!(
+                    "{path} is {} bytes, more than {max}",
+                    b.len()
+                ))),
+                b => Ok(b.cloned()),
+            }
+        }
+        fn list_dir(&self, path: &str) -> Result<Option<Vec<(String, Kind)>>> {
+            let prefix = format!("{}/", path.trim_end_matches('/'));
+            let mut out: Vec<(String, Kind)> = Vec::new();
+            for p in self.0.keys() {
+                let Some(rest) = p.strip_prefix(&prefix) else {
+                    continue;
+                };
+                let (name, kind) = match rest.split_once('/') {
+                    Some((d, _)) => (d, Kind::Dir),
+                    None => (rest, Kind::File),
+                };
+                if !out.iter().any(|(n, _)| n == name) {
+                    out.push((name.to_string(), kind));
+                }
+            }
+            Ok((!out.is_empty()).then_some(out))
+        }
+        fn is_dir(&self, path: &str) -> Result<bool> {
+            Ok(self.list_dir(path)?.is_some())
+        }
+        fn reader_name(&self) -> &'static str {
+            "memory"
+        }
+    }
+
+    fn view(guest: u32) -> DiskView {
+        DiskView {
+            parts: (1..=3)
+                .map(|n| resolve::PartView {
+                    number: n,
+                    fstype: "ext4".into(),
+                    ..Default::default()
+                })
+                .collect(),
+            guest_partition: guest,
+        }
+    }
+
+    #[test]
+    fn an_oversized_fstab_does_not_hide_the_rest_of_the_guest() {
+        let big = vec![b'#'; (MAX_FSTAB + 1) as usize];
+        let fs = MemFs::new(&[
+            ("/etc/fstab", &big),
+            ("/etc/os-release", b"ID=debian\n"),
+            ("/etc/hostname", b"guest\n"),
+            ("/boot/vmlinuz-6.1.0-1-amd64", b""),
+            ("/lib/modules/6.1.0-1-amd64/modules.dep", b""),
+        ]);
+        assert!(is_root(&fs).unwrap());
+        let g = read_guest(&fs, &view(2)).unwrap();
+        assert_eq!(g.os_release["ID"], "debian");
+        assert_eq!(g.hostname.as_deref(), Some("guest"));
+        assert_eq!(g.kernels.len(), 1);
+        assert_eq!(g.module_trees, ["6.1.0-1-amd64"]);
+        assert!(g.fstab.is_empty());
+        assert_eq!(g.unreadable.len(), 1);
+        assert_eq!(g.unreadable[0].0, "/etc/fstab");
+    }
+
+    #[test]
+    fn a_root_entry_naming_another_partition_is_a_warning() {
+        let fs = MemFs::new(&[("/etc/fstab", b"/dev/sda1 / ext4 defaults 0 1\n")]);
+        let g = read_guest(&fs, &view(2)).unwrap();
+        assert_eq!(g.fstab[0].partition, Some(1));
+        assert!(
+            g.warnings.iter().any(|w| w.contains("names partition 1")),
+            "{:?}",
+            g.warnings
+        );
+        let fs = MemFs::new(&[("/etc/fstab", b"/dev/sda2 / ext4 defaults 0 1\n")]);
+        assert!(read_guest(&fs, &view(2)).unwrap().warnings.is_empty());
+    }
+
+    #[test]
+    fn hostile_guest_files_never_panic() {
+        // Binary garbage, invalid UTF-8, NULs, a huge line, odd escapes.
+        let mut garbage: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+        garbage.extend_from_slice(b"\n\xff\xfe /\xc0 ext4\n/dev/sda\\7 / e\\\n");
+        garbage.extend(std::iter::repeat_n(b'a', 600_000));
+        let os_release: &[u8] = b"\xff=\"\nNAME=\"unterminated\nX=\"a\\\"\nY='\nZ=\"\\\"\n=v\nK\xc3\xa9=1\nPRETTY_NAME=\"ok\"\n";
+        let fs = MemFs::new(&[
+            ("/etc/fstab", &garbage),
+            ("/etc/os-release", os_release),
+            ("/etc/hostname", b"\n\n# c\n  \x1b[2Jname\r\n"),
+            ("/boot/vmlinuz-", b""),
+            ("/boot/vmlinuz-\u{fffd}.old", b""),
+        ]);
+        let g = read_guest(&fs, &view(2)).unwrap();
+        assert!(g.warnings.iter().any(|w| w.contains("NUL")));
+        assert_eq!(g.os_release["PRETTY_NAME"], "ok");
+        assert_eq!(g.os_release["NAME"], "\"unterminated");
+        assert_eq!(g.hostname.as_deref(), Some("\u{1b}[2Jname"));
+        assert!(g.kernels.is_empty());
     }
 }

@@ -405,3 +405,53 @@ fn empty_file_and_usage_errors() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/disk.img"));
 }
+
+/// A guest whose fstab is over the size limit: the rest of it (os-release,
+/// hostname, kernels) is still reported, the fstab is a problem, exit code 1.
+#[test]
+fn oversized_fstab_is_a_problem_not_a_lost_guest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    for d in ["etc", "boot", "lib/modules/6.1.0-9-amd64"] {
+        std::fs::create_dir_all(tree.join(d)).unwrap();
+    }
+    let mut fstab = b"/dev/sda1 / ext4 defaults 0 1\n".to_vec();
+    fstab.resize(2 << 20, b'#');
+    std::fs::write(tree.join("etc/fstab"), &fstab).unwrap();
+    std::fs::write(
+        tree.join("etc/os-release"),
+        "ID=debian\nVERSION_ID=\"12\"\n",
+    )
+    .unwrap();
+    std::fs::write(tree.join("etc/hostname"), "bigfstab\n").unwrap();
+    std::fs::write(tree.join("boot/vmlinuz-6.1.0-9-amd64"), "k").unwrap();
+    let (img, off) = crate::harness::make_image(
+        tmp.path(),
+        "big-fstab.img",
+        Some(&tree),
+        &crate::harness::ImageSpec::default(),
+    );
+    let (v, code) = inspect_json(&img);
+    assert_eq!(code, 1, "{v:#}");
+    let problems = v["problems"].as_array().unwrap();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p["where"] == "partition 1: /etc/fstab" && p["offset"] == off),
+        "{problems:#?}"
+    );
+    let guest = &v["systems"][0];
+    assert_eq!(guest["partition"], 1);
+    let os = run("debugfs", &["-R", "cat /etc/os-release", &at(&img, off)]);
+    assert!(os.contains(&format!(
+        "ID={}",
+        guest["os_release"]["ID"].as_str().unwrap()
+    )));
+    assert_eq!(
+        guest["hostname"],
+        run("debugfs", &["-R", "cat /etc/hostname", &at(&img, off)]).trim()
+    );
+    assert_eq!(guest["kernels"][0]["version"], "6.1.0-9-amd64");
+    assert_eq!(guest["module_trees"][0], "6.1.0-9-amd64");
+    assert!(guest["fstab"].as_array().unwrap().is_empty());
+}
