@@ -47,8 +47,8 @@ pub struct FstabEntry {
     pub resolved_by: Option<ResolvedBy>,
     /// What the source is.
     pub kind: SourceKind,
-    /// Why, in words.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Why, in words (always in the JSON document, `null` when there is nothing
+    /// to say).
     pub note: Option<String>,
 }
 

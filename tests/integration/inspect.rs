@@ -455,3 +455,123 @@ fn oversized_fstab_is_a_problem_not_a_lost_guest() {
     assert_eq!(guest["module_trees"][0], "6.1.0-9-amd64");
     assert!(guest["fstab"].as_array().unwrap().is_empty());
 }
+
+/// The keys README's "JSON document" table documents, by object: `""` for the top
+/// level, `partitions[]`, `partitions[].filesystem` (with `+ext` for the keys of ext
+/// only), `systems[]`, `systems[].fstab[]`, `systems[].kernels[]`, `problems[]`.
+fn documented_keys() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    let section = readme
+        .split("### JSON document")
+        .nth(1)
+        .and_then(|s| s.split("\n#").next())
+        .expect("README has a JSON document section");
+    // Backticked words outside parentheses.
+    let names = |text: &str| -> Vec<String> {
+        let mut depth = 0usize;
+        let mut outside = String::new();
+        for c in text.chars() {
+            match c {
+                '(' => depth += 1,
+                ')' => depth = depth.saturating_sub(1),
+                _ if depth == 0 => outside.push(c),
+                _ => {}
+            }
+        }
+        outside
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|w| *w != "null")
+            .map(|w| w.trim_end_matches("[]").to_string())
+            .collect()
+    };
+    let mut keys: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for row in section.lines().filter(|l| l.starts_with("| `")) {
+        let cols: Vec<&str> = row.split(" | ").collect();
+        let (first, meaning) = (
+            cols[0].trim_start_matches("| "),
+            cols[1].trim_end_matches(" |"),
+        );
+        for k in names(first).iter().filter(|k| !k.contains('.')) {
+            keys.entry(String::new()).or_default().insert(k.clone());
+        }
+        let object = first.trim_matches('`');
+        if !(object.ends_with("[]") || object.contains('.')) {
+            continue;
+        }
+        let (common, ext) = meaning.split_once("for ext also").unwrap_or((meaning, ""));
+        let common = names(common);
+        if common.is_empty() {
+            continue; // an array of strings
+        }
+        keys.entry(object.to_string()).or_default().extend(common);
+        if !ext.is_empty() {
+            keys.entry(format!("{object}+ext"))
+                .or_default()
+                .extend(names(ext));
+        }
+    }
+    keys
+}
+
+/// What `inspect --json` emits has exactly the keys README documents, on every
+/// object of every fixture (healthy and damaged).
+#[test]
+fn json_keys_are_those_readme_documents() {
+    let doc = documented_keys();
+    let set = |v: &Value| -> std::collections::BTreeSet<String> {
+        v.as_object().unwrap().keys().cloned().collect()
+    };
+    let want = |k: &str| {
+        doc.get(k)
+            .cloned()
+            .unwrap_or_else(|| panic!("README lacks {k}"))
+    };
+    for name in [
+        "seed.img",
+        "gpt.img",
+        "bare-ext4.img",
+        "truncated.img",
+        "corrupt-ext.img",
+    ] {
+        let (v, _) = inspect_json(&fixtures::image(name));
+        assert_eq!(set(&v), want(""), "{name}: top level");
+        for p in v["partitions"].as_array().unwrap() {
+            let mut keys = set(p);
+            keys.remove("filesystem");
+            let mut documented = want("partitions[]");
+            documented.remove("filesystem");
+            assert_eq!(keys, documented, "{name}: partition keys");
+            let fs = &p["filesystem"];
+            if fs.is_null() {
+                assert_eq!(p["slot"], "extended");
+                continue;
+            }
+            let mut documented = want("partitions[].filesystem");
+            if matches!(fs["type"].as_str(), Some("ext2" | "ext3" | "ext4")) {
+                documented.extend(want("partitions[].filesystem+ext"));
+            }
+            assert_eq!(
+                set(fs),
+                documented,
+                "{name}: filesystem keys of {}",
+                p["number"]
+            );
+        }
+        for s in v["systems"].as_array().unwrap() {
+            assert_eq!(set(s), want("systems[]"), "{name}: system keys");
+            for e in s["fstab"].as_array().unwrap() {
+                assert_eq!(set(e), want("systems[].fstab[]"), "{name}: fstab keys");
+            }
+            for k in s["kernels"].as_array().unwrap() {
+                assert_eq!(set(k), want("systems[].kernels[]"), "{name}: kernel keys");
+            }
+        }
+        for p in v["problems"].as_array().unwrap() {
+            assert_eq!(set(p), want("problems[]"), "{name}: problem keys");
+        }
+    }
+}
