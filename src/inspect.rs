@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::disk::{Disk, ReadAhead, ReadAt, Window};
+use crate::disk::{Disk, ReadAhead, ReadAt};
 use crate::error::{ErrorKind, Result};
 use crate::guest::reader::GuestFs;
 use crate::guest::resolve::{DiskView, PartView};
@@ -193,18 +193,14 @@ fn partition_place(number: u32) -> String {
     }
 }
 
-/// A window over the part of `p` that lies on the disk (a partition running past
-/// the end is cut at the end; the table reader has already reported it).
-fn window(disk: &Arc<Disk>, p: &Partition) -> Result<Window<Arc<Disk>>> {
-    let start = p.start_bytes.min(disk.size());
-    let len = p.size_bytes.min(disk.size() - start);
-    Window::new(Arc::clone(disk), start, len)
-}
-
 fn probe_partition(disk: &Arc<Disk>, p: &Partition, problems: &mut Vec<Problem>) -> FsInfo {
     let place = partition_place(p.number);
-    let result = window(disk, p).and_then(|w| probe::probe(&w));
-    match result {
+    // A partition cut short by the disk's end is probed over what the disk holds;
+    // one that starts past the end holds nothing (the table reader reported both).
+    let Some(w) = p.readable_window(Arc::clone(disk)) else {
+        return FsInfo::unknown();
+    };
+    match probe::probe(&w) {
         Ok(info) => {
             if let Some(msg) = &info.problem {
                 problems.push(Problem {
@@ -222,12 +218,8 @@ fn probe_partition(disk: &Arc<Disk>, p: &Partition, problems: &mut Vec<Problem>)
                 message: format!("cannot probe the filesystem: {e}"),
             });
             FsInfo {
-                fstype: probe::FsType::Unknown,
-                uuid: None,
-                label: None,
-                version: None,
-                ext: None,
                 problem: Some(e.to_string()),
+                ..FsInfo::unknown()
             }
         }
     }
@@ -241,12 +233,16 @@ fn open_reader(
     p: &Partition,
     notes: &mut Vec<String>,
 ) -> Result<Box<dyn GuestFs>> {
-    let w = window(disk, p)?;
-    let cached = Window::new(
-        Arc::new(ReadAhead::new(Arc::clone(disk))),
-        w.start(),
-        w.size(),
-    )?;
+    let past_end = || {
+        crate::Error::corrupt(format!(
+            "{} starts past the end of the disk",
+            partition_place(p.number)
+        ))
+    };
+    let w = p.readable_window(Arc::clone(disk)).ok_or_else(past_end)?;
+    let cached = p
+        .readable_window(Arc::new(ReadAhead::new(Arc::clone(disk))))
+        .ok_or_else(past_end)?;
     let e = match ext4_view::Ext4::load(Box::new(cached)) {
         Ok(fs) => return Ok(Box::new(fs)),
         Err(e) => e,
