@@ -148,6 +148,13 @@ impl Disk {
     /// Open `path` with the given access. A read-only open never writes.
     pub fn open(path: &Path, access: Access) -> Result<Disk> {
         let shown = path.display();
+        // Checked before opening too: opening a FIFO blocks until a writer comes.
+        let before = std::fs::metadata(path)
+            .map_err(|e| Error::io(format!("cannot open {shown}"), e))?
+            .file_type();
+        if !(before.is_file() || before.is_block_device()) {
+            return Err(not_a_disk(path));
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(access == Access::ReadWrite)
@@ -162,9 +169,7 @@ impl Disk {
         } else if ft.is_block_device() {
             DiskKind::BlockDevice
         } else {
-            return Err(Error::invalid(format!(
-                "{shown} is neither a regular file nor a block device"
-            )));
+            return Err(not_a_disk(path));
         };
         let size = match kind {
             DiskKind::ImageFile => meta.len(),
@@ -211,6 +216,13 @@ impl Disk {
     pub fn logical_sector_size(&self) -> u32 {
         self.logical_sector_size
     }
+}
+
+fn not_a_disk(path: &Path) -> Error {
+    Error::invalid(format!(
+        "{} is neither a regular file nor a block device",
+        path.display()
+    ))
 }
 
 /// Read `/sys/class/block/NAME/queue/logical_block_size` for a block device node.

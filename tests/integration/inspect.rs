@@ -575,3 +575,34 @@ fn json_keys_are_those_readme_documents() {
         }
     }
 }
+
+/// A FIFO (or anything but a file or a block device) is refused at once: opening
+/// it would wait for a writer forever.
+#[test]
+fn a_fifo_is_refused_not_waited_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let fifo = tmp.path().join("disk.fifo");
+    let st = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = Command::cargo_bin("domuify")
+        .unwrap()
+        .args(["inspect", "--json"])
+        .arg(&fifo)
+        .timeout(Duration::from_secs(10))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "killed by the timeout: it waited"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("neither a regular file nor a block device"),
+        "{err}"
+    );
+    assert!(err.contains("disk.fifo"), "{err}");
+}
