@@ -606,3 +606,67 @@ fn a_fifo_is_refused_not_waited_on() {
     );
     assert!(err.contains("disk.fifo"), "{err}");
 }
+
+/// Strings from the image reach the terminal escaped: a hostname, an fstab field
+/// and a label holding escape sequences cannot drive the examiner's terminal.
+#[test]
+fn human_output_escapes_control_characters() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::write(
+        tree.join("etc/fstab"),
+        "LABEL=x\\033[2J / ext4 defaults 0 1\n/dev/sdb1 /mnt/\\033]0;pwned\\007 ext4 defaults 0 2\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tree.join("etc/hostname"),
+        "\x1b]0;owned\x07host\u{202e}cod.exe\n",
+    )
+    .unwrap();
+    std::fs::write(
+        tree.join("etc/os-release"),
+        "PRETTY_NAME=\"\x1b[31mRed OS\"\n",
+    )
+    .unwrap();
+    let (img, off) = crate::harness::make_image(
+        tmp.path(),
+        "escapes.img",
+        Some(&tree),
+        &crate::harness::ImageSpec {
+            mkfs: &["-t", "ext4", "-L", "x\x1b[2J"],
+            ..Default::default()
+        },
+    );
+    // The judges see the raw bytes.
+    assert!(run("dumpe2fs", &["-h", &at(&img, off)]).contains("name:   x\x1b[2J"));
+    assert!(run("debugfs", &["-R", "cat /etc/hostname", &at(&img, off)]).contains('\x1b'));
+    let out = Command::cargo_bin("domuify")
+        .unwrap()
+        .arg("inspect")
+        .arg(&img)
+        .timeout(Duration::from_secs(60))
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        !text.contains(|c: char| (c.is_control() && c != '\n') || c == '\u{202e}'),
+        "{text:?}"
+    );
+    assert!(text.contains("x\\x1b[2J"), "{text}");
+    assert!(
+        text.contains("hostname \\x1b]0;owned\\x07host\\u{202e}cod.exe"),
+        "{text}"
+    );
+    assert!(text.contains("\\x1b[31mRed OS"), "{text}");
+    assert!(text.contains("/mnt/\\x1b]0;pwned\\x07"), "{text}");
+    // The JSON document keeps the exact strings (JSON escapes them itself).
+    let (v, _) = inspect_json(&img);
+    assert_eq!(v["partitions"][0]["filesystem"]["label"], "x\x1b[2J");
+}
