@@ -15,9 +15,11 @@ use serde::Serialize;
 pub struct Line {
     /// 1-based line number.
     pub number: usize,
-    /// The line as written, without its line terminator (a trailing `\r` of a
-    /// CRLF file is kept here).
-    pub raw: String,
+    /// The line's bytes as written, without its `\n` (a trailing `\r` of a CRLF
+    /// file is kept here): bytes that are not UTF-8 (a Latin-1 comment) are kept
+    /// as they are, so a rewrite can give every line it does not change back
+    /// byte for byte.
+    pub raw: Vec<u8>,
     /// What the line is.
     pub kind: LineKind,
 }
@@ -67,24 +69,24 @@ impl Entry {
 }
 
 /// Parse a whole fstab. Never fails: lines that are not entries are `Malformed`.
-pub fn parse(text: &str) -> Vec<Line> {
-    let mut lines = Vec::new();
-    let mut rest = text;
-    let mut number = 0;
-    while !rest.is_empty() {
-        number += 1;
-        let (raw, next) = match rest.find('\n') {
-            Some(i) => (&rest[..i], &rest[i + 1..]),
-            None => (rest, ""),
-        };
-        lines.push(Line {
-            number,
-            raw: raw.to_string(),
-            kind: classify(raw),
-        });
-        rest = next;
+/// Each line is read as UTF-8, a byte that is not being read as U+FFFD (its
+/// [`Line::raw`] keeps the byte).
+pub fn parse(text: impl AsRef<[u8]>) -> Vec<Line> {
+    let mut text = text.as_ref();
+    // A final newline ends the last line; it does not start another.
+    if let Some(t) = text.strip_suffix(b"\n") {
+        text = t;
+    } else if text.is_empty() {
+        return Vec::new();
     }
-    lines
+    text.split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, raw)| Line {
+            number: i + 1,
+            raw: raw.to_vec(),
+            kind: classify(&String::from_utf8_lossy(raw)),
+        })
+        .collect()
 }
 
 /// The separators of fstab fields (libmount's `skip_separator`).
@@ -244,7 +246,7 @@ garbage line with way too many fields here\n\
             panic!("line 1 is not an entry: {:?}", lines[0]);
         };
         assert_eq!(e.target, "/mnt/My Disk");
-        assert!(lines[0].raw.ends_with('\r'));
+        assert!(lines[0].raw.ends_with(b"\r"));
         let LineKind::Entry(e) = &lines[1].kind else {
             panic!("line 2 is not an entry");
         };
@@ -359,7 +361,7 @@ LABEL=DATA /data ext4 defaults,x-systemd.automount,x-systemd.device-timeout=10s,
         };
         assert_eq!(e.pass, 2);
         assert_eq!(e.ignored.as_deref(), Some("# data disk"));
-        assert_eq!(lines[1].raw, "LABEL=a /b ext4 defaults 0 2 # data disk\r");
+        assert_eq!(lines[1].raw, b"LABEL=a /b ext4 defaults 0 2 # data disk\r");
     }
 
     #[test]
@@ -468,5 +470,27 @@ proc /proc proc",
                 .collect();
             assert_eq!(ours, judged, "{text:?}");
         }
+    }
+
+    #[test]
+    fn raw_lines_give_back_every_byte() {
+        // A Latin-1 comment, CRLF, a NUL, blank lines, no final newline.
+        let text: &[u8] = b"# disque \xe9xterne\r\n\n/dev/hda5 / ext3 defaults 0 1\r\n\0x\n\n# end";
+        let lines = parse(text);
+        assert_eq!(lines.len(), 6);
+        let joined: Vec<u8> = lines
+            .iter()
+            .map(|l| l.raw.clone())
+            .collect::<Vec<_>>()
+            .join(&b'\n');
+        assert_eq!(joined, text);
+        assert_eq!(lines[0].kind, LineKind::Comment);
+        assert!(matches!(&lines[2].kind, LineKind::Entry(e) if e.source == "/dev/hda5"));
+        // With a final newline: the same lines, no empty seventh.
+        let mut with_nl = text.to_vec();
+        with_nl.push(b'\n');
+        assert_eq!(parse(&with_nl), lines);
+        assert!(parse("").is_empty());
+        assert_eq!(parse("\n").len(), 1);
     }
 }

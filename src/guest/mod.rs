@@ -129,7 +129,7 @@ pub fn read_guest(fs: &dyn GuestFs, view: &DiskView) -> Result<Guest> {
     if fstab_bytes.contains(&0) {
         warnings.push("/etc/fstab holds binary data (NUL bytes)".to_string());
     }
-    let fstab_lines = fstab::parse(&String::from_utf8_lossy(&fstab_bytes));
+    let fstab_lines = fstab::parse(&fstab_bytes);
     let entries: Vec<(usize, &fstab::Entry)> = fstab_lines
         .iter()
         .filter_map(|l| match &l.kind {
