@@ -332,36 +332,57 @@ fn eq_id(a: &str, b: &str) -> bool {
     a.eq_ignore_ascii_case(b)
 }
 
+/// The partition whose UUID, label, PARTUUID or PARTLABEL (`by`) is `value`.
+/// When several carry it (a cloned filesystem), the guest's own partition is
+/// taken if it is one of them, else the first, and the note names them all.
 fn find_by(view: &DiskView, value: &str, by: ResolvedBy) -> Resolution {
-    let hit = view.parts.iter().find(|p| {
-        let field = match by {
-            ResolvedBy::Uuid => p.uuid.as_deref(),
-            ResolvedBy::Label => p.label.as_deref(),
-            ResolvedBy::Partuuid => p.partuuid.as_deref(),
-            ResolvedBy::Partlabel => p.partlabel.as_deref(),
-            _ => None,
-        };
-        match (field, by) {
-            // Labels are case-sensitive; UUIDs are not.
-            (Some(f), ResolvedBy::Label | ResolvedBy::Partlabel) => f == value,
-            (Some(f), _) => eq_id(f, value),
-            (None, _) => false,
-        }
-    });
-    match hit {
-        Some(p) => Resolution::part(p.number, by),
-        None => {
-            let what = match by {
-                ResolvedBy::Uuid => "filesystem with UUID",
-                ResolvedBy::Label => "filesystem with label",
-                ResolvedBy::Partuuid => "partition with PARTUUID",
-                _ => "partition with PARTLABEL",
+    let hits: Vec<u32> = view
+        .parts
+        .iter()
+        .filter(|p| {
+            let field = match by {
+                ResolvedBy::Uuid => p.uuid.as_deref(),
+                ResolvedBy::Label => p.label.as_deref(),
+                ResolvedBy::Partuuid => p.partuuid.as_deref(),
+                ResolvedBy::Partlabel => p.partlabel.as_deref(),
+                _ => None,
             };
-            Resolution::other(
-                SourceKind::Unresolved,
-                format!("no {what} {value} in this image"),
-            )
+            match (field, by) {
+                // Labels are case-sensitive; UUIDs are not.
+                (Some(f), ResolvedBy::Label | ResolvedBy::Partlabel) => f == value,
+                (Some(f), _) => eq_id(f, value),
+                (None, _) => false,
+            }
+        })
+        .map(|p| p.number)
+        .collect();
+    let what = match by {
+        ResolvedBy::Uuid => "filesystem with UUID",
+        ResolvedBy::Label => "filesystem with label",
+        ResolvedBy::Partuuid => "partition with PARTUUID",
+        _ => "partition with PARTLABEL",
+    };
+    let chosen = hits
+        .iter()
+        .copied()
+        .find(|&n| n == view.guest_partition)
+        .or_else(|| hits.first().copied());
+    match chosen {
+        Some(n) => {
+            let mut r = Resolution::part(n, by);
+            if hits.len() > 1 {
+                let all: Vec<String> = hits.iter().map(u32::to_string).collect();
+                r.note = Some(format!(
+                    "more than one {what} {value}: partitions {}; partition {n} taken",
+                    all.join(", ")
+                ));
+            }
+            r
         }
+        None => Resolution::other(
+            SourceKind::Unresolved,
+            format!("no {what} {value} in this image"),
+        ),
     }
 }
 
@@ -881,5 +902,25 @@ none /tmp tmpfs defaults 0 0\n\
                 (Unresolved, None)
             ]
         );
+    }
+
+    #[test]
+    fn a_uuid_on_two_partitions_prefers_the_guest_and_says_so() {
+        // dom0's root (3) cloned from the guest (5): the same UUID on both.
+        let mut view = seed_view();
+        view.parts[2].uuid = view.parts[4].uuid.clone();
+        let text = "UUID=55555555-0000-0000-0000-000000000005 / ext3 defaults 0 1\n";
+        let r = resolve_all(text, &view);
+        assert_eq!(r[0].1.partition, Some(5));
+        let note = r[0].1.note.as_deref().unwrap_or("");
+        assert!(note.contains("partitions 3, 5"), "{note}");
+        // Seen from partition 3, the same entry names partition 3.
+        view.guest_partition = 3;
+        assert_eq!(resolve_all(text, &view)[0].1.partition, Some(3));
+        // Neither is the guest: the first, and the note.
+        view.guest_partition = 1;
+        let r = resolve_all(text, &view);
+        assert_eq!(r[0].1.partition, Some(3));
+        assert!(r[0].1.note.is_some());
     }
 }
