@@ -109,6 +109,7 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
                 label: r.filesystem.as_ref().and_then(|f| f.label.clone()),
                 partuuid: r.partition.partuuid.clone(),
                 partlabel: r.partition.partlabel.clone(),
+                extended: r.partition.slot == Slot::Extended,
             })
             .collect(),
         guest_partition: 0,

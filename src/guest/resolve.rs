@@ -24,6 +24,9 @@ pub struct PartView {
     pub partuuid: Option<String>,
     /// Partition label (GPT name).
     pub partlabel: Option<String>,
+    /// An MBR extended partition: a container of logical partitions, which no
+    /// fstab entry can mount.
+    pub extended: bool,
 }
 
 /// The image as the resolver sees it.
@@ -465,17 +468,13 @@ pub fn resolve(entry: &Entry, view: &DiskView, own: &OwnDisk) -> Resolution {
                 None => (is_first_disk(dev.disk), true),
             };
             return match (is_own, dev.part) {
-                (true, Some(n)) if view.parts.iter().any(|p| p.number == n) => {
-                    let mut r = Resolution::part(n, ResolvedBy::DeviceName);
-                    if assumed {
+                (true, Some(n)) => {
+                    let mut r = partition_number(view, n, src, ResolvedBy::DeviceName);
+                    if assumed && r.kind == SourceKind::Partition {
                         r.note = Some(format!("assumed {} is the guest's own disk", dev.disk));
                     }
                     r
                 }
-                (true, Some(n)) => Resolution::other(
-                    SourceKind::Unresolved,
-                    format!("this image has no partition {n}"),
-                ),
                 (true, None) => Resolution::other(
                     SourceKind::Unresolved,
                     format!("{src} is the whole disk, not a partition"),
@@ -522,20 +521,32 @@ fn by_disk_name(
         );
     }
     match part {
-        Some(n) if view.parts.iter().any(|p| p.number == n) => {
-            let mut r = Resolution::part(n, by);
-            if anchor.is_none() {
+        Some(n) => {
+            let mut r = partition_number(view, n, src, by);
+            if anchor.is_none() && r.kind == SourceKind::Partition {
                 r.note = Some(format!("assumed {disk} is the guest's own disk"));
             }
             r
         }
-        Some(n) => Resolution::other(
-            SourceKind::Unresolved,
-            format!("{src} names partition {n}; this image has no partition {n}"),
-        ),
         None => Resolution::other(
             SourceKind::Unresolved,
             format!("{src} names a whole disk, not a partition"),
+        ),
+    }
+}
+
+/// Partition `n` of the guest's own disk, named by `src`: unresolved when the
+/// image has no such partition or it is an extended container.
+fn partition_number(view: &DiskView, n: u32, src: &str, by: ResolvedBy) -> Resolution {
+    match view.parts.iter().find(|p| p.number == n) {
+        Some(p) if p.extended => Resolution::other(
+            SourceKind::Unresolved,
+            format!("{src} names partition {n}, an extended partition (a container of logical partitions)"),
+        ),
+        Some(_) => Resolution::part(n, by),
+        None => Resolution::other(
+            SourceKind::Unresolved,
+            format!("{src} names partition {n}; this image has no partition {n}"),
         ),
     }
 }
@@ -558,7 +569,10 @@ mod tests {
                 p(1, "ntfs", Some("0123456789ABCDEF")),
                 p(2, "swap", Some("11111111-2222-3333-4444-555555555555")),
                 p(3, "ext3", Some("33333333-0000-0000-0000-000000000003")),
-                p(4, "", None),
+                PartView {
+                    extended: true,
+                    ..p(4, "", None)
+                },
                 p(5, "ext3", Some("55555555-0000-0000-0000-000000000005")),
             ],
             guest_partition: 5,
@@ -692,6 +706,7 @@ tmpfs /tmp tmpfs defaults 0 0\n";
             label: label.map(Into::into),
             partuuid: Some(format!("aaaaaaaa-0000-0000-0000-00000000000{n}")),
             partlabel: Some(format!("part {n}")),
+            extended: false,
         };
         DiskView {
             parts: vec![
@@ -922,5 +937,18 @@ none /tmp tmpfs defaults 0 0\n\
         let r = resolve_all(text, &view);
         assert_eq!(r[0].1.partition, Some(3));
         assert!(r[0].1.note.is_some());
+    }
+
+    #[test]
+    fn the_extended_container_is_no_mountable_partition() {
+        let text = "/dev/hda5 / ext3 defaults 0 1\n/dev/hda4 /x ext3 defaults 0 2\n\
+/dev/hda9 /y ext3 defaults 0 2\n";
+        let r = resolve_all(text, &seed_view());
+        use SourceKind::*;
+        assert_eq!(
+            kinds(&r),
+            [(Partition, Some(5)), (Unresolved, None), (Unresolved, None)]
+        );
+        assert!(r[1].1.note.as_deref().unwrap_or("").contains("extended"));
     }
 }
