@@ -454,4 +454,57 @@ mod tests {
         assert_eq!(g.hostname.as_deref(), Some("\u{1b}[2Jname"));
         assert!(g.kernels.is_empty());
     }
+
+    /// fstab-like text: the words resolution looks at, separators, escapes and
+    /// arbitrary bytes, in any order.
+    fn fstab_like() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let piece = prop_oneof![
+            Just(b"/dev/".to_vec()),
+            Just(b"/dev/disk/by-id/".to_vec()),
+            Just(b"/dev/disk/by-path/".to_vec()),
+            Just(b"/dev/disk/by-label/".to_vec()),
+            Just(b"UUID=".to_vec()),
+            Just(b"LABEL=\"".to_vec()),
+            Just(b"-part".to_vec()),
+            Just(b"nvme0n1p".to_vec()),
+            Just(b"mmcblk0p".to_vec()),
+            Just(b"sda".to_vec()),
+            Just(b" / ".to_vec()),
+            Just(b" swap ".to_vec()),
+            Just(b"\t".to_vec()),
+            Just(b"\r\n".to_vec()),
+            Just(b"\n".to_vec()),
+            Just(b"\\040".to_vec()),
+            Just(b"\\x2".to_vec()),
+            Just(b"\\".to_vec()),
+            Just(b"#".to_vec()),
+            Just(b"4294967296".to_vec()),
+            "[0-9]{1,3}".prop_map(String::into_bytes),
+            prop::collection::vec(any::<u8>(), 1..8),
+        ];
+        prop::collection::vec(piece, 0..64).prop_map(|v| v.concat())
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Whatever the fstab, os-release and hostname hold, reading the guest
+        /// does not panic, and every line is accounted for.
+        #[test]
+        fn any_guest_text_is_read_without_panic(fstab in fstab_like(), other in fstab_like()) {
+            let fs = MemFs::new(&[
+                ("/etc/fstab", &fstab),
+                ("/etc/os-release", &other),
+                ("/etc/hostname", &other),
+            ]);
+            let g = read_guest(&fs, &view(2)).unwrap();
+            let lines = fstab::parse(&fstab);
+            let joined: Vec<u8> = lines.iter().map(|l| l.raw.clone()).collect::<Vec<_>>().join(&b'\n');
+            proptest::prop_assert_eq!(joined.as_slice(), fstab.strip_suffix(b"\n").unwrap_or(&fstab));
+            for e in &g.fstab {
+                proptest::prop_assert_eq!(e.partition.is_some(), e.kind == resolve::SourceKind::Partition);
+            }
+        }
+    }
 }
