@@ -299,12 +299,48 @@ pub fn scan_kernels(fs: &dyn GuestFs, dir: &str, partition: u32) -> Result<Vec<K
             break;
         }
     }
-    kernels.sort_by(|a, b| a.version.cmp(&b.version));
+    kernels.sort_by(|a, b| version_cmp(&a.version, &b.version));
     Ok(kernels)
 }
 
+/// Order kernel version strings as versions: runs of digits by their value
+/// (`6.9.0` before `6.10.0`), everything else byte by byte; equal-valued but
+/// different strings (`01` and `1`) fall back to byte order, so the order is total.
+pub fn version_cmp<'a>(a: &'a str, b: &'a str) -> std::cmp::Ordering {
+    use std::cmp::Ordering;
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(c), Some(d)) if c.is_ascii_digit() && d.is_ascii_digit() => {
+                let run = |s: &[u8]| s.iter().take_while(|b| b.is_ascii_digit()).count();
+                let (m, n) = (run(x), run(y));
+                let (p, q) = (x.split_at(m), y.split_at(n));
+                // Leading zeros do not count; then the longer run is the larger.
+                let digits = |s: &'a [u8]| -> &'a [u8] {
+                    let zeros = s.iter().take_while(|&&b| b == b'0').count();
+                    s.get(zeros..).unwrap_or_default()
+                };
+                let (pd, qd) = (digits(p.0), digits(q.0));
+                let o = pd.len().cmp(&qd.len()).then_with(|| pd.cmp(qd));
+                if o != Ordering::Equal {
+                    return o;
+                }
+                (x, y) = (p.1, q.1);
+            }
+            (Some(c), Some(d)) if c != d => return c.cmp(d),
+            (Some(_), Some(_)) => {
+                x = x.get(1..).unwrap_or_default();
+                y = y.get(1..).unwrap_or_default();
+            }
+        }
+    }
+}
+
 /// Versions under `/lib/modules` (the path resolved inside the guest, so a usrmerge
-/// `/lib -> usr/lib` is followed), sorted.
+/// `/lib -> usr/lib` is followed), oldest version first.
 pub fn scan_module_trees(fs: &dyn GuestFs) -> Result<Vec<String>> {
     let Some(entries) = fs.list_dir("/lib/modules")? else {
         return Ok(Vec::new());
@@ -315,7 +351,7 @@ pub fn scan_module_trees(fs: &dyn GuestFs) -> Result<Vec<String>> {
         .map(|(n, _)| n)
         .take(MAX_LISTED)
         .collect();
-    trees.sort();
+    trees.sort_by(|a, b| version_cmp(a, b));
     Ok(trees)
 }
 
@@ -453,6 +489,39 @@ mod tests {
         assert_eq!(g.os_release["NAME"], "\"unterminated");
         assert_eq!(g.hostname.as_deref(), Some("\u{1b}[2Jname"));
         assert!(g.kernels.is_empty());
+    }
+
+    #[test]
+    fn kernels_and_module_trees_in_version_order() {
+        let fs = MemFs::new(&[
+            ("/etc/fstab", b"/dev/sda2 / ext4 defaults 0 1\n"),
+            ("/boot/vmlinuz-6.10.0-1-amd64", b""),
+            ("/boot/vmlinuz-6.9.0-3-amd64", b""),
+            ("/boot/vmlinuz-6.9.0-10-amd64", b""),
+            ("/boot/initrd.img-6.10.0-1-amd64", b""),
+            ("/lib/modules/6.10.0-1-amd64/x", b""),
+            ("/lib/modules/6.9.0-3-amd64/x", b""),
+            ("/lib/modules/4.19.0-27-amd64/x", b""),
+        ]);
+        let g = read_guest(&fs, &view(2)).unwrap();
+        let versions: Vec<&str> = g.kernels.iter().map(|k| k.version.as_str()).collect();
+        assert_eq!(
+            versions,
+            ["6.9.0-3-amd64", "6.9.0-10-amd64", "6.10.0-1-amd64"]
+        );
+        assert_eq!(
+            g.kernels[2].initrd.as_deref(),
+            Some("/boot/initrd.img-6.10.0-1-amd64")
+        );
+        assert_eq!(
+            g.module_trees,
+            ["4.19.0-27-amd64", "6.9.0-3-amd64", "6.10.0-1-amd64"]
+        );
+        use std::cmp::Ordering::*;
+        assert_eq!(version_cmp("1.02", "1.2"), Less);
+        assert_eq!(version_cmp("1.2", "1.2"), Equal);
+        assert_eq!(version_cmp("1.2a", "1.2"), Greater);
+        assert_eq!(version_cmp("\u{e9}9", "\u{e9}10"), Less);
     }
 
     /// fstab-like text: the words resolution looks at, separators, escapes and
