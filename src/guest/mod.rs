@@ -264,7 +264,7 @@ pub fn scan_kernels(fs: &dyn GuestFs, dir: &str, partition: u32) -> Result<Vec<K
     let Some(entries) = fs.list_dir(dir)? else {
         return Ok(Vec::new());
     };
-    let names: Vec<&str> = entries
+    let names: std::collections::BTreeSet<&str> = entries
         .iter()
         .filter(|(_, k)| matches!(k, Kind::File | Kind::Symlink))
         .map(|(n, _)| n.as_str())
@@ -274,7 +274,12 @@ pub fn scan_kernels(fs: &dyn GuestFs, dir: &str, partition: u32) -> Result<Vec<K
         let Some(version) = KERNEL_PREFIXES.iter().find_map(|p| name.strip_prefix(p)) else {
             continue;
         };
-        if version.is_empty() || version.ends_with(".old") || version.ends_with(".sig") {
+        // Backups and signed copies of a kernel listed under its own name.
+        if version.is_empty()
+            || [".old", ".sig", ".efi.signed"]
+                .iter()
+                .any(|s| version.ends_with(s))
+        {
             continue;
         }
         let initrd = [
@@ -286,8 +291,8 @@ pub fn scan_kernels(fs: &dyn GuestFs, dir: &str, partition: u32) -> Result<Vec<K
             format!("initramfs-{version}"),
         ]
         .into_iter()
-        .find(|c| names.contains(&c.as_str()));
-        let config = Some(format!("config-{version}")).filter(|c| names.contains(&c.as_str()));
+        .find(|c| names.contains(c.as_str()));
+        let config = Some(format!("config-{version}")).filter(|c| names.contains(c.as_str()));
         kernels.push(Kernel {
             version: version.to_string(),
             image: format!("{shown}/{name}"),
@@ -499,6 +504,7 @@ mod tests {
             ("/boot/vmlinuz-6.9.0-3-amd64", b""),
             ("/boot/vmlinuz-6.9.0-10-amd64", b""),
             ("/boot/initrd.img-6.10.0-1-amd64", b""),
+            ("/boot/vmlinuz-6.10.0-1-amd64.efi.signed", b""),
             ("/lib/modules/6.10.0-1-amd64/x", b""),
             ("/lib/modules/6.9.0-3-amd64/x", b""),
             ("/lib/modules/4.19.0-27-amd64/x", b""),
