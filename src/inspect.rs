@@ -119,7 +119,9 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
     let mut notes = Vec::new();
     for r in &partitions {
         let Some(fs) = &r.filesystem else { continue };
-        if !fs.fstype.is_ext() || fs.problem.is_some() {
+        // A damaged ext (cut short by a truncated acquisition, a second
+        // signature) is still read as far as it can be: what fails is a problem.
+        if !fs.fstype.is_ext() {
             continue;
         }
         let number = r.partition.number;

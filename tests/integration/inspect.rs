@@ -670,3 +670,47 @@ fn human_output_escapes_control_characters() {
     let (v, _) = inspect_json(&img);
     assert_eq!(v["partitions"][0]["filesystem"]["label"], "x\x1b[2J");
 }
+
+/// A truncated acquisition whose guest filesystem is cut short: the guest is
+/// still inspected as far as its blocks are there (debugfs -c, which skips the
+/// bitmaps, is the judge), and the truncation is a problem.
+#[test]
+fn a_truncated_guest_is_still_inspected() {
+    let img = fixtures::image("truncated.img");
+    let (v, code) = inspect_json(&img);
+    assert_eq!(code, 1);
+    let guest = v["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["partition"] == 5)
+        .unwrap_or_else(|| panic!("the cut-short guest on 5 is not inspected: {v:#}"));
+    let off = part(&v, 5)["start_bytes"].as_u64().unwrap();
+    let text = run("debugfs", &["-c", "-R", "cat /etc/fstab", &at(&img, off)]);
+    let expected: Vec<(usize, Vec<&str>)> = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+        .map(|(i, l)| (i + 1, l.split_whitespace().collect()))
+        .collect();
+    let got = guest["fstab"].as_array().unwrap();
+    assert!(!expected.is_empty());
+    assert_eq!(got.len(), expected.len());
+    for (e, (line, fields)) in got.iter().zip(&expected) {
+        assert_eq!(e["line"].as_u64().unwrap() as usize, *line);
+        assert_eq!(e["source"], fields[0]);
+        assert_eq!(e["target"], fields[1]);
+        assert_eq!(e["fstype"], fields[2]);
+    }
+    assert_eq!(
+        guest["hostname"],
+        run(
+            "debugfs",
+            &["-c", "-R", "cat /etc/hostname", &at(&img, off)]
+        )
+        .trim()
+    );
+    assert!(v["problems"].as_array().unwrap().iter().any(
+        |p| p["where"] == "partition 5" && p["message"].as_str().unwrap().contains("truncated")
+    ));
+}
