@@ -184,21 +184,7 @@ fn human(r: &Report) -> String {
             .map(String::from)
             .to_vec()];
         for e in &g.fstab {
-            let to = match (e.kind, e.partition) {
-                (SourceKind::Partition, Some(n)) => format!(
-                    "partition {n}{}",
-                    e.resolved_by
-                        .map(|b| format!(
-                            " (by {})",
-                            serde_json::to_value(b)
-                                .ok()
-                                .and_then(|v| v.as_str().map(String::from))
-                                .unwrap_or_default()
-                        ))
-                        .unwrap_or_default()
-                ),
-                _ => e.note.clone().unwrap_or_else(|| format!("{:?}", e.kind)),
-            };
+            let to = resolves_to(e);
             rows.push(vec![
                 e.line.to_string(),
                 e.source.clone(),
@@ -260,6 +246,26 @@ fn human(r: &Report) -> String {
     o
 }
 
+/// The RESOLVES TO column: the partition and how it was found, with the note
+/// when there is one (an assumption, a UUID found twice), or what else it is.
+fn resolves_to(e: &crate::guest::FstabEntry) -> String {
+    match (e.kind, e.partition) {
+        (SourceKind::Partition, Some(n)) => {
+            let by = e
+                .resolved_by
+                .and_then(|b| serde_json::to_value(b).ok())
+                .and_then(|v| v.as_str().map(|s| format!("by {s}")));
+            let why: Vec<String> = by.into_iter().chain(e.note.clone()).collect();
+            if why.is_empty() {
+                format!("partition {n}")
+            } else {
+                format!("partition {n} ({})", why.join("; "))
+            }
+        }
+        _ => e.note.clone().unwrap_or_else(|| format!("{:?}", e.kind)),
+    }
+}
+
 /// A string from the image as it may be printed to a terminal: control
 /// characters (an escape sequence in a hostile hostname or label, a newline in a
 /// GPT name) and bidirectional overrides are shown escaped (`\x1b`,
@@ -282,4 +288,38 @@ fn shown(s: &str) -> String {
 
 fn indent(s: &str) -> String {
     s.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::resolve::ResolvedBy;
+    use crate::guest::FstabEntry;
+
+    #[test]
+    fn resolution_column_keeps_the_note() {
+        let mut e = FstabEntry {
+            line: 3,
+            source: "/dev/sda3".into(),
+            target: "/boot".into(),
+            fstype: "ext4".into(),
+            options: "defaults".into(),
+            dump: 0,
+            pass: 2,
+            partition: Some(3),
+            resolved_by: Some(ResolvedBy::DeviceName),
+            kind: SourceKind::Partition,
+            note: Some("assumed sda is the guest's own disk".into()),
+        };
+        assert_eq!(
+            resolves_to(&e),
+            "partition 3 (by device-name; assumed sda is the guest's own disk)"
+        );
+        e.note = None;
+        assert_eq!(resolves_to(&e), "partition 3 (by device-name)");
+        e.kind = SourceKind::OtherDisk;
+        e.partition = None;
+        e.note = Some("/dev/sdb1 is on another disk".into());
+        assert_eq!(resolves_to(&e), "/dev/sdb1 is on another disk");
+    }
 }
