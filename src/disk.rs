@@ -17,7 +17,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
 /// Positional reads from a byte-addressed device.
 pub trait ReadAt {
@@ -472,11 +472,6 @@ impl WriteAt for MemDisk {
     fn sync(&self) -> Result<()> {
         Ok(())
     }
-}
-
-/// Is this error a read past the end of the device?
-pub fn is_out_of_range(e: &Error) -> bool {
-    e.kind() == ErrorKind::Corrupt && e.message().contains("past the end")
 }
 
 /// A read-ahead cache of one aligned chunk over a device: many small sequential

@@ -418,9 +418,6 @@ mod tests {
             }
             Ok((!out.is_empty()).then_some(out))
         }
-        fn is_dir(&self, path: &str) -> Result<bool> {
-            Ok(self.list_dir(path)?.is_some())
-        }
         fn reader_name(&self) -> &'static str {
             "memory"
         }
