@@ -125,7 +125,18 @@ pub fn read_guest(fs: &dyn GuestFs, view: &DiskView) -> Result<Guest> {
             .find(|l| !l.is_empty() && !l.starts_with('#'))
             .map(str::to_string)
     });
-    let fstab_bytes = read("/etc/fstab", MAX_FSTAB).unwrap_or_default();
+    let fstab_bytes = match read("/etc/fstab", MAX_FSTAB) {
+        Some(b) => b,
+        None => {
+            if !unreadable.iter().any(|(p, _)| p == "/etc/fstab") {
+                warnings.push(
+                    "/etc/fstab is not a regular file (a directory, a device, a dangling link)"
+                        .to_string(),
+                );
+            }
+            Vec::new()
+        }
+    };
     if fstab_bytes.contains(&0) {
         warnings.push("/etc/fstab holds binary data (NUL bytes)".to_string());
     }
@@ -491,6 +502,19 @@ mod tests {
         assert_eq!(g.os_release["NAME"], "\"unterminated");
         assert_eq!(g.hostname.as_deref(), Some("\u{1b}[2Jname"));
         assert!(g.kernels.is_empty());
+    }
+
+    #[test]
+    fn an_fstab_that_is_no_file_is_a_warning() {
+        let fs = MemFs::new(&[("/etc/fstab/oops", b"x")]);
+        assert!(is_root(&fs).unwrap());
+        let g = read_guest(&fs, &view(2)).unwrap();
+        assert!(g.fstab.is_empty());
+        assert!(
+            g.warnings.iter().any(|w| w.contains("not a regular file")),
+            "{:?}",
+            g.warnings
+        );
     }
 
     #[test]
