@@ -714,3 +714,52 @@ fn a_truncated_guest_is_still_inspected() {
         |p| p["where"] == "partition 5" && p["message"].as_str().unwrap().contains("truncated")
     ));
 }
+
+/// Symlinks are resolved inside the guest: an fstab linked through `..` past the
+/// root, and an os-release linked by an absolute path, are the guest's files
+/// (which the host does not have), as debugfs reads them.
+#[test]
+fn guest_symlinks_resolve_inside_the_guest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir_all(tree.join("etc")).unwrap();
+    std::fs::create_dir_all(tree.join("srv/domuify-test")).unwrap();
+    std::fs::write(
+        tree.join("srv/domuify-test/fstab.real"),
+        "LABEL=linkroot / ext4 defaults 0 1\n",
+    )
+    .unwrap();
+    std::fs::write(tree.join("srv/domuify-test/os"), "ID=linked\n").unwrap();
+    std::os::unix::fs::symlink(
+        "../../../../../../srv/domuify-test/fstab.real",
+        tree.join("etc/fstab"),
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("/srv/domuify-test/os", tree.join("etc/os-release")).unwrap();
+    assert!(
+        !Path::new("/srv/domuify-test").exists(),
+        "the host has the guest's files"
+    );
+    let (img, off) = crate::harness::make_image(
+        tmp.path(),
+        "links.img",
+        Some(&tree),
+        &crate::harness::ImageSpec {
+            mkfs: &["-t", "ext4", "-L", "linkroot"],
+            ..Default::default()
+        },
+    );
+    let (v, code) = inspect_json(&img);
+    assert_eq!(code, 0, "{v:#}");
+    let guest = &v["systems"][0];
+    let fstab = run(
+        "debugfs",
+        &["-R", "cat /srv/domuify-test/fstab.real", &at(&img, off)],
+    );
+    assert_eq!(
+        guest["fstab"][0]["source"],
+        fstab.split_whitespace().next().unwrap()
+    );
+    assert_eq!(guest["fstab"][0]["partition"], 1);
+    assert_eq!(guest["os_release"]["ID"], "linked");
+}
