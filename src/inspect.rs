@@ -65,6 +65,11 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+/// Most block groups of a filesystem whose files are read: a reader loads a
+/// descriptor of every group, so a hostile superblock with tiny groups on a large
+/// sparse image would make it read and hold gigabytes.
+pub const MAX_GROUPS: u64 = 1 << 20;
+
 /// Inspect `disk`: table, filesystems, systems.
 pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
     let table: PartitionTable = part::read_table(&*disk, disk.logical_sector_size())?;
@@ -126,6 +131,14 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         }
         let number = r.partition.number;
         let place = partition_place(number);
+        let groups = fs.ext.as_ref().map_or(0, |e| e.group_count);
+        if groups > MAX_GROUPS {
+            notes.push(format!(
+                "{place}: not inspected: its superblock describes {groups} block groups; \
+                 domuify reads filesystems of at most {MAX_GROUPS} (128 TiB in 4 KiB blocks)"
+            ));
+            continue;
+        }
         let reader = match open_reader(&disk, &r.partition, &mut notes) {
             Ok(reader) => reader,
             Err(e) if e.kind() == ErrorKind::Unsupported => {

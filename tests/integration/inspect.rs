@@ -763,3 +763,53 @@ fn guest_symlinks_resolve_inside_the_guest() {
     assert_eq!(guest["fstab"][0]["partition"], 1);
     assert_eq!(guest["os_release"]["ID"], "linked");
 }
+
+/// A hostile superblock on a large sparse image: tiny block groups make a reader
+/// load hundreds of millions of group descriptors (27 s and 4 GiB before the
+/// limit). The filesystem is named, not read, and the limit is a note.
+#[test]
+fn a_superblock_with_millions_of_groups_is_not_read() {
+    use std::os::unix::fs::FileExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let (img, off) = crate::harness::make_image(
+        tmp.path(),
+        "groups.img",
+        None,
+        &crate::harness::ImageSpec {
+            mkfs: &["-t", "ext2", "-b", "1024"],
+            fs_size: "8M",
+            image_mib: 8,
+            partitioned: false,
+        },
+    );
+    assert_eq!(off, 0);
+    let f = std::fs::OpenOptions::new().write(true).open(&img).unwrap();
+    // s_blocks_count 2^31 blocks of 1 KiB (2 TiB), s_blocks_per_group 8, and
+    // s_inodes_per_group 8 with the s_inodes_count that makes consistent.
+    f.write_all_at(&(1u32 << 31).to_le_bytes(), 1024 + 0x04)
+        .unwrap();
+    f.write_all_at(&0u32.to_le_bytes(), 1024 + 0x0C).unwrap();
+    f.write_all_at(&8u32.to_le_bytes(), 1024 + 0x20).unwrap();
+    f.write_all_at(&8u32.to_le_bytes(), 1024 + 0x28).unwrap();
+    f.write_all_at(&(1u32 << 31).to_le_bytes(), 1024).unwrap();
+    f.write_all_at(&0u32.to_le_bytes(), 1024 + 0x10).unwrap();
+    f.set_len(2 << 40).unwrap();
+    drop(f);
+    let started = std::time::Instant::now();
+    let (v, code) = inspect_json(&img);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["partitions"][0]["filesystem"]["type"], "ext2");
+    assert!(
+        v["notes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("268435456 block groups")),
+        "{v:#}"
+    );
+}
