@@ -296,6 +296,31 @@ fn damaged_ext_superblocks_are_named_and_reported() {
     assert_eq!(probe_file(&img).fstype, FsType::Unknown);
 }
 
+/// Groups that do not hold the inode count: libext2fs (dumpe2fs) refuses the
+/// superblock as corrupt; the probe names the type and says why.
+#[test]
+fn inode_count_not_matching_the_groups_is_a_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let img = mke2fs(dir.path(), "inodes.img", 16 << 20, &["-t", "ext3"]);
+    assert!(probe_file(&img).problem.is_none());
+    let count = u32::from_le_bytes(peek(&img, 1024, 4).try_into().expect("4 bytes"));
+    patch(&img, 1024, &(count + 1).to_le_bytes());
+    let out = std::process::Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&img)
+        .output()
+        .expect("dumpe2fs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
+    let info = probe_file(&img);
+    assert_eq!(info.fstype, FsType::Ext3);
+    let why = info.problem.expect("problem");
+    assert!(
+        why.contains(&format!("s_inodes_count {}", count + 1)),
+        "{why}"
+    );
+}
+
 #[test]
 fn swap_matches_blkid() {
     let dir = tempfile::tempdir().expect("tempdir");
