@@ -131,15 +131,7 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         }
         let number = r.partition.number;
         let place = partition_place(number);
-        let groups = fs.ext.as_ref().map_or(0, |e| e.group_count);
-        if groups > MAX_GROUPS {
-            notes.push(format!(
-                "{place}: not inspected: its superblock describes {groups} block groups; \
-                 domuify reads filesystems of at most {MAX_GROUPS} (128 TiB in 4 KiB blocks)"
-            ));
-            continue;
-        }
-        let reader = match open_reader(&disk, &r.partition, &mut notes) {
+        let reader = match open_reader(&disk, r, &mut notes) {
             Ok(reader) => reader,
             Err(e) if e.kind() == ErrorKind::Unsupported => {
                 notes.push(format!("{place}: not inspected: {e}"));
@@ -243,12 +235,25 @@ fn probe_partition(disk: &Arc<Disk>, p: &Partition, problems: &mut Vec<Problem>)
 
 /// The reader for an ext partition: ext4-view, or our engine where ext4-view
 /// cannot read (it refuses some features, and fails on metadata_csum with 128-byte
-/// inodes); the fallback is said in `notes`, never hidden.
+/// inodes); the fallback is said in `notes`, never hidden. A filesystem of more
+/// than [`MAX_GROUPS`] block groups is not opened (an `Unsupported` error).
 fn open_reader(
     disk: &Arc<Disk>,
-    p: &Partition,
+    r: &PartitionReport,
     notes: &mut Vec<String>,
 ) -> Result<Box<dyn GuestFs>> {
+    let p = &r.partition;
+    let groups = r
+        .filesystem
+        .as_ref()
+        .and_then(|f| f.ext.as_ref())
+        .map_or(0, |e| e.group_count);
+    if groups > MAX_GROUPS {
+        return Err(crate::Error::unsupported(format!(
+            "its superblock describes {groups} block groups; domuify reads filesystems \
+             of at most {MAX_GROUPS} (128 TiB in 4 KiB blocks)"
+        )));
+    }
     let past_end = || {
         crate::Error::corrupt(format!(
             "{} starts past the end of the disk",
@@ -301,9 +306,11 @@ fn read_separate_boot(
         ));
         return;
     }
-    match open_reader(disk, &r.partition, notes).and_then(|fs| guest::scan_kernels(&*fs, "/", boot))
-    {
+    match open_reader(disk, r, notes).and_then(|fs| guest::scan_kernels(&*fs, "/", boot)) {
         Ok(k) => guest.kernels = k,
+        Err(e) if e.kind() == ErrorKind::Unsupported => {
+            notes.push(format!("{}: /boot not read: {e}", partition_place(boot)));
+        }
         Err(e) => problems.push(Problem {
             place: partition_place(boot),
             offset: Some(r.partition.start_bytes),
