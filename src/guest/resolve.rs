@@ -339,25 +339,26 @@ fn eq_id(a: &str, b: &str) -> bool {
 /// When several carry it (a cloned filesystem), the guest's own partition is
 /// taken if it is one of them, else the first, and the note names them all.
 fn find_by(view: &DiskView, value: &str, by: ResolvedBy) -> Resolution {
-    let hits: Vec<u32> = view
+    // Each partition that carries the value, with the value as it carries it.
+    let hits: Vec<(u32, &str)> = view
         .parts
         .iter()
-        .filter(|p| {
+        .filter_map(|p| {
             let field = match by {
                 ResolvedBy::Uuid => p.uuid.as_deref(),
                 ResolvedBy::Label => p.label.as_deref(),
                 ResolvedBy::Partuuid => p.partuuid.as_deref(),
                 ResolvedBy::Partlabel => p.partlabel.as_deref(),
                 _ => None,
+            }?;
+            let same = match by {
+                // Labels are case-sensitive; UUIDs are matched whatever their case,
+                // and a case that differs is said (see below).
+                ResolvedBy::Label | ResolvedBy::Partlabel => field == value,
+                _ => eq_id(field, value),
             };
-            match (field, by) {
-                // Labels are case-sensitive; UUIDs are not.
-                (Some(f), ResolvedBy::Label | ResolvedBy::Partlabel) => f == value,
-                (Some(f), _) => eq_id(f, value),
-                (None, _) => false,
-            }
+            same.then_some((p.number, field))
         })
-        .map(|p| p.number)
         .collect();
     let what = match by {
         ResolvedBy::Uuid => "filesystem with UUID",
@@ -367,26 +368,33 @@ fn find_by(view: &DiskView, value: &str, by: ResolvedBy) -> Resolution {
     };
     let chosen = hits
         .iter()
-        .copied()
-        .find(|&n| n == view.guest_partition)
-        .or_else(|| hits.first().copied());
-    match chosen {
-        Some(n) => {
-            let mut r = Resolution::part(n, by);
-            if hits.len() > 1 {
-                let all: Vec<String> = hits.iter().map(u32::to_string).collect();
-                r.note = Some(format!(
-                    "more than one {what} {value}: partitions {}; partition {n} taken",
-                    all.join(", ")
-                ));
-            }
-            r
-        }
-        None => Resolution::other(
+        .find(|&&(n, _)| n == view.guest_partition)
+        .or_else(|| hits.first());
+    let Some(&(n, field)) = chosen else {
+        return Resolution::other(
             SourceKind::Unresolved,
             format!("no {what} {value} in this image"),
-        ),
+        );
+    };
+    let mut r = Resolution::part(n, by);
+    let mut notes = Vec::new();
+    if hits.len() > 1 {
+        let all: Vec<String> = hits.iter().map(|(n, _)| n.to_string()).collect();
+        notes.push(format!(
+            "more than one {what} {value}: partitions {}; partition {n} taken",
+            all.join(", ")
+        ));
     }
+    if field != value {
+        // libblkid and udev's /dev/disk/by-* links compare case-sensitively.
+        notes.push(format!(
+            "partition {n} has {field}: mount compares case-sensitively and would not find {value}"
+        ));
+    }
+    if !notes.is_empty() {
+        r.note = Some(notes.join("; "));
+    }
+    r
 }
 
 /// Resolve one entry. `own` is how the guest names its own disk, from
@@ -950,5 +958,19 @@ none /tmp tmpfs defaults 0 0\n\
             [(Partition, Some(5)), (Unresolved, None), (Unresolved, None)]
         );
         assert!(r[1].1.note.as_deref().unwrap_or("").contains("extended"));
+    }
+
+    #[test]
+    fn a_uuid_in_another_case_resolves_and_says_mount_would_not_find_it() {
+        let text = "UUID=55555555-0000-0000-0000-000000000005 / ext3 defaults 0 1\n\
+UUID=0123456789abcdef /win ntfs defaults 0 0\n";
+        let r = resolve_all(text, &seed_view());
+        assert_eq!(r[0].1.note, None);
+        assert_eq!(r[1].1.partition, Some(1));
+        let note = r[1].1.note.as_deref().unwrap_or("");
+        assert!(
+            note.contains("0123456789ABCDEF") && note.contains("case-sensitively"),
+            "{note}"
+        );
     }
 }
