@@ -196,6 +196,16 @@ pub fn read_guest(fs: &dyn GuestFs, view: &DiskView) -> Result<Guest> {
         unreadable.push(("/lib/modules".to_string(), e.to_string()));
         Vec::new()
     });
+    for (n, what) in [
+        (kernels.len(), "kernels in /boot"),
+        (module_trees.len(), "module trees"),
+    ] {
+        if n >= MAX_LISTED {
+            warnings.push(format!(
+                "{MAX_LISTED} or more {what}: at most {MAX_LISTED} are listed"
+            ));
+        }
+    }
     Ok(Guest {
         partition: view.guest_partition,
         os_release,
@@ -512,6 +522,20 @@ mod tests {
         assert!(g.fstab.is_empty());
         assert!(
             g.warnings.iter().any(|w| w.contains("not a regular file")),
+            "{:?}",
+            g.warnings
+        );
+    }
+
+    #[test]
+    fn a_long_kernel_list_is_cut_and_says_so() {
+        let names: Vec<String> = (0..300).map(|i| format!("/boot/vmlinuz-5.{i}.0")).collect();
+        let mut files: Vec<(&str, &[u8])> = names.iter().map(|n| (n.as_str(), &b""[..])).collect();
+        files.push(("/etc/fstab", b""));
+        let g = read_guest(&MemFs::new(&files), &view(2)).unwrap();
+        assert_eq!(g.kernels.len(), MAX_LISTED);
+        assert!(
+            g.warnings.iter().any(|w| w.contains("kernels in /boot")),
             "{:?}",
             g.warnings
         );
