@@ -17,7 +17,7 @@ use std::os::unix::fs::{FileExt, FileTypeExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 
 /// Positional reads from a byte-addressed device.
 pub trait ReadAt {
@@ -148,6 +148,13 @@ impl Disk {
     /// Open `path` with the given access. A read-only open never writes.
     pub fn open(path: &Path, access: Access) -> Result<Disk> {
         let shown = path.display();
+        // Checked before opening too: opening a FIFO blocks until a writer comes.
+        let before = std::fs::metadata(path)
+            .map_err(|e| Error::io(format!("cannot open {shown}"), e))?
+            .file_type();
+        if !(before.is_file() || before.is_block_device()) {
+            return Err(not_a_disk(path));
+        }
         let mut file = OpenOptions::new()
             .read(true)
             .write(access == Access::ReadWrite)
@@ -162,9 +169,7 @@ impl Disk {
         } else if ft.is_block_device() {
             DiskKind::BlockDevice
         } else {
-            return Err(Error::invalid(format!(
-                "{shown} is neither a regular file nor a block device"
-            )));
+            return Err(not_a_disk(path));
         };
         let size = match kind {
             DiskKind::ImageFile => meta.len(),
@@ -211,6 +216,13 @@ impl Disk {
     pub fn logical_sector_size(&self) -> u32 {
         self.logical_sector_size
     }
+}
+
+fn not_a_disk(path: &Path) -> Error {
+    Error::invalid(format!(
+        "{} is neither a regular file nor a block device",
+        path.display()
+    ))
 }
 
 /// Read `/sys/class/block/NAME/queue/logical_block_size` for a block device node.
@@ -462,11 +474,6 @@ impl WriteAt for MemDisk {
     }
 }
 
-/// Is this error a read past the end of the device?
-pub fn is_out_of_range(e: &Error) -> bool {
-    e.kind() == ErrorKind::Corrupt && e.message().contains("past the end")
-}
-
 /// A read-ahead cache of one aligned chunk over a device: many small sequential
 /// reads (ext4-view reads group descriptors one by one) become a few large ones.
 /// Reads only; never used under writes.
@@ -491,13 +498,14 @@ impl<D: ReadAt> ReadAhead<D> {
 
 impl<D: ReadAt> ReadAt for ReadAhead<D> {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        // Checked first: every sum below then stays within the device's size.
+        check_range(offset, buf.len(), self.dev.size(), &"read-ahead")?;
         let len = buf.len() as u64;
         let chunk = offset - offset % READ_AHEAD;
         // Large reads, and reads that straddle a chunk boundary, go straight through.
         if len > READ_AHEAD || offset + len > chunk + READ_AHEAD {
             return self.dev.read_exact_at(offset, buf);
         }
-        check_range(offset, buf.len(), self.dev.size(), &"read-ahead")?;
         // OK to recover: the cache holds plain bytes and is refilled on a miss.
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
         let (start, bytes) = &mut *cache;
@@ -518,5 +526,36 @@ impl<D: ReadAt> ReadAt for ReadAhead<D> {
     }
     fn size(&self) -> u64 {
         self.dev.size()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_ahead_checks_the_range_before_any_arithmetic() {
+        let ra = ReadAhead::new(MemDisk::new((0..100_000u32).map(|i| i as u8).collect()));
+        let mut b = [0u8; 4];
+        // An offset near u64::MAX overflowed `offset + len` (a panic in debug builds).
+        assert!(ra.read_exact_at(u64::MAX - 1, &mut b).is_err());
+        assert!(ra.read_exact_at(99_998, &mut b).is_err());
+        ra.read_exact_at(99_996, &mut b).unwrap();
+        assert_eq!(b, [0x9c, 0x9d, 0x9e, 0x9f]);
+        // Across a chunk boundary, and a cached read after it.
+        let mut big = vec![0u8; 70_000];
+        ra.read_exact_at(1, &mut big).unwrap();
+        assert_eq!(big[65_535], 0);
+        ra.read_exact_at(65_536, &mut b).unwrap();
+        assert_eq!(b, [0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn windows_refuse_reads_past_their_end() {
+        let w = Window::new(MemDisk::new(vec![1; 4096]), 1024, 2048).unwrap();
+        let mut b = [0u8; 8];
+        assert!(w.read_exact_at(2044, &mut b).is_err());
+        assert!(w.read_exact_at(u64::MAX - 4, &mut b).is_err());
+        assert!(Window::new(MemDisk::new(vec![1; 4096]), u64::MAX, 2).is_err());
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::disk::{Disk, ReadAhead, ReadAt, Window};
+use crate::disk::{Disk, ReadAhead, ReadAt};
 use crate::error::{ErrorKind, Result};
 use crate::guest::reader::GuestFs;
 use crate::guest::resolve::{DiskView, PartView};
@@ -65,6 +65,11 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
+/// Most block groups of a filesystem whose files are read: a reader loads a
+/// descriptor of every group, so a hostile superblock with tiny groups on a large
+/// sparse image would make it read and hold gigabytes.
+pub const MAX_GROUPS: u64 = 1 << 20;
+
 /// Inspect `disk`: table, filesystems, systems.
 pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
     let table: PartitionTable = part::read_table(&*disk, disk.logical_sector_size())?;
@@ -109,6 +114,7 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
                 label: r.filesystem.as_ref().and_then(|f| f.label.clone()),
                 partuuid: r.partition.partuuid.clone(),
                 partlabel: r.partition.partlabel.clone(),
+                extended: r.partition.slot == Slot::Extended,
             })
             .collect(),
         guest_partition: 0,
@@ -118,12 +124,14 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
     let mut notes = Vec::new();
     for r in &partitions {
         let Some(fs) = &r.filesystem else { continue };
-        if !fs.fstype.is_ext() || fs.problem.is_some() {
+        // A damaged ext (cut short by a truncated acquisition, a second
+        // signature) is still read as far as it can be: what fails is a problem.
+        if !fs.fstype.is_ext() {
             continue;
         }
         let number = r.partition.number;
         let place = partition_place(number);
-        let reader = match open_reader(&disk, &r.partition, &mut notes) {
+        let reader = match open_reader(&disk, r, &mut notes) {
             Ok(reader) => reader,
             Err(e) if e.kind() == ErrorKind::Unsupported => {
                 notes.push(format!("{place}: not inspected: {e}"));
@@ -148,6 +156,11 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         });
         match guest {
             Ok(Some(mut g)) => {
+                problems.extend(g.unreadable.iter().map(|(path, message)| Problem {
+                    place: format!("{place}: {path}"),
+                    offset: Some(r.partition.start_bytes),
+                    message: message.clone(),
+                }));
                 if let Some(boot) = g.boot_partition() {
                     let sink = (&mut problems, &mut notes);
                     read_separate_boot(&disk, &partitions, boot, &mut g, sink);
@@ -188,18 +201,14 @@ fn partition_place(number: u32) -> String {
     }
 }
 
-/// A window over the part of `p` that lies on the disk (a partition running past
-/// the end is cut at the end; the table reader has already reported it).
-fn window(disk: &Arc<Disk>, p: &Partition) -> Result<Window<Arc<Disk>>> {
-    let start = p.start_bytes.min(disk.size());
-    let len = p.size_bytes.min(disk.size() - start);
-    Window::new(Arc::clone(disk), start, len)
-}
-
 fn probe_partition(disk: &Arc<Disk>, p: &Partition, problems: &mut Vec<Problem>) -> FsInfo {
     let place = partition_place(p.number);
-    let result = window(disk, p).and_then(|w| probe::probe(&w));
-    match result {
+    // A partition cut short by the disk's end is probed over what the disk holds;
+    // one that starts past the end holds nothing (the table reader reported both).
+    let Some(w) = p.readable_window(Arc::clone(disk)) else {
+        return FsInfo::unknown();
+    };
+    match probe::probe(&w) {
         Ok(info) => {
             if let Some(msg) = &info.problem {
                 problems.push(Problem {
@@ -217,12 +226,8 @@ fn probe_partition(disk: &Arc<Disk>, p: &Partition, problems: &mut Vec<Problem>)
                 message: format!("cannot probe the filesystem: {e}"),
             });
             FsInfo {
-                fstype: probe::FsType::Unknown,
-                uuid: None,
-                label: None,
-                version: None,
-                ext: None,
                 problem: Some(e.to_string()),
+                ..FsInfo::unknown()
             }
         }
     }
@@ -230,18 +235,35 @@ fn probe_partition(disk: &Arc<Disk>, p: &Partition, problems: &mut Vec<Problem>)
 
 /// The reader for an ext partition: ext4-view, or our engine where ext4-view
 /// cannot read (it refuses some features, and fails on metadata_csum with 128-byte
-/// inodes); the fallback is said in `notes`, never hidden.
+/// inodes); the fallback is said in `notes`, never hidden. A filesystem of more
+/// than [`MAX_GROUPS`] block groups is not opened (an `Unsupported` error).
 fn open_reader(
     disk: &Arc<Disk>,
-    p: &Partition,
+    r: &PartitionReport,
     notes: &mut Vec<String>,
 ) -> Result<Box<dyn GuestFs>> {
-    let w = window(disk, p)?;
-    let cached = Window::new(
-        Arc::new(ReadAhead::new(Arc::clone(disk))),
-        w.start(),
-        w.size(),
-    )?;
+    let p = &r.partition;
+    let groups = r
+        .filesystem
+        .as_ref()
+        .and_then(|f| f.ext.as_ref())
+        .map_or(0, |e| e.group_count);
+    if groups > MAX_GROUPS {
+        return Err(crate::Error::unsupported(format!(
+            "its superblock describes {groups} block groups; domuify reads filesystems \
+             of at most {MAX_GROUPS} (128 TiB in 4 KiB blocks)"
+        )));
+    }
+    let past_end = || {
+        crate::Error::corrupt(format!(
+            "{} starts past the end of the disk",
+            partition_place(p.number)
+        ))
+    };
+    let w = p.readable_window(Arc::clone(disk)).ok_or_else(past_end)?;
+    let cached = p
+        .readable_window(Arc::new(ReadAhead::new(Arc::clone(disk))))
+        .ok_or_else(past_end)?;
     let e = match ext4_view::Ext4::load(Box::new(cached)) {
         Ok(fs) => return Ok(Box::new(fs)),
         Err(e) => e,
@@ -284,9 +306,11 @@ fn read_separate_boot(
         ));
         return;
     }
-    match open_reader(disk, &r.partition, notes).and_then(|fs| guest::scan_kernels(&*fs, "/", boot))
-    {
+    match open_reader(disk, r, notes).and_then(|fs| guest::scan_kernels(&*fs, "/", boot)) {
         Ok(k) => guest.kernels = k,
+        Err(e) if e.kind() == ErrorKind::Unsupported => {
+            notes.push(format!("{}: /boot not read: {e}", partition_place(boot)));
+        }
         Err(e) => problems.push(Problem {
             place: partition_place(boot),
             offset: Some(r.partition.start_bytes),

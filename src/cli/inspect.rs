@@ -60,6 +60,10 @@ pub fn human_size(bytes: u64) -> String {
 
 /// Render rows as aligned columns.
 fn table(rows: &[Vec<String>]) -> String {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| shown(c)).collect())
+        .collect();
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -77,7 +81,11 @@ fn table(rows: &[Vec<String>]) -> String {
             if c + 1 == r.len() {
                 line.push_str(cell);
             } else {
-                let _ = write!(line, "{cell:<w$}  ", w = widths[c]);
+                let _ = write!(
+                    line,
+                    "{cell:<w$}  ",
+                    w = widths.get(c).copied().unwrap_or(0)
+                );
             }
         }
         out.push_str(line.trim_end());
@@ -91,7 +99,7 @@ fn human(r: &Report) -> String {
     let _ = writeln!(
         o,
         "{}: {} {} ({} bytes), {}-byte sectors",
-        r.image,
+        shown(&r.image),
         r.device_kind.replace('-', " "),
         human_size(r.size_bytes),
         r.size_bytes,
@@ -107,7 +115,7 @@ fn human(r: &Report) -> String {
         "Partition table: {table_name}{}\n",
         r.disk_id
             .as_ref()
-            .map(|d| format!(", disk id {d}"))
+            .map(|d| format!(", disk id {}", shown(d)))
             .unwrap_or_default()
     );
     let mut rows = vec![[
@@ -160,7 +168,7 @@ fn human(r: &Report) -> String {
             .os_release
             .get("PRETTY_NAME")
             .or_else(|| g.os_release.get("NAME"))
-            .cloned()
+            .map(|n| shown(n))
             .unwrap_or_else(|| "unknown OS".into());
         let _ = writeln!(
             o,
@@ -168,7 +176,7 @@ fn human(r: &Report) -> String {
             g.partition,
             g.hostname
                 .as_ref()
-                .map(|h| format!(", hostname {h}"))
+                .map(|h| format!(", hostname {}", shown(h)))
                 .unwrap_or_default()
         );
         let _ = writeln!(o, "  /etc/fstab:");
@@ -176,21 +184,7 @@ fn human(r: &Report) -> String {
             .map(String::from)
             .to_vec()];
         for e in &g.fstab {
-            let to = match (e.kind, e.partition) {
-                (SourceKind::Partition, Some(n)) => format!(
-                    "partition {n}{}",
-                    e.resolved_by
-                        .map(|b| format!(
-                            " (by {})",
-                            serde_json::to_value(b)
-                                .ok()
-                                .and_then(|v| v.as_str().map(String::from))
-                                .unwrap_or_default()
-                        ))
-                        .unwrap_or_default()
-                ),
-                _ => e.note.clone().unwrap_or_else(|| format!("{:?}", e.kind)),
-            };
+            let to = resolves_to(e);
             rows.push(vec![
                 e.line.to_string(),
                 e.source.clone(),
@@ -208,10 +202,10 @@ fn human(r: &Report) -> String {
                 let _ = writeln!(
                     o,
                     "    {}  {}  initrd: {}  config: {}",
-                    k.version,
-                    k.image,
-                    k.initrd.as_deref().unwrap_or("none"),
-                    k.config.as_deref().unwrap_or("none")
+                    shown(&k.version),
+                    shown(&k.image),
+                    shown(k.initrd.as_deref().unwrap_or("none")),
+                    shown(k.config.as_deref().unwrap_or("none"))
                 );
             }
         }
@@ -221,11 +215,11 @@ fn human(r: &Report) -> String {
             if g.module_trees.is_empty() {
                 "none".to_string()
             } else {
-                g.module_trees.join(", ")
+                shown(&g.module_trees.join(", "))
             }
         );
         for w in &g.warnings {
-            let _ = writeln!(o, "  warning: {w}");
+            let _ = writeln!(o, "  warning: {}", shown(w));
         }
     }
     if r.systems.is_empty() {
@@ -235,7 +229,7 @@ fn human(r: &Report) -> String {
         );
     }
     for n in &r.notes {
-        let _ = writeln!(o, "\nnote: {n}");
+        let _ = writeln!(o, "\nnote: {}", shown(n));
     }
     if !r.problems.is_empty() {
         let _ = writeln!(o, "\nProblems found:");
@@ -243,15 +237,89 @@ fn human(r: &Report) -> String {
             let _ = writeln!(
                 o,
                 "  {}{}: {}",
-                p.place,
+                shown(&p.place),
                 p.offset.map(|x| format!(" at {x:#x}")).unwrap_or_default(),
-                p.message
+                shown(&p.message)
             );
         }
     }
     o
 }
 
+/// The RESOLVES TO column: the partition and how it was found, with the note
+/// when there is one (an assumption, a UUID found twice), or what else it is.
+fn resolves_to(e: &crate::guest::FstabEntry) -> String {
+    match (e.kind, e.partition) {
+        (SourceKind::Partition, Some(n)) => {
+            let by = e
+                .resolved_by
+                .and_then(|b| serde_json::to_value(b).ok())
+                .and_then(|v| v.as_str().map(|s| format!("by {s}")));
+            let why: Vec<String> = by.into_iter().chain(e.note.clone()).collect();
+            if why.is_empty() {
+                format!("partition {n}")
+            } else {
+                format!("partition {n} ({})", why.join("; "))
+            }
+        }
+        _ => e.note.clone().unwrap_or_else(|| format!("{:?}", e.kind)),
+    }
+}
+
+/// A string from the image as it may be printed to a terminal: control
+/// characters (an escape sequence in a hostile hostname or label, a newline in a
+/// GPT name) and bidirectional overrides are shown escaped (`\x1b`,
+/// `\u{202e}`), never sent raw.
+fn shown(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            // OK to print as two hex digits: control characters are below 0xA0.
+            let _ = write!(out, "\\x{:02x}", u32::from(c));
+        } else if matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') {
+            // Bidirectional overrides would reorder what follows them.
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn indent(s: &str) -> String {
     s.lines().map(|l| format!("  {l}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::guest::resolve::ResolvedBy;
+    use crate::guest::FstabEntry;
+
+    #[test]
+    fn resolution_column_keeps_the_note() {
+        let mut e = FstabEntry {
+            line: 3,
+            source: "/dev/sda3".into(),
+            target: "/boot".into(),
+            fstype: "ext4".into(),
+            options: "defaults".into(),
+            dump: 0,
+            pass: 2,
+            partition: Some(3),
+            resolved_by: Some(ResolvedBy::DeviceName),
+            kind: SourceKind::Partition,
+            note: Some("assumed sda is the guest's own disk".into()),
+        };
+        assert_eq!(
+            resolves_to(&e),
+            "partition 3 (by device-name; assumed sda is the guest's own disk)"
+        );
+        e.note = None;
+        assert_eq!(resolves_to(&e), "partition 3 (by device-name)");
+        e.kind = SourceKind::OtherDisk;
+        e.partition = None;
+        e.note = Some("/dev/sdb1 is on another disk".into());
+        assert_eq!(resolves_to(&e), "/dev/sdb1 is on another disk");
+    }
 }

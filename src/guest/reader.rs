@@ -29,8 +29,6 @@ pub trait GuestFs {
     /// Names and kinds in the directory at `path` (without `.` and `..`), `None`
     /// if it does not exist or is not a directory.
     fn list_dir(&self, path: &str) -> Result<Option<Vec<(String, Kind)>>>;
-    /// Is `path` (symlinks followed) a directory?
-    fn is_dir(&self, path: &str) -> Result<bool>;
     /// Which reader this is, for notes (`"ext4-view"`).
     fn reader_name(&self) -> &'static str;
 }
@@ -86,10 +84,6 @@ impl GuestFs for ext4_view::Ext4 {
             out.push((name, kind));
         }
         Ok(Some(out))
-    }
-
-    fn is_dir(&self, path: &str) -> Result<bool> {
-        Ok(map_err(self.metadata(path), path)?.is_some_and(|m| m.is_dir()))
     }
 
     fn reader_name(&self) -> &'static str {
@@ -155,13 +149,6 @@ impl<D: crate::disk::ReadAt> GuestFs for crate::ext::Ext<D> {
             out.push((String::from_utf8_lossy(&e.name).into_owned(), kind));
         }
         Ok(Some(out))
-    }
-
-    fn is_dir(&self, path: &str) -> Result<bool> {
-        match engine_opt(self.resolve(path.as_bytes(), true))? {
-            Some(ino) => Ok(self.stat(ino)?.file_type() == crate::ext::FileType::Directory),
-            None => Ok(false),
-        }
     }
 
     fn reader_name(&self) -> &'static str {

@@ -137,11 +137,6 @@ impl Partition {
         self.start_bytes.checked_add(self.size_bytes)
     }
 
-    /// Does the whole partition lie inside a disk of `disk_size` bytes?
-    pub fn fits(&self, disk_size: u64) -> bool {
-        self.end_bytes().is_some_and(|end| end <= disk_size)
-    }
-
     /// A window over the part of the partition the disk holds: all of it, or for
     /// a partition cut short by the disk's end (a truncated image) the bytes up to
     /// that end, so what is there can still be probed and read. `None` when the

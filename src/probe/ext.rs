@@ -266,6 +266,21 @@ fn describe(sb: &[u8], dev_size: u64) -> FsInfo {
         problems.push("s_inodes_per_group is 0".into());
     }
     let first_data_block = u64::from(le32(sb, S_FIRST_DATA_BLOCK));
+    let s_blocks_per_group = u64::from(le32(sb, S_BLOCKS_PER_GROUP));
+    let group_count = match blocks_count.checked_sub(first_data_block) {
+        Some(b) if s_blocks_per_group != 0 => b.div_ceil(s_blocks_per_group),
+        _ => 0,
+    };
+    // libext2fs refuses a superblock whose groups do not hold its inodes.
+    let s_inodes_per_group = u64::from(le32(sb, S_INODES_PER_GROUP));
+    if group_count != 0
+        && s_inodes_per_group != 0
+        && group_count.checked_mul(s_inodes_per_group) != Some(u64::from(s_inodes_count))
+    {
+        problems.push(format!(
+            "s_inodes_count {s_inodes_count} is not {group_count} groups of s_inodes_per_group {s_inodes_per_group}"
+        ));
+    }
     if blocks_count != 0 && first_data_block >= blocks_count {
         problems.push(format!(
             "s_first_data_block {first_data_block} is not below s_blocks_count {blocks_count}"
@@ -301,6 +316,7 @@ fn describe(sb: &[u8], dev_size: u64) -> FsInfo {
         state,
         needs_recovery: incompat & INCOMPAT_RECOVER != 0,
         last_mounted: bytes::label(bytes::slice(sb, S_LAST_MOUNTED, 64)),
+        group_count,
     });
     if !problems.is_empty() {
         info.problem = Some(format!(

@@ -116,6 +116,11 @@ pub struct ExtInfo {
     pub needs_recovery: bool,
     /// Last mount point recorded in the superblock, if any.
     pub last_mounted: Option<String>,
+    /// Block groups the superblock describes (blocks after `s_first_data_block`
+    /// over `s_blocks_per_group`, rounded up; 0 when that is 0): what a reader
+    /// loads one descriptor of each for, so what a hostile superblock inflates.
+    #[serde(skip)]
+    pub group_count: u64,
 }
 
 /// What a probe found on one partition (or a bare disk).
@@ -133,8 +138,8 @@ pub struct FsInfo {
     /// ext facts, for ext2/3/4.
     #[serde(skip_serializing_if = "Option::is_none", flatten)]
     pub ext: Option<ExtInfo>,
-    /// A signature was found but the structure behind it is damaged.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// A signature was found but the structure behind it is damaged (always in
+    /// the JSON document, `null` when nothing is wrong).
     pub problem: Option<String>,
 }
 

@@ -296,6 +296,31 @@ fn damaged_ext_superblocks_are_named_and_reported() {
     assert_eq!(probe_file(&img).fstype, FsType::Unknown);
 }
 
+/// Groups that do not hold the inode count: libext2fs (dumpe2fs) refuses the
+/// superblock as corrupt; the probe names the type and says why.
+#[test]
+fn inode_count_not_matching_the_groups_is_a_problem() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let img = mke2fs(dir.path(), "inodes.img", 16 << 20, &["-t", "ext3"]);
+    assert!(probe_file(&img).problem.is_none());
+    let count = u32::from_le_bytes(peek(&img, 1024, 4).try_into().expect("4 bytes"));
+    patch(&img, 1024, &(count + 1).to_le_bytes());
+    let out = std::process::Command::new("dumpe2fs")
+        .arg("-h")
+        .arg(&img)
+        .output()
+        .expect("dumpe2fs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
+    let info = probe_file(&img);
+    assert_eq!(info.fstype, FsType::Ext3);
+    let why = info.problem.expect("problem");
+    assert!(
+        why.contains(&format!("s_inodes_count {}", count + 1)),
+        "{why}"
+    );
+}
+
 #[test]
 fn swap_matches_blkid() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -824,4 +849,57 @@ fn two_signatures_are_reported_like_blkid_refuses_them() {
     assert_eq!(info.fstype, FsType::Swap);
     let why = info.problem.expect("problem");
     assert!(why.contains("also present: ext4"), "{why}");
+}
+
+/// Every single feature bit, named as `dumpe2fs -h` names it (the bits of an
+/// incompat word dumpe2fs refuses to open are left out: it names nothing then).
+#[test]
+fn every_feature_bit_is_named_like_dumpe2fs() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = mke2fs(
+        dir.path(),
+        "bits.img",
+        8 << 20,
+        &["-t", "ext2", "-O", "none", "-E", "root_owner=0:0"],
+    );
+    let mut judged = 0;
+    for (word, off) in [
+        ("compat", 0x5C_u64),
+        ("incompat", 0x60),
+        ("ro_compat", 0x64),
+    ] {
+        for bit in 0..32 {
+            for o in [0x5C, 0x60, 0x64] {
+                patch(&img, 1024 + o, &[0; 4]);
+            }
+            patch(&img, 1024 + off, &(1u32 << bit).to_le_bytes());
+            let out = std::process::Command::new("dumpe2fs")
+                .arg("-h")
+                .arg(&img)
+                .output()
+                .unwrap();
+            // dumpe2fs may print the superblock and still fail (a metadata_csum
+            // bit without a checksum); it prints nothing for an incompat bit it
+            // does not support.
+            let text = String::from_utf8_lossy(&out.stdout);
+            let Some(theirs) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("Filesystem features:"))
+                .map(|f| f.trim().to_string())
+            else {
+                assert_eq!(word, "incompat", "dumpe2fs refused {word} bit {bit}");
+                continue;
+            };
+            let [c, i, r] = [0x5C, 0x60, 0x64]
+                .map(|o| u32::from_le_bytes(peek(&img, 1024 + o, 4).try_into().unwrap()));
+            assert_eq!(
+                crate::probe::ext_feature_names(c, i, r).join(" "),
+                theirs,
+                "{word} bit {bit}"
+            );
+            judged += 1;
+        }
+    }
+    // compat and ro_compat whole, and most of incompat.
+    assert!(judged >= 64 + 12, "only {judged} bits judged");
 }

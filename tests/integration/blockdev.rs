@@ -120,3 +120,60 @@ fn gpt_on_4096_byte_sectors() {
     }
     assert_eq!(parts[0]["partlabel"], "data");
 }
+
+/// An MBR with an extended partition and logicals on a 4096-byte-sector device:
+/// the EBR chain is walked in 4096-byte sectors, as sfdisk and the kernel walk it.
+#[test]
+fn mbr_with_logicals_on_4096_byte_sectors() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = tmp.path().join("4k-mbr.img");
+    run("truncate", &["-s", "64M", img.to_str().unwrap()]);
+    let Some(dev) = Loop::attach(&img, &["-b", "4096"]) else {
+        return;
+    };
+    let node = dev.0.to_str().unwrap().to_string();
+    let mut sfdisk = Command::new("sfdisk")
+        .args(["-q", "--no-reread", "--no-tell-kernel", &node])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        sfdisk.stdin.as_mut().unwrap(),
+        b"label: dos\nlabel-id: 0x4b4b0001\nstart=256, size=2048, type=83\nstart=2560, size=8192, type=5\nstart=2816, size=1024, type=83\nstart=4096, size=1024, type=82\n",
+    )
+    .unwrap();
+    assert!(sfdisk.wait().unwrap().success());
+    let v = inspect(&dev.0);
+    assert_eq!(v["sector_size"], 4096);
+    assert_eq!(v["table"], "mbr");
+    let sf: Value = serde_json::from_str(&run("sfdisk", &["--json", &node])).unwrap();
+    let sector = sf["partitiontable"]["sectorsize"].as_u64().unwrap();
+    assert_eq!(sector, 4096);
+    let parts = v["partitions"].as_array().unwrap();
+    let sf_parts = sf["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), sf_parts.len());
+    assert_eq!(parts.len(), 4);
+    for (ours, theirs) in parts.iter().zip(sf_parts) {
+        let node = theirs["node"].as_str().unwrap();
+        let digits = node.len() - node.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+        assert_eq!(
+            ours["number"].as_u64().unwrap().to_string(),
+            node[node.len() - digits..]
+        );
+        assert_eq!(
+            ours["start_bytes"].as_u64().unwrap(),
+            theirs["start"].as_u64().unwrap() * sector
+        );
+        assert_eq!(
+            ours["size_bytes"].as_u64().unwrap(),
+            theirs["size"].as_u64().unwrap() * sector
+        );
+        assert_eq!(
+            u8::from_str_radix(ours["type"].as_str().unwrap().trim_start_matches("0x"), 16)
+                .unwrap(),
+            u8::from_str_radix(theirs["type"].as_str().unwrap(), 16).unwrap()
+        );
+    }
+    assert_eq!(parts[2]["slot"], "logical");
+    assert_eq!(parts[3]["partuuid"], "4b4b0001-06");
+}
