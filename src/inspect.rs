@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::disk::{Disk, ReadAhead, ReadAt};
 use crate::error::{ErrorKind, Result};
-use crate::guest::reader::GuestFs;
+use crate::guest::reader::{self, GuestRead};
 use crate::guest::resolve::{DiskView, PartView};
 use crate::guest::{self, Guest};
 use crate::part::{self, Partition, PartitionTable, Slot, TableKind};
@@ -241,7 +241,7 @@ fn open_reader(
     disk: &Arc<Disk>,
     r: &PartitionReport,
     notes: &mut Vec<String>,
-) -> Result<Box<dyn GuestFs>> {
+) -> Result<Box<dyn GuestRead>> {
     let p = &r.partition;
     let groups = r
         .filesystem
@@ -260,34 +260,16 @@ fn open_reader(
             partition_place(p.number)
         ))
     };
-    let w = p.readable_window(Arc::clone(disk)).ok_or_else(past_end)?;
+    // A small read-ahead turns the many small reads of a filesystem's metadata
+    // (ext4-view reads group descriptors one by one) into a few large ones.
     let cached = p
         .readable_window(Arc::new(ReadAhead::new(Arc::clone(disk))))
         .ok_or_else(past_end)?;
-    let e = match ext4_view::Ext4::load(Box::new(cached)) {
-        Ok(fs) => return Ok(Box::new(fs)),
-        Err(e) => e,
-    };
-    match crate::ext::Ext::open_read_only(w) {
-        Ok(fs) => {
-            notes.push(format!(
-                "{}: ext4-view cannot read this filesystem ({e}); read with {} instead",
-                partition_place(p.number),
-                fs.reader_name()
-            ));
-            Ok(Box::new(fs))
-        }
-        Err(ours) => {
-            let kind = match e {
-                ext4_view::Ext4Error::Incompatible(_) => ErrorKind::Unsupported,
-                _ => ours.kind(),
-            };
-            Err(crate::Error::new(
-                kind,
-                format!("ext4-view: {e}; domuify's ext engine: {ours}"),
-            ))
-        }
+    let (reader, fallback) = reader::open(cached)?;
+    if let Some(why) = fallback {
+        notes.push(format!("{}: {why}", partition_place(p.number)));
     }
+    Ok(reader)
 }
 
 fn read_separate_boot(

@@ -19,10 +19,11 @@ use super::{
     CopyInArgs, CopyOutArgs, LsArgs, MkdirArgs, PathArgs, RmArgs, Target, UndoArgs, UsageError,
     WriteArgs, WriteOpts,
 };
-use crate::copy::{self, EngineReader, GuestRead, Node, ViewReader};
+use crate::copy::{self, GuestRead, Node};
 use crate::disk::{Access, Disk, ReadAt, Window, WriteAt};
 use crate::error::{Error, ErrorKind};
 use crate::ext::{Ext, FileType, Ino, NewNode, Timestamp};
+use crate::guest::reader as guest_reader;
 use crate::part::{Partition, Slot, TableKind};
 use crate::undo::{self, UndoDev};
 
@@ -113,22 +114,11 @@ fn target_name(t: &Target) -> String {
 /// refuses the filesystem (said on stderr).
 fn open_reader(t: &Target) -> anyhow::Result<Box<dyn GuestRead>> {
     let win = open_partition(&t.image, t.part, Access::ReadOnly)?;
-    match ViewReader::load(win.clone()) {
-        Ok(r) => Ok(Box::new(r)),
-        Err(view_err) => match EngineReader::open(win) {
-            Ok(r) => {
-                eprintln!(
-                    "domuify: note: ext4-view cannot read {} ({view_err}); reading with domuify's own ext reader instead",
-                    target_name(t)
-                );
-                Ok(Box::new(r))
-            }
-            Err(engine_err) => Err(anyhow!(
-                "{}: cannot read the filesystem: ext4-view: {view_err}; domuify's reader: {engine_err}",
-                target_name(t)
-            )),
-        },
+    let (reader, fallback) = guest_reader::open(win).with_context(|| target_name(t))?;
+    if let Some(why) = fallback {
+        eprintln!("domuify: note: {}: {why}", target_name(t));
     }
+    Ok(reader)
 }
 
 fn guest_path(p: &str) -> anyhow::Result<Vec<u8>> {

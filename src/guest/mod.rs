@@ -96,7 +96,7 @@ pub struct Guest {
 
 /// Does this filesystem hold an installed Linux root (an `/etc/fstab`, whatever
 /// its size or kind)?
-pub fn is_root(fs: &dyn GuestFs) -> Result<bool> {
+pub fn is_root(fs: &(impl GuestFs + ?Sized)) -> Result<bool> {
     Ok(fs
         .list_dir("/etc")?
         .is_some_and(|e| e.iter().any(|(n, _)| n == "fstab")))
@@ -104,7 +104,7 @@ pub fn is_root(fs: &dyn GuestFs) -> Result<bool> {
 
 /// Read the guest on `fs` (partition `view.guest_partition`). A file that cannot
 /// be read is recorded in [`Guest::unreadable`] and the rest is still read.
-pub fn read_guest(fs: &dyn GuestFs, view: &DiskView) -> Result<Guest> {
+pub fn read_guest(fs: &(impl GuestFs + ?Sized), view: &DiskView) -> Result<Guest> {
     let mut warnings = Vec::new();
     let mut unreadable = Vec::new();
     let mut read = |path: &str, max: u64| match fs.read_file(path, max) {
@@ -280,7 +280,11 @@ const KERNEL_PREFIXES: &[&str] = &["vmlinuz-", "vmlinux-", "bzImage-", "kernel-"
 /// Kernels in directory `dir` of `fs` (`/boot` of a root filesystem, or `/` of a
 /// separate /boot filesystem on `partition`), each with its initrd and config when
 /// present. Paths are reported as the guest sees them (`/boot/…`).
-pub fn scan_kernels(fs: &dyn GuestFs, dir: &str, partition: u32) -> Result<Vec<Kernel>> {
+pub fn scan_kernels(
+    fs: &(impl GuestFs + ?Sized),
+    dir: &str,
+    partition: u32,
+) -> Result<Vec<Kernel>> {
     let shown = "/boot";
     let Some(entries) = fs.list_dir(dir)? else {
         return Ok(Vec::new());
@@ -367,7 +371,7 @@ pub fn version_cmp<'a>(a: &'a str, b: &'a str) -> std::cmp::Ordering {
 
 /// Versions under `/lib/modules` (the path resolved inside the guest, so a usrmerge
 /// `/lib -> usr/lib` is followed), oldest version first.
-pub fn scan_module_trees(fs: &dyn GuestFs) -> Result<Vec<String>> {
+pub fn scan_module_trees(fs: &(impl GuestFs + ?Sized)) -> Result<Vec<String>> {
     let Some(entries) = fs.list_dir("/lib/modules")? else {
         return Ok(Vec::new());
     };
@@ -438,9 +442,6 @@ mod tests {
                 }
             }
             Ok((!out.is_empty()).then_some(out))
-        }
-        fn reader_name(&self) -> &'static str {
-            "memory"
         }
     }
 

@@ -1,12 +1,18 @@
-//! Read access to a guest filesystem for inspection: the [`GuestFs`] trait, and its
-//! implementation over ext4-view (the reader of record; our engine serves as a
-//! fallback where ext4-view cannot read).
+//! Read access to a guest filesystem, the one way every command reads a guest:
+//! [`GuestRead`] by path, over ext4-view ([`ViewReader`], the reader of record) or
+//! over our engine ([`EngineReader`]) where ext4-view cannot read; [`open`] picks
+//! one and says when it fell back. [`GuestFs`] is the small view inspection needs
+//! (a small file, a directory with kinds), given to every reader at once.
 //!
 //! Every path is absolute inside the guest and symlinks are resolved inside the
 //! guest. Nothing here touches the host's filesystem. Sizes are checked before a
 //! file is read, so a hostile image cannot make us allocate a huge buffer.
 
-use crate::error::{Error, Result};
+use std::io::{self, Write};
+
+use crate::disk::{ReadAt, Window};
+use crate::error::{Error, ErrorKind, Result};
+use crate::ext::{Ext, FileType, Ino, Timestamp};
 
 /// What a directory entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,61 +35,222 @@ pub trait GuestFs {
     /// Names and kinds in the directory at `path` (without `.` and `..`), `None`
     /// if it does not exist or is not a directory.
     fn list_dir(&self, path: &str) -> Result<Option<Vec<(String, Kind)>>>;
+}
+
+/// Metadata of a guest file as the read commands need it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Node {
+    /// What it is.
+    pub file_type: FileType,
+    /// Permission bits (`0o7777`).
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Access time.
+    pub atime: Timestamp,
+    /// Modification time.
+    pub mtime: Timestamp,
+    /// Link count, when the reader knows it (ext4-view does not expose it).
+    pub links: Option<u16>,
+}
+
+/// Read access to a guest filesystem by path.
+pub trait GuestRead {
+    /// Metadata of `path`; a symlink as last component is followed only when
+    /// `follow`.
+    fn node(&self, path: &[u8], follow: bool) -> Result<Node>;
+    /// The names in directory `path` (following symlinks to it), without `.` and
+    /// `..`; an entry the reader cannot decode is an `Err` in the list.
+    fn list(&self, path: &[u8]) -> Result<Vec<Result<Vec<u8>>>>;
+    /// A symlink's target.
+    fn read_link(&self, path: &[u8]) -> Result<Vec<u8>>;
+    /// Stream a regular file's contents (following symlinks) into `out`; returns
+    /// the byte count.
+    fn copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64>;
+    /// The filesystem's inode count: no valid tree has more directories, so a
+    /// walk that meets more has met a cycle of a damaged filesystem.
+    fn inodes_count(&self) -> u64;
     /// Which reader this is, for notes (`"ext4-view"`).
     fn reader_name(&self) -> &'static str;
 }
 
-/// Map an ext4-view error to ours; `Ok(None)` for "not there".
-fn map_err<T>(r: std::result::Result<T, ext4_view::Ext4Error>, path: &str) -> Result<Option<T>> {
+/// `s_inodes_count` from the superblock at byte 1024 of a filesystem.
+fn read_inodes_count(read: &mut dyn FnMut(u64, &mut [u8]) -> Result<()>) -> Result<u64> {
+    const S_INODES_COUNT: u64 = 1024;
+    let mut b = [0u8; 4];
+    read(S_INODES_COUNT, &mut b)?;
+    Ok(u64::from(u32::from_le_bytes(b)))
+}
+
+/// An error with its sources, for messages that are not printed by `main`.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+pub(crate) fn show(path: &[u8]) -> String {
+    String::from_utf8_lossy(path).into_owned()
+}
+
+fn view_error(path: &[u8], e: ext4_view::Ext4Error) -> Error {
     use ext4_view::Ext4Error as E;
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(E::NotFound | E::NotADirectory) => Ok(None),
-        Err(e @ E::Corrupt(_)) => Err(Error::corrupt(format!("{path}: {e}"))),
-        Err(e @ E::Incompatible(_)) => Err(Error::unsupported(format!("{path}: {e}"))),
-        Err(e) => Err(Error::corrupt(format!("{path}: {e}"))),
+    let p = show(path);
+    match e {
+        E::NotFound => Error::not_found(format!("{p}: no such file or directory in the guest")),
+        E::NotADirectory => Error::invalid(format!("{p}: not a directory")),
+        E::IsADirectory => Error::invalid(format!("{p}: is a directory")),
+        E::IsASpecialFile => Error::invalid(format!("{p}: is a special file")),
+        E::NotAbsolute | E::MalformedPath | E::PathTooLong => {
+            Error::invalid(format!("{p}: bad guest path ({e})"))
+        }
+        E::Incompatible(_) | E::Encrypted => Error::unsupported(format!("{p}: {e}")),
+        E::Io(inner) => Error::io(format!("{p}: read error"), io::Error::other(inner)),
+        other => Error::corrupt(format!("{p}: {other}")),
     }
 }
 
-impl GuestFs for ext4_view::Ext4 {
-    fn read_file(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>> {
-        let Some(meta) = map_err(self.metadata(path), path)? else {
-            return Ok(None);
-        };
-        if !meta.file_type().is_regular_file() {
-            return Ok(None);
-        }
-        if meta.len() > max {
-            return Err(Error::refused(format!(
-                "{path} is {} bytes, more than the {max} bytes this file may have; not read",
-                meta.len()
-            )));
-        }
-        map_err(self.read(path), path)
+fn view_type(t: ext4_view::FileType) -> FileType {
+    if t.is_regular_file() {
+        FileType::Regular
+    } else if t.is_dir() {
+        FileType::Directory
+    } else if t.is_symlink() {
+        FileType::Symlink
+    } else if t.is_char_dev() {
+        FileType::CharDevice
+    } else if t.is_block_dev() {
+        FileType::BlockDevice
+    } else if t.is_fifo() {
+        FileType::Fifo
+    } else if t.is_socket() {
+        FileType::Socket
+    } else {
+        FileType::Unknown
+    }
+}
+
+fn view_time(t: ext4_view::Timestamp) -> Timestamp {
+    Timestamp {
+        sec: t.seconds(),
+        nsec: t.nanoseconds(),
+    }
+}
+
+/// Most memory one directory listing may take.
+const MAX_LISTING_BYTES: usize = 256 << 20;
+
+/// ext4-view as a [`GuestRead`].
+pub struct ViewReader {
+    fs: ext4_view::Ext4,
+    inodes: u64,
+}
+
+impl ViewReader {
+    /// Load the filesystem from `dev` (a partition window).
+    pub fn load<R: ext4_view::Ext4Read + 'static>(mut dev: R) -> Result<ViewReader> {
+        let inodes = read_inodes_count(&mut |at, buf| {
+            dev.read(at, buf)
+                .map_err(|e| Error::io("reading the superblock", io::Error::other(e)))
+        })?;
+        let fs = ext4_view::Ext4::load(Box::new(dev)).map_err(|e| view_error(b"/", e))?;
+        // Some limits only show when the first inode is read (metadata_csum with
+        // 128-byte inodes: "inode 2 is truncated"): find them now, so that the
+        // caller can fall back to another reader.
+        fs.metadata(ext4_view::Path::ROOT)
+            .map_err(|e| view_error(b"/", e))?;
+        Ok(ViewReader { fs, inodes })
     }
 
-    fn list_dir(&self, path: &str) -> Result<Option<Vec<(String, Kind)>>> {
-        let Some(iter) = map_err(self.read_dir(path), path)? else {
-            return Ok(None);
-        };
-        let mut out = Vec::new();
-        for entry in iter {
-            let Some(entry) = map_err(entry, path)? else {
-                continue;
-            };
-            let name = entry.file_name().display().to_string();
-            if name == "." || name == ".." {
-                continue;
-            }
-            let kind = match map_err(entry.file_type(), path)? {
-                Some(t) if t.is_regular_file() => Kind::File,
-                Some(t) if t.is_dir() => Kind::Dir,
-                Some(t) if t.is_symlink() => Kind::Symlink,
-                _ => Kind::Other,
-            };
-            out.push((name, kind));
+    fn path<'p>(&self, path: &'p [u8]) -> Result<ext4_view::Path<'p>> {
+        ext4_view::Path::try_from(path)
+            .map_err(|e| Error::invalid(format!("{}: bad guest path ({e})", show(path))))
+    }
+}
+
+impl GuestRead for ViewReader {
+    fn node(&self, path: &[u8], follow: bool) -> Result<Node> {
+        let p = self.path(path)?;
+        let m = if follow {
+            self.fs.metadata(p)
+        } else {
+            self.fs.symlink_metadata(p)
         }
-        Ok(Some(out))
+        .map_err(|e| view_error(path, e))?;
+        Ok(Node {
+            file_type: view_type(m.file_type()),
+            perm: m.mode() & 0o7777,
+            uid: m.uid(),
+            gid: m.gid(),
+            size: m.len(),
+            atime: view_time(m.accessed()),
+            mtime: view_time(m.modified()),
+            links: None,
+        })
+    }
+
+    fn list(&self, path: &[u8]) -> Result<Vec<Result<Vec<u8>>>> {
+        let p = self.path(path)?;
+        let iter = self.fs.read_dir(p).map_err(|e| view_error(path, e))?;
+        let mut out = Vec::new();
+        let mut held = 0usize;
+        // ext4-view stops after the first error it yields.
+        for entry in iter {
+            match entry {
+                Ok(e) => {
+                    let name = e.file_name().as_ref().to_vec();
+                    if name != b"." && name != b".." {
+                        held += name.len() + 32;
+                        out.push(Ok(name));
+                    }
+                }
+                Err(e) => out.push(Err(view_error(path, e))),
+            }
+            // Bounded memory whatever a hostile directory claims to hold.
+            if held > MAX_LISTING_BYTES {
+                return Err(Error::corrupt(format!(
+                    "{}: directory too large to list (over {} MiB of names)",
+                    show(path),
+                    MAX_LISTING_BYTES >> 20
+                )));
+            }
+        }
+        Ok(out)
+    }
+
+    fn read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
+        let p = self.path(path)?;
+        let t = self.fs.read_link(p).map_err(|e| view_error(path, e))?;
+        Ok(t.as_ref().to_vec())
+    }
+
+    fn copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
+        let p = self.path(path)?;
+        let mut f = self.fs.open(p).map_err(|e| view_error(path, e))?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = f.read_bytes(&mut buf).map_err(|e| view_error(path, e))?;
+            if n == 0 {
+                return Ok(total);
+            }
+            out.write_all(&buf[..n])
+                .map_err(|e| Error::io(format!("{}: writing the copy", show(path)), e))?;
+            total += n as u64;
+        }
+    }
+
+    fn inodes_count(&self) -> u64 {
+        self.inodes
     }
 
     fn reader_name(&self) -> &'static str {
@@ -91,67 +258,196 @@ impl GuestFs for ext4_view::Ext4 {
     }
 }
 
-/// `Ok(None)` for "not there" from our engine.
-fn engine_opt<T>(r: Result<T>) -> Result<Option<T>> {
-    match r {
-        Ok(v) => Ok(Some(v)),
-        Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
+/// Our engine's reader as a [`GuestRead`] (the fallback when ext4-view refuses).
+pub struct EngineReader<D> {
+    ext: Ext<D>,
+    inodes: u64,
+}
+
+impl<D: ReadAt> EngineReader<D> {
+    /// Open `dev` read-only with the engine.
+    pub fn open(dev: D) -> Result<EngineReader<D>> {
+        let inodes = read_inodes_count(&mut |at, buf| dev.read_exact_at(at, buf))?;
+        Ok(EngineReader {
+            ext: Ext::open_read_only(dev)?,
+            inodes,
+        })
     }
 }
 
-impl<D: crate::disk::ReadAt> GuestFs for crate::ext::Ext<D> {
-    fn read_file(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>> {
-        let Some(ino) = engine_opt(self.resolve(path.as_bytes(), true))? else {
-            return Ok(None);
-        };
-        let st = self.stat(ino)?;
-        if st.file_type() != crate::ext::FileType::Regular {
-            return Ok(None);
-        }
-        if st.size > max {
-            return Err(Error::refused(format!(
-                "{path} is {} bytes, more than the {max} bytes this file may have; not read",
-                st.size
-            )));
-        }
-        // OK to cast: size is at most `max`, which the callers keep small.
-        let mut buf = vec![0; st.size as usize];
-        let mut done = 0;
-        while done < buf.len() {
-            let n = self.read_file(ino, done as u64, &mut buf[done..])?;
-            if n == 0 {
-                return Err(Error::corrupt(format!(
-                    "{path}: file ends at {done} bytes, its size says {}",
-                    st.size
-                )));
-            }
-            done += n;
-        }
-        Ok(Some(buf))
+/// Node of an engine stat.
+fn engine_node<D: ReadAt>(ext: &Ext<D>, ino: Ino) -> Result<Node> {
+    let s = ext.stat(ino)?;
+    Ok(Node {
+        file_type: s.file_type(),
+        perm: s.mode & 0o7777,
+        uid: s.uid,
+        gid: s.gid,
+        size: s.size,
+        atime: s.atime,
+        mtime: s.mtime,
+        links: Some(s.links),
+    })
+}
+
+impl<D: ReadAt> GuestRead for EngineReader<D> {
+    fn node(&self, path: &[u8], follow: bool) -> Result<Node> {
+        let ino = self.ext.resolve(path, follow)?;
+        engine_node(&self.ext, ino)
     }
 
-    fn list_dir(&self, path: &str) -> Result<Option<Vec<(String, Kind)>>> {
-        let Some(ino) = engine_opt(self.resolve(path.as_bytes(), true))? else {
-            return Ok(None);
-        };
-        if self.stat(ino)?.file_type() != crate::ext::FileType::Directory {
-            return Ok(None);
+    fn list(&self, path: &[u8]) -> Result<Vec<Result<Vec<u8>>>> {
+        let ino = self.ext.resolve(path, true)?;
+        if self.ext.stat(ino)?.file_type() != FileType::Directory {
+            return Err(Error::invalid(format!("{}: not a directory", show(path))));
         }
-        let mut out = Vec::new();
-        for e in self.read_dir(ino)? {
-            let kind = match e.file_type {
-                crate::ext::FileType::Regular => Kind::File,
-                crate::ext::FileType::Directory => Kind::Dir,
-                crate::ext::FileType::Symlink => Kind::Symlink,
-                _ => Kind::Other,
-            };
-            out.push((String::from_utf8_lossy(&e.name).into_owned(), kind));
+        Ok(self
+            .ext
+            .read_dir(ino)?
+            .into_iter()
+            .filter(|e| e.name != b"." && e.name != b"..")
+            .map(|e| Ok(e.name))
+            .collect())
+    }
+
+    fn read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
+        let ino = self.ext.resolve(path, false)?;
+        self.ext.read_link(ino)
+    }
+
+    fn copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
+        let ino = self.ext.resolve(path, true)?;
+        let st = self.ext.stat(ino)?;
+        if st.file_type() != FileType::Regular {
+            return Err(Error::invalid(format!(
+                "{}: not a regular file",
+                show(path)
+            )));
         }
-        Ok(Some(out))
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        while total < st.size {
+            let n = self.ext.read_file(ino, total, &mut buf)?;
+            if n == 0 {
+                break;
+            }
+            out.write_all(&buf[..n])
+                .map_err(|e| Error::io(format!("{}: writing the copy", show(path)), e))?;
+            total += n as u64;
+        }
+        Ok(total)
+    }
+
+    fn inodes_count(&self) -> u64 {
+        self.inodes
     }
 
     fn reader_name(&self) -> &'static str {
-        "domuify's ext engine"
+        "domuify's own ext reader"
+    }
+}
+
+/// Open a guest filesystem for reading: ext4-view, or our engine when ext4-view
+/// cannot read it. The second value says why it fell back, for the caller to show:
+/// a fallback is never hidden.
+pub fn open<D: ReadAt + Clone + 'static>(
+    win: Window<D>,
+) -> Result<(Box<dyn GuestRead>, Option<String>)> {
+    let view_err = match ViewReader::load(win.clone()) {
+        Ok(r) => return Ok((Box::new(r), None)),
+        Err(e) => e,
+    };
+    match EngineReader::open(win) {
+        Ok(r) => {
+            let note = format!(
+                "ext4-view cannot read this filesystem ({view_err}); read with {} instead",
+                r.reader_name()
+            );
+            Ok((Box::new(r), Some(note)))
+        }
+        Err(ours) => {
+            // Keep the kind that says most: "unsupported" from either reader is a
+            // limit, not damage.
+            let kind = if view_err.kind() == ErrorKind::Unsupported {
+                ErrorKind::Unsupported
+            } else {
+                ours.kind()
+            };
+            Err(Error::new(
+                kind,
+                format!("cannot read the filesystem: ext4-view: {view_err}; domuify's own ext reader: {ours}"),
+            ))
+        }
+    }
+}
+
+/// Every reader serves the inspection view.
+impl<T: GuestRead + ?Sized> GuestFs for T {
+    fn read_file(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>> {
+        let node = match self.node(path.as_bytes(), true) {
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if node.file_type != FileType::Regular {
+            return Ok(None);
+        }
+        if node.size > max {
+            return Err(Error::refused(format!(
+                "{path} is {} bytes, more than the {max} bytes this file may have; not read",
+                node.size
+            )));
+        }
+        let mut out = Limited {
+            buf: Vec::new(),
+            max,
+        };
+        self.copy_file(path.as_bytes(), &mut out)?;
+        Ok(Some(out.buf))
+    }
+
+    fn list_dir(&self, path: &str) -> Result<Option<Vec<(String, Kind)>>> {
+        match self.node(path.as_bytes(), true) {
+            Ok(n) if n.file_type == FileType::Directory => {}
+            Ok(_) => return Ok(None),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        let mut out = Vec::new();
+        for name in self.list(path.as_bytes())? {
+            let name = name?;
+            let child = format!(
+                "{}/{}",
+                path.trim_end_matches('/'),
+                String::from_utf8_lossy(&name)
+            );
+            let kind = match self.node(child.as_bytes(), false)?.file_type {
+                FileType::Regular => Kind::File,
+                FileType::Directory => Kind::Dir,
+                FileType::Symlink => Kind::Symlink,
+                _ => Kind::Other,
+            };
+            out.push((String::from_utf8_lossy(&name).into_owned(), kind));
+        }
+        Ok(Some(out))
+    }
+}
+
+/// A buffer that refuses to grow past `max` bytes (a file whose size lied).
+struct Limited {
+    buf: Vec<u8>,
+    max: u64,
+}
+
+impl Write for Limited {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.buf.len() as u64 + data.len() as u64 > self.max {
+            return Err(io::Error::other("file is larger than its size said"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
     }
 }

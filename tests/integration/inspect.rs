@@ -813,3 +813,28 @@ fn a_superblock_with_millions_of_groups_is_not_read() {
         "{v:#}"
     );
 }
+
+/// ext4-view 1.0.0 cannot read metadata_csum with 128-byte inodes ("inode 2 is
+/// truncated") and fails only at the first inode read: inspect falls back to our
+/// engine, says so in `notes`, and reads the same fstab debugfs reads.
+#[test]
+fn inspect_falls_back_where_ext4_view_cannot_read() {
+    let img = fixtures::image("matrix/ext4-128inode-csum.img");
+    let (v, code) = inspect_json(&img);
+    assert_eq!(code, 0, "{v:#}");
+    let notes: Vec<&str> = v["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_str().unwrap())
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.contains("inode 2 is truncated") && n.contains("domuify's own ext reader")),
+        "{notes:?}"
+    );
+    let systems = v["systems"].as_array().unwrap();
+    assert_eq!(systems.len(), 1);
+    check_fstab(&img, &v, &systems[0]);
+}
