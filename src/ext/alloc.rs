@@ -45,11 +45,11 @@ impl<D: ReadAt> Ext<D> {
                 (self.gdt.inode_table(h), it),
             ];
             for (start, len) in spans {
-                for b in start..start.saturating_add(len) {
-                    if b >= first && b < first + u64::from(n) {
-                        // OK to cast: below n, a u32.
-                        bm.set((b - first) as u32, true);
-                    }
+                let lo = start.max(first);
+                let hi = start.saturating_add(len).min(first + u64::from(n));
+                if lo < hi {
+                    // OK to cast: both are inside this group, below n.
+                    bm.set_range((lo - first) as u32, (hi - first) as u32);
                 }
             }
         }
@@ -66,10 +66,21 @@ impl<D: ReadAt> Ext<D> {
                 let b = self.gdt.block_bitmap(g);
                 self.read_block(b, &mut bytes)
                     .map_err(|e| e.context(format_args!("block bitmap of group {g}")))?;
-                Bitmap {
+                let bm = Bitmap {
                     bytes,
                     dirty: false,
+                };
+                if self.csum == CsumKind::Meta
+                    && !self.gdt.block_bitmap_csum_ok(
+                        g,
+                        bm.checksum(self.fs_seed, self.sb.blocks_per_group),
+                    )
+                {
+                    return Err(Error::corrupt(format!(
+                        "block bitmap of group {g} (block {b}): checksum does not match"
+                    )));
                 }
+                bm
             };
             self.block_bitmaps.insert(g, bm);
         }
@@ -93,10 +104,21 @@ impl<D: ReadAt> Ext<D> {
                 let b = self.gdt.inode_bitmap(g);
                 self.read_block(b, &mut bytes)
                     .map_err(|e| e.context(format_args!("inode bitmap of group {g}")))?;
-                Bitmap {
+                let bm = Bitmap {
                     bytes,
                     dirty: false,
+                };
+                if self.csum == CsumKind::Meta
+                    && !self.gdt.inode_bitmap_csum_ok(
+                        g,
+                        bm.checksum(self.fs_seed, self.sb.inodes_per_group),
+                    )
+                {
+                    return Err(Error::corrupt(format!(
+                        "inode bitmap of group {g} (block {b}): checksum does not match"
+                    )));
                 }
+                bm
             };
             self.inode_bitmaps.insert(g, bm);
         }

@@ -66,6 +66,7 @@ fn header(buf: &mut [u8], entries: usize, max: usize, depth: u16) {
 
 struct Node {
     entries: usize,
+    max: usize,
     depth: u16,
 }
 
@@ -81,7 +82,11 @@ fn parse_header(buf: &[u8], what: &dyn std::fmt::Display) -> Result<Node> {
     {
         return Err(Error::corrupt(format!("{what}: bad extent header")));
     }
-    Ok(Node { entries, depth })
+    Ok(Node {
+        entries,
+        max,
+        depth,
+    })
 }
 
 fn extent_at(buf: &[u8], i: usize) -> Run {
@@ -110,6 +115,28 @@ fn index_at(buf: &[u8], i: usize) -> (u32, u64) {
 }
 
 impl<D: ReadAt> Ext<D> {
+    /// Read a tree block and check its header (and its checksum with
+    /// metadata_csum).
+    fn read_tree_block(&self, inode: &Inode, blk: u64, buf: &mut [u8], depth: u16) -> Result<Node> {
+        self.read_block(blk, buf)
+            .map_err(|e| e.context(format_args!("inode {} extent block", inode.ino)))?;
+        let what = format!("inode {} extent block {blk}", inode.ino);
+        let h = parse_header(buf, &what)?;
+        if h.depth + 1 != depth {
+            return Err(Error::corrupt(format!("{what}: wrong depth")));
+        }
+        if self.csum == super::group::CsumKind::Meta {
+            let end = HDR + h.max * ENTRY;
+            let ok = buf.get(..end).is_some_and(|body| {
+                csum::crc32c(inode.csum_seed(self.fs_seed), body) == u32_at(buf, end)
+            });
+            if !ok {
+                return Err(Error::corrupt(format!("{what}: checksum does not match")));
+            }
+        }
+        Ok(h)
+    }
+
     /// Every extent of the inode (in order) and every tree block.
     pub(super) fn extent_runs(&self, inode: &Inode) -> Result<(Vec<Run>, Vec<u64>)> {
         let mut runs = Vec::new();
@@ -155,13 +182,7 @@ impl<D: ReadAt> Ext<D> {
             *budget = budget
                 .checked_sub(1)
                 .ok_or_else(|| Error::corrupt(format!("inode {}: extent tree loops", inode.ino)))?;
-            self.read_block(leaf, &mut buf)
-                .map_err(|e| e.context(format_args!("inode {} extent block", inode.ino)))?;
-            let what = format!("inode {} extent block {leaf}", inode.ino);
-            let child = parse_header(&buf, &what)?;
-            if child.depth + 1 != h.depth {
-                return Err(Error::corrupt(format!("{what}: wrong depth")));
-            }
+            let child = self.read_tree_block(inode, leaf, &mut buf, h.depth)?;
             tree.push(leaf);
             let copy = buf.clone();
             self.walk(inode, &copy, child, runs, tree, budget)?;

@@ -2,7 +2,7 @@
 //! decisions made from them: what the engine may read, what it may write, and the
 //! refusals (naming the exact features) given before any byte changes.
 
-use super::superblock::{Superblock, EXT2_ERROR_FS};
+use super::superblock::{Superblock, EXT2_ERROR_FS, EXT2_VALID_FS};
 use crate::error::{Error, Result};
 
 pub const COMPAT_DIR_PREALLOC: u32 = 0x0001;
@@ -212,6 +212,11 @@ pub fn check_write(sb: &Superblock) -> Result<()> {
     if sb.state() & EXT2_ERROR_FS != 0 {
         return Err(Error::refused(
             "refusing to write: the filesystem has errors recorded (s_state); run e2fsck",
+        ));
+    }
+    if sb.state() & EXT2_VALID_FS == 0 {
+        return Err(Error::refused(
+            "refusing to write: the filesystem was not cleanly unmounted (s_state); run e2fsck or mount once",
         ));
     }
     if sb.last_orphan() != 0 || sb.has_ro_compat(RO_COMPAT_ORPHAN_PRESENT) {

@@ -170,6 +170,25 @@ impl GroupTable {
         self.set16(g, BG_INODE_BITMAP_CSUM_LO, BG_INODE_BITMAP_CSUM_HI, c)
     }
 
+    /// Does the stored block bitmap checksum match `c`?
+    pub fn block_bitmap_csum_ok(&self, g: u32, c: u32) -> bool {
+        self.csum_matches(g, BG_BLOCK_BITMAP_CSUM_LO, BG_BLOCK_BITMAP_CSUM_HI, c)
+    }
+
+    /// Does the stored inode bitmap checksum match `c`?
+    pub fn inode_bitmap_csum_ok(&self, g: u32, c: u32) -> bool {
+        self.csum_matches(g, BG_INODE_BITMAP_CSUM_LO, BG_INODE_BITMAP_CSUM_HI, c)
+    }
+
+    fn csum_matches(&self, g: u32, lo: usize, hi: usize, c: u32) -> bool {
+        let stored = self.get16(g, lo, hi);
+        if self.wide() {
+            stored == c
+        } else {
+            stored == c & 0xFFFF
+        }
+    }
+
     /// The descriptor checksum as it should be.
     pub fn compute_checksum(&self, g: u32, kind: CsumKind, fs_seed: u32, uuid: &[u8; 16]) -> u16 {
         let d = self.d(g);

@@ -256,16 +256,40 @@ impl Inode {
 
     /// Recompute the inode checksum (metadata_csum).
     pub fn update_checksum(&mut self, fs_seed: u32) {
-        let has_hi = self.fits(I_CHECKSUM_HI + 2);
+        let c = self.compute_checksum(fs_seed);
+        put_u16(&mut self.raw, L_I_CHECKSUM_LO, (c & 0xFFFF) as u16);
+        if self.fits(I_CHECKSUM_HI + 2) {
+            put_u16(&mut self.raw, I_CHECKSUM_HI, (c >> 16) as u16);
+        }
+    }
+
+    fn compute_checksum(&self, fs_seed: u32) -> u32 {
         let mut copy = self.raw.clone();
         put_u16(&mut copy, L_I_CHECKSUM_LO, 0);
-        if has_hi {
+        if self.fits(I_CHECKSUM_HI + 2) {
             put_u16(&mut copy, I_CHECKSUM_HI, 0);
         }
-        let c = crc32c(self.csum_seed(fs_seed), &copy);
-        put_u16(&mut self.raw, L_I_CHECKSUM_LO, (c & 0xFFFF) as u16);
-        if has_hi {
-            put_u16(&mut self.raw, I_CHECKSUM_HI, (c >> 16) as u16);
+        crc32c(self.csum_seed(fs_seed), &copy)
+    }
+
+    /// Does the stored checksum match (metadata_csum)? Only the low half is
+    /// stored when `i_checksum_hi` does not fit.
+    pub fn checksum_ok(&self, fs_seed: u32) -> bool {
+        // A never-used, zeroed record carries no checksum (as e2fsprogs accepts).
+        if self
+            .raw
+            .iter()
+            .take(EXT2_GOOD_OLD_INODE_SIZE)
+            .all(|&b| b == 0)
+        {
+            return true;
+        }
+        let c = self.compute_checksum(fs_seed);
+        let lo = u16_at(&self.raw, L_I_CHECKSUM_LO);
+        if self.fits(I_CHECKSUM_HI + 2) {
+            lo == (c & 0xFFFF) as u16 && u16_at(&self.raw, I_CHECKSUM_HI) == (c >> 16) as u16
+        } else {
+            lo == (c & 0xFFFF) as u16
         }
     }
 

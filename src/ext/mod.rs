@@ -413,6 +413,13 @@ impl<D: ReadAt> Ext<D> {
                 "inode {ino}: i_extra_isize {ex} is invalid"
             )));
         }
+        // A bad checksum is corruption: never read through it, never launder it
+        // by rewriting the inode with a fresh one.
+        if self.csum == CsumKind::Meta && !inode.checksum_ok(self.fs_seed) {
+            return Err(Error::corrupt(format!(
+                "inode {ino}: checksum does not match (at {off:#x})"
+            )));
+        }
         Ok(inode)
     }
 
@@ -505,10 +512,17 @@ impl<D: WriteAt> Ext<D> {
         Self::open(dev, true)
     }
 
-    /// Fail with [`ErrorKind::NoSpace`] unless `need`
-    /// fits in the free blocks and inodes.
+    /// Fail with [`ErrorKind::NoSpace`] unless `need` fits in the free blocks
+    /// and inodes, counting those freed since the last flush (an operation that
+    /// needs them flushes first).
     pub fn ensure_space(&self, need: Space) -> Result<()> {
-        let free = self.free_space();
+        let mut free = self.free_space();
+        free.blocks += self.pending_blocks.iter().map(|p| p.1).sum::<u64>();
+        free.inodes += self.pending_inodes.len() as u64;
+        self.check_space(need, free)
+    }
+
+    fn check_space(&self, need: Space, free: Space) -> Result<()> {
         if need.blocks > free.blocks || need.inodes > free.inodes {
             return Err(Error::new(
                 ErrorKind::NoSpace,
@@ -527,12 +541,12 @@ impl<D: WriteAt> Ext<D> {
         if !self.writable {
             return Err(Error::refused("the filesystem is open read-only"));
         }
-        if self.ensure_space(need).is_err()
+        if self.check_space(need, self.free_space()).is_err()
             && (!self.pending_blocks.is_empty() || !self.pending_inodes.is_empty())
         {
             self.flush()?;
         }
-        self.ensure_space(need)
+        self.check_space(need, self.free_space())
     }
 
     /// Flush when the dirty cache has grown past its bound (between operations).

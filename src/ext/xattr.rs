@@ -22,6 +22,11 @@ const E_VALUE_INUM: usize = 0x4;
 const E_VALUE_SIZE: usize = 0x8;
 const ENTRY_HEADER: usize = 16;
 
+/// crc32c(fs_seed, le64 block ‖ block with `h_checksum` zeroed).
+fn xattr_csum(fs_seed: u32, blk: u64, zeroed: &[u8]) -> u32 {
+    csum::crc32c(csum::crc32c(fs_seed, &blk.to_le_bytes()), zeroed)
+}
+
 fn prefix(index: u8) -> &'static str {
     match index {
         1 => "user.",
@@ -77,6 +82,29 @@ fn parse_entries(
 }
 
 impl<D: ReadAt> Ext<D> {
+    /// Read xattr block `blk`, checking magic and (metadata_csum) checksum.
+    fn read_xattr_block(&self, ino: u32, blk: u64) -> Result<Vec<u8>> {
+        self.check_block(blk, 1)?;
+        let mut buf = vec![0u8; self.sb.block_size as usize];
+        self.read_block(blk, &mut buf)?;
+        if u32_at(&buf, H_MAGIC) != EXT4_XATTR_MAGIC || u32_at(&buf, H_BLOCKS) != 1 {
+            return Err(Error::corrupt(format!(
+                "inode {ino}: bad xattr block {blk}"
+            )));
+        }
+        if self.csum == super::group::CsumKind::Meta {
+            let stored = u32_at(&buf, H_CHECKSUM);
+            let mut copy = buf.clone();
+            put_u32(&mut copy, H_CHECKSUM, 0);
+            if xattr_csum(self.fs_seed, blk, &copy) != stored {
+                return Err(Error::corrupt(format!(
+                    "inode {ino}: xattr block {blk}: checksum does not match"
+                )));
+            }
+        }
+        Ok(buf)
+    }
+
     /// Every xattr of the inode: in-inode first, then the block.
     pub(super) fn read_xattrs(&self, inode: &Inode) -> Result<Vec<(String, Vec<u8>)>> {
         let mut out = Vec::new();
@@ -93,12 +121,7 @@ impl<D: ReadAt> Ext<D> {
         }
         let blk = inode.file_acl();
         if blk != 0 {
-            self.check_block(blk, 1)?;
-            let mut buf = vec![0u8; self.sb.block_size as usize];
-            self.read_block(blk, &mut buf)?;
-            if u32_at(&buf, H_MAGIC) != EXT4_XATTR_MAGIC || u32_at(&buf, H_BLOCKS) != 1 {
-                return Err(Error::corrupt(format!("{what}: bad xattr block {blk}")));
-            }
+            let buf = self.read_xattr_block(inode.ino, blk)?;
             parse_entries(&buf, BLOCK_HEADER, 0, &what, &mut out)?;
         }
         Ok(out)
@@ -111,15 +134,7 @@ impl<D: ReadAt> Ext<D> {
         if blk == 0 {
             return Ok(());
         }
-        self.check_block(blk, 1)?;
-        let mut buf = vec![0u8; self.sb.block_size as usize];
-        self.read_block(blk, &mut buf)?;
-        if u32_at(&buf, H_MAGIC) != EXT4_XATTR_MAGIC {
-            return Err(Error::corrupt(format!(
-                "inode {}: bad xattr block {blk}",
-                inode.ino
-            )));
-        }
+        let mut buf = self.read_xattr_block(inode.ino, blk)?;
         let refs = u32_at(&buf, H_REFCOUNT);
         if refs <= 1 {
             self.free_blocks_later(blk, 1);
@@ -128,7 +143,7 @@ impl<D: ReadAt> Ext<D> {
         put_u32(&mut buf, H_REFCOUNT, refs - 1);
         if self.csum == super::group::CsumKind::Meta {
             put_u32(&mut buf, H_CHECKSUM, 0);
-            let c = csum::crc32c(csum::crc32c(self.fs_seed, &blk.to_le_bytes()), &buf);
+            let c = xattr_csum(self.fs_seed, blk, &buf);
             put_u32(&mut buf, H_CHECKSUM, c);
         }
         self.put_meta(blk, buf, false);

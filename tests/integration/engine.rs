@@ -530,6 +530,10 @@ fn engine_refuses_states_before_writing() {
     img.debugfs_w("ssv state 2");
     assert_refused(&img, ErrorKind::Refused, "errors");
 
+    let img = Img::new(&["-t", "ext2"], None, 16);
+    img.debugfs_w("ssv state 0");
+    assert_refused(&img, ErrorKind::Refused, "not cleanly unmounted");
+
     let img = Img::new(&["-t", "ext4"], None, 16);
     img.debugfs_w("ssv last_orphan 12");
     assert_refused(&img, ErrorKind::Refused, "orphan");
@@ -1244,4 +1248,74 @@ fn scenario_plain(args: &[&str]) {
         img.debugfs("ls /usr/lib/modules").matches(".ko").count(),
         100
     );
+}
+
+#[test]
+fn engine_refuses_to_launder_a_corrupt_inode() {
+    use std::os::unix::fs::FileExt;
+    let img = Img::new(&["-t", "ext4"], None, 16);
+    let mut fs = img.open_rw();
+    let ino = fs
+        .create_file(ROOT_INO, b"victim", &node(0o644, 1), &mut &b"data"[..], 4)
+        .unwrap();
+    fs.flush().unwrap();
+    let bs = u64::from(fs.block_size());
+    drop(fs);
+    // Flip a byte of i_uid in the inode table, behind the checksum's back.
+    let st = img.debugfs(&format!("imap <{ino}>"));
+    let blk: u64 = stat_field(&st, "located at block")
+        .unwrap()
+        .trim_end_matches(',')
+        .parse()
+        .unwrap();
+    let off: u64 = u64::from_str_radix(
+        stat_field(&st, "offset").unwrap().trim_start_matches("0x"),
+        16,
+    )
+    .unwrap();
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&img.path)
+        .unwrap();
+    let at = OFFSET + blk * bs + off + 2;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).unwrap();
+    f.write_all_at(&[b[0] ^ 0x5A], at).unwrap();
+    drop(f);
+    let before = img.sha();
+    let mut fs = img.open_rw();
+    assert_eq!(fs.stat(ino).unwrap_err().kind(), ErrorKind::Corrupt);
+    let e = fs
+        .replace_contents(ino, &mut &b"new"[..], 3, Timestamp::now())
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
+    assert_eq!(
+        fs.unlink(ROOT_INO, b"victim").unwrap_err().kind(),
+        ErrorKind::Corrupt
+    );
+    fs.flush().unwrap();
+    drop(fs);
+    assert!(img.sha() == before, "image changed");
+}
+
+#[test]
+fn engine_space_freed_in_the_session_is_reused_after_an_automatic_flush() {
+    let img = Img::new(&["-t", "ext4", "-b", "1024", "-O", "^has_journal"], None, 8);
+    let mut fs = img.open_rw();
+    let free = fs.free_space().blocks;
+    let len = (free - 200) * 1024;
+    let data = cheap_pattern(len as usize, 4);
+    fs.create_file(ROOT_INO, b"one", &node(0o644, 1), &mut &data[..], len)
+        .unwrap();
+    // Removing it frees the blocks only at the next flush; a second file of the
+    // same size still fits (the operation flushes first).
+    fs.unlink(ROOT_INO, b"one").unwrap();
+    assert!(fs.ensure_space(fs.file_cost(len)).is_ok());
+    fs.create_file(ROOT_INO, b"two", &node(0o644, 1), &mut &data[..], len)
+        .unwrap();
+    fs.flush().unwrap();
+    drop(fs);
+    img.assert_clean("after reuse");
+    assert!(dump(&img, "/two") == data);
 }

@@ -5,6 +5,7 @@ mod blockdev;
 mod dirs;
 mod engine;
 mod engine_bench;
+mod engine_crash;
 mod engine_fuzz;
 mod engine_matrix;
 mod engine_prop;

@@ -1,0 +1,145 @@
+//! Interrupted writes: every write the engine issues is counted, then the same
+//! operations are replayed with the device failing after k writes, for every k.
+//! `e2fsck -fy` must then repair to a state `e2fsck -fn` calls clean, files that
+//! existed before are intact, and the file being replaced holds its old or its
+//! new contents, never a mix.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use domuify::disk::{Access, Disk, ReadAt, Window, WriteAt};
+use domuify::ext::{Ext, Timestamp, ROOT_INO};
+use domuify::{Error, Result};
+
+use super::engine::{node, run, Img};
+
+/// A device that fails every write after the first `left` ones.
+struct FailAfter<D> {
+    inner: D,
+    left: AtomicUsize,
+    count: AtomicUsize,
+}
+
+impl<D: ReadAt> ReadAt for FailAfter<D> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.inner.read_exact_at(offset, buf)
+    }
+    fn size(&self) -> u64 {
+        self.inner.size()
+    }
+}
+
+impl<D: WriteAt> WriteAt for FailAfter<D> {
+    fn write_all_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        let left = self.left.load(Ordering::SeqCst);
+        if left == 0 {
+            return Err(Error::refused("injected failure"));
+        }
+        self.left.store(left - 1, Ordering::SeqCst);
+        self.inner.write_all_at(offset, buf)
+    }
+    fn sync(&self) -> Result<()> {
+        self.inner.sync()
+    }
+}
+
+const OLD: &[u8] = b"/dev/sda1 / ext4 defaults 0 1\n";
+
+fn operations<D: WriteAt>(fs: &mut Ext<D>, new: &[u8]) -> Result<()> {
+    let etc = fs.resolve(b"/etc", true)?;
+    let fstab = fs.resolve(b"/etc/fstab", true)?;
+    fs.replace_contents(fstab, &mut &new[..], new.len() as u64, Timestamp::now())?;
+    let d = fs.mkdir(etc, b"new.d", &node(0o755, 1))?;
+    for i in 0..30 {
+        let body = vec![i as u8; 3000 + i * 100];
+        fs.create_file(
+            d,
+            format!("conf-{i}").as_bytes(),
+            &node(0o644, 1),
+            &mut &body[..],
+            body.len() as u64,
+        )?;
+    }
+    fs.symlink(etc, b"link", &[b'z'; 100], &node(0o777, 1))?;
+    fs.remove_tree(ROOT_INO, b"old")?;
+    fs.flush()
+}
+
+fn crash_round(args: &[&str]) {
+    let tree = tempfile::tempdir().unwrap();
+    let t = tree.path();
+    std::fs::create_dir_all(t.join("etc")).unwrap();
+    std::fs::create_dir_all(t.join("old/sub")).unwrap();
+    std::fs::write(t.join("etc/fstab"), OLD).unwrap();
+    std::fs::write(t.join("etc/keep"), vec![9u8; 50_000]).unwrap();
+    for i in 0..20 {
+        std::fs::write(t.join(format!("old/sub/f{i}")), vec![1u8; 2000]).unwrap();
+    }
+    let base = Img::new(args, Some(t), 16);
+    let new: Vec<u8> = (0..70_000u32).map(|i| (i % 253) as u8).collect();
+    // Count the writes of an uninterrupted run.
+    let total = {
+        let img = Img::copy_of(&base);
+        let dev = FailAfter {
+            inner: img.window(Access::ReadWrite),
+            left: AtomicUsize::new(usize::MAX),
+            count: AtomicUsize::new(0),
+        };
+        let dev = Arc::new(dev);
+        let mut fs = Ext::open_read_write(dev.clone()).unwrap();
+        operations(&mut fs, &new).unwrap();
+        drop(fs);
+        img.assert_clean("uninterrupted");
+        dev.count.load(Ordering::SeqCst)
+    };
+    assert!(total > 5, "only {total} writes");
+    eprintln!("{args:?}: {total} writes, each interruption point checked");
+    for k in 0..total {
+        let img = Img::copy_of(&base);
+        let dev = FailAfter {
+            inner: img.window(Access::ReadWrite),
+            left: AtomicUsize::new(k),
+            count: AtomicUsize::new(0),
+        };
+        let mut fs = Ext::open_read_write(dev).unwrap();
+        assert!(operations(&mut fs, &new).is_err(), "k={k}: no failure seen");
+        drop(fs);
+        let (rc, out) = run(Command::new("e2fsck").arg("-fy").arg(img.spec()));
+        assert!(
+            rc <= 1,
+            "{args:?} k={k}/{total}: e2fsck -fy exit {rc}:\n{out}"
+        );
+        img.assert_clean(&format!("{args:?} k={k}/{total}: after e2fsck -fy"));
+        let out = tempfile::tempdir().unwrap();
+        let f = out.path().join("fstab");
+        img.debugfs(&format!("dump /etc/fstab {}", f.display()));
+        let fstab = std::fs::read(&f).unwrap_or_default();
+        assert!(
+            fstab == OLD || fstab == new,
+            "{args:?} k={k}: /etc/fstab is neither old nor new ({} bytes)",
+            fstab.len()
+        );
+        let disk = Arc::new(Disk::open(&img.path, Access::ReadOnly).unwrap());
+        let w = Window::new(disk, super::engine::OFFSET, img.fs_bytes).unwrap();
+        let r = Ext::open_read_only(w).unwrap();
+        let keep = r.resolve(b"/etc/keep", true).unwrap();
+        let mut buf = vec![0u8; 60_000];
+        let n = r.read_file(keep, 0, &mut buf).unwrap();
+        assert!(
+            n == 50_000 && buf[..n].iter().all(|&b| b == 9),
+            "{args:?} k={k}: /etc/keep damaged"
+        );
+    }
+}
+
+#[test]
+fn engine_crash_ext4() {
+    crash_round(&["-t", "ext4"]);
+}
+
+#[test]
+fn engine_crash_ext3_1k() {
+    crash_round(&["-t", "ext3", "-b", "1024"]);
+}
