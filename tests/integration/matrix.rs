@@ -885,7 +885,7 @@ fn scenario(name: &str) {
     fs.mkdir(srv, b"gone", &nd).unwrap();
     fs.rmdir(srv, b"gone").unwrap();
     for (p, links, has) in [
-        ("/srv", 3, vec!["a"]),
+        ("/srv", if roomy { 4 } else { 3 }, vec!["a"]),
         ("/srv/a", 3, vec!["b"]),
         ("/srv/a/b", 3, vec!["c"]),
         ("/srv/a/b/c", 2, vec!["deep.txt"]),
@@ -917,6 +917,71 @@ fn scenario(name: &str) {
             links: 1,
             ino: None,
             mtime: Some(1_750_000_041),
+            xattr: None,
+        },
+    );
+    // Sizes at the edges of the block maps: the 12 direct blocks, then the
+    // single-indirect range (ext2/3); the same sizes on ext4. Then one of them
+    // replaced across the edge, and a file replaced by nothing.
+    if roomy {
+        let sizes = fs.mkdir(srv, b"sizes", &nd).unwrap();
+        let per = bs / 4;
+        for (i, blocks) in [12, 13, 12 + per, 12 + per + 1].into_iter().enumerate() {
+            for extra in [0u64, 1] {
+                let len = if extra == 0 {
+                    blocks * bs
+                } else {
+                    (blocks - 1) * bs + 1
+                };
+                let d = data(len as usize, 200 + 2 * i as u64 + extra);
+                let n = format!("b{blocks}-{extra}");
+                create(&mut fs, sizes, &n, &node(0o644, 0, 0, 1_750_000_045), &d);
+                wants.insert(
+                    format!("/srv/sizes/{n}"),
+                    Want::File {
+                        data: d,
+                        perm: 0o644,
+                        uid: 0,
+                        gid: 0,
+                        links: 1,
+                        ino: None,
+                        mtime: Some(1_750_000_045),
+                        xattr: None,
+                    },
+                );
+            }
+        }
+        let edge = resolve(&fs, &format!("/srv/sizes/b{}-0", 12 + per));
+        let d = data(((12 + per + 1) * bs) as usize, 300);
+        fs.replace_contents(edge, &mut &d[..], d.len() as u64, ts(1_750_000_046))
+            .unwrap();
+        wants.insert(
+            format!("/srv/sizes/b{}-0", 12 + per),
+            Want::File {
+                data: d,
+                perm: 0o644,
+                uid: 0,
+                gid: 0,
+                links: 1,
+                ino: None,
+                mtime: Some(1_750_000_046),
+                xattr: None,
+            },
+        );
+    }
+    let mid = resolve(&fs, "/etc/machine-id");
+    fs.replace_contents(mid, &mut &b""[..], 0, ts(1_750_000_047))
+        .unwrap();
+    wants.insert(
+        "/etc/machine-id".into(),
+        Want::File {
+            data: Vec::new(),
+            perm: 0o444,
+            uid: 0,
+            gid: 0,
+            links: 1,
+            ino: None,
+            mtime: Some(1_750_000_047),
             xattr: None,
         },
     );
