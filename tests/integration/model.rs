@@ -90,6 +90,29 @@ enum Op {
         dir: usize,
         count: usize,
     },
+    /// Unlink every non-directory in a directory except every `keep`-th by name
+    /// (empties directory blocks, htree leaves included).
+    Thin {
+        dir: usize,
+        keep: usize,
+    },
+    /// rmdir: removed when empty, refused (nothing changed) when not.
+    Rmdir {
+        dir: usize,
+    },
+    /// set_attrs on a file or directory.
+    Chmod {
+        entry: usize,
+        perm: usize,
+        uid: u32,
+    },
+    /// Calls that must be refused and change nothing: unlink of a directory,
+    /// a hard link to a directory, replace_contents of a directory or symlink,
+    /// mkdir under a non-directory.
+    Misuse {
+        entry: usize,
+        kind: usize,
+    },
     Flush,
     Reopen,
 }
@@ -117,7 +140,12 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(file, dir, name)| Op::Link { file, dir, name }),
         3 => sel.clone().prop_map(|entry| Op::Unlink { entry }),
         1 => sel.clone().prop_map(|dir| Op::RemoveTree { dir }),
-        1 => (sel, 1usize..150).prop_map(|(dir, count)| Op::Many { dir, count }),
+        1 => (sel.clone(), 1usize..150).prop_map(|(dir, count)| Op::Many { dir, count }),
+        1 => (sel.clone(), 2usize..=20).prop_map(|(dir, keep)| Op::Thin { dir, keep }),
+        1 => sel.clone().prop_map(|dir| Op::Rmdir { dir }),
+        1 => (sel.clone(), 0..PERMS.len(), 0u32..3)
+            .prop_map(|(entry, perm, uid)| Op::Chmod { entry, perm, uid }),
+        1 => (sel.clone(), 0usize..4).prop_map(|(entry, kind)| Op::Misuse { entry, kind }),
         1 => Just(Op::Flush),
         1 => Just(Op::Reopen),
     ]
@@ -496,6 +524,101 @@ fn apply(img: &Scratch, fs: &mut Option<Fs>, m: &mut Model, k: usize, op: &Op) -
                     },
                 );
                 m.entries.insert(format!("{d}/{name}"), Entry::File(id));
+            }
+        }
+        Op::Thin { dir, keep } => {
+            let d = pick(&dirs, *dir).expect("top").clone();
+            let prefix = format!("{d}/");
+            let victims: Vec<String> = m
+                .entries
+                .iter()
+                .filter(|(p, e)| {
+                    !matches!(e, Entry::Dir { .. })
+                        && p.strip_prefix(&prefix).is_some_and(|r| !r.contains('/'))
+                })
+                .map(|(p, _)| p.clone())
+                .enumerate()
+                .filter(|(i, _)| i % keep != 0)
+                .map(|(_, p)| p)
+                .collect();
+            let parent = resolve(f, &d)?;
+            for p in victims {
+                let (_, n) = split(&p);
+                f.unlink(parent, n.as_bytes())
+                    .map_err(|e| fail(format!("unlink {p}: {e}")))?;
+                m.remove_tree(&p);
+            }
+        }
+        Op::Rmdir { dir } => {
+            let v = m.of_kind(|e| matches!(e, Entry::Dir { .. }));
+            let Some(p) = pick(&v, *dir) else {
+                return Ok(());
+            };
+            let empty = !m.entries.keys().any(|q| q.starts_with(&format!("{p}/")));
+            let (d, n) = split(p);
+            match (f.rmdir(resolve(f, d)?, n.as_bytes()), empty) {
+                (Ok(()), true) => m.remove_tree(&p.clone()),
+                (Err(e), false) if e.kind() == ErrorKind::InvalidInput => {}
+                (r, _) => {
+                    return Err(fail(format!("rmdir {p} (empty: {empty}): {r:?}")));
+                }
+            }
+        }
+        Op::Chmod { entry, perm, uid } => {
+            let v = m.of_kind(|e| !matches!(e, Entry::Symlink(_)));
+            let Some(p) = pick(&v, *entry) else {
+                return Ok(());
+            };
+            let perm = PERMS[*perm];
+            let ino = resolve(f, p)?;
+            f.set_attrs(ino, &node(perm, *uid, GID + *uid, when))
+                .map_err(|e| fail(format!("set_attrs {p}: {e}")))?;
+            match m.entries.get_mut(p) {
+                Some(Entry::Dir {
+                    perm: pm,
+                    uid: u,
+                    gid: g,
+                }) => {
+                    (*pm, *u, *g) = (perm, *uid, GID + *uid);
+                }
+                Some(Entry::File(id)) => {
+                    if let Some(mf) = m.files.get_mut(id) {
+                        (mf.perm, mf.uid, mf.gid) = (perm, *uid, GID + *uid);
+                    }
+                }
+                _ => {}
+            }
+        }
+        Op::Misuse { entry, kind } => {
+            let all: Vec<String> = m.entries.keys().cloned().collect();
+            let Some(p) = pick(&all, *entry) else {
+                return Ok(());
+            };
+            let e = m.entries[p].clone();
+            let is_dir = matches!(e, Entry::Dir { .. });
+            let ino = resolve(f, p)?;
+            let (d, n) = split(p);
+            let parent = resolve(f, d)?;
+            let r = match (kind % 4, is_dir) {
+                (0, true) => f.unlink(parent, n.as_bytes()).map(|_| ()),
+                (1, true) => f.link(parent, b"link-to-a-dir", ino).map(|_| ()),
+                (2, _) if !matches!(e, Entry::File(_)) => f
+                    .replace_contents(ino, &mut &b"x"[..], 1, ts(when))
+                    .map(|_| ()),
+                (3, false) => f
+                    .mkdir(ino, b"under-a-non-dir", &node(0o755, UID, GID, when))
+                    .map(|_| ()),
+                _ => return Ok(()),
+            };
+            match r {
+                Err(e) if e.kind() == ErrorKind::InvalidInput => {}
+                Err(e) if m.nospace_ok && e.kind() == ErrorKind::NoSpace => {}
+                other => {
+                    return Err(fail(format!(
+                        "misuse {} on {p}: {other:?}, want InvalidInput",
+                        kind % 4
+                    )))
+                }
             }
         }
         Op::Flush => f.flush().map_err(|e| fail(format!("flush: {e}")))?,
