@@ -211,6 +211,57 @@ impl<D: ReadAt> Ext<D> {
         ))
     }
 
+    /// How many extents `count` blocks would take if [`Ext::alloc_run`] handed
+    /// them out from `goal` now (first fit, forward, wrapping once), or `None`
+    /// when there are not that many free. Used only when space is tight, to
+    /// replace the worst-case extent-tree estimate by the real one.
+    pub(super) fn simulate_extents(&mut self, goal: u64, count: u64) -> Result<Option<u64>> {
+        if count == 0 {
+            return Ok(Some(0));
+        }
+        let goal = if goal < self.sb.first_data_block || goal >= self.sb.blocks_count {
+            self.sb.first_data_block
+        } else {
+            goal
+        };
+        let (g0, i0) = self.sb.block_group(goal);
+        let groups = self.sb.group_count;
+        let max_len = u64::from(super::extent::EXT_INIT_MAX_LEN);
+        let (mut got, mut extents, mut run) = (0u64, 0u64, 0u64);
+        let mut prev: Option<u64> = None;
+        for step in 0..=groups {
+            let g = (g0 + step) % groups;
+            let (from, to) = match step {
+                0 => (i0, self.sb.group_block_count(g)),
+                s if s == groups => (0, i0),
+                _ => (0, self.sb.group_block_count(g)),
+            };
+            if step == groups || (g == 0 && step != 0) {
+                // Wrapped past the end: a new run starts.
+                prev = None;
+            }
+            let first = self.sb.group_first_block(g);
+            let bm = self.load_block_bitmap(g)?;
+            for i in from..to {
+                if bm.get(i) {
+                    continue;
+                }
+                let b = first + u64::from(i);
+                if prev != Some(b.wrapping_sub(1)) || run == max_len {
+                    extents += 1;
+                    run = 0;
+                }
+                run += 1;
+                got += 1;
+                prev = Some(b);
+                if got == count {
+                    return Ok(Some(extents));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// Allocate exactly `count` blocks as runs (for tree blocks), near `goal`.
     pub(super) fn alloc_blocks(&mut self, goal: u64, count: u64) -> Result<Vec<u64>> {
         let mut out = Vec::new();

@@ -146,6 +146,12 @@ impl<D: ReadAt> Ext<D> {
             let lb = base + i * child_span;
             if level == 1 {
                 self.check_block(b, 1)?;
+                if runs.len() >= super::file::MAX_RUNS {
+                    return Err(Error::unsupported(format!(
+                        "inode {ino}: more than {} fragments",
+                        super::file::MAX_RUNS
+                    )));
+                }
                 push(runs, lb, b);
             } else {
                 self.walk_ind(ino, b, level - 1, lb, runs, tree, budget)?;

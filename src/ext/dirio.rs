@@ -217,6 +217,19 @@ impl<D: ReadAt> Ext<D> {
         dir::entries(&mut r, &ctx)
     }
 
+    /// Blocks the directory code would add to insert `name` into `dir`.
+    pub(super) fn dir_insert_cost(&self, dir: Ino, name: &[u8]) -> Result<u64> {
+        let (inode, runs, _, count) = self.dir_inode(dir)?;
+        let ctx = self.dir_ctx(&inode);
+        let mut r = DirReader {
+            fs: self,
+            ino: dir,
+            runs,
+            count,
+        };
+        Ok(u64::from(dir::add_entry_cost(&mut r, &ctx, name)?))
+    }
+
     /// Is directory `dir` empty?
     pub(super) fn dir_is_empty(&self, dir: Ino) -> Result<bool> {
         let (inode, runs, _, count) = self.dir_inode(dir)?;

@@ -40,7 +40,7 @@ fn per_block(block_size: u32) -> usize {
 }
 
 /// Tree blocks for `extents` extents.
-fn tree_blocks_for(extents: u64, block_size: u32) -> u64 {
+pub fn tree_blocks_for(extents: u64, block_size: u32) -> u64 {
     let per = per_block(block_size) as u64;
     let mut nodes = extents;
     let mut total = 0;
@@ -172,6 +172,13 @@ impl<D: ReadAt> Ext<D> {
                 }
                 self.check_block(r.pblk, u64::from(r.len))
                     .map_err(|e| e.context(format_args!("inode {}", inode.ino)))?;
+                if runs.len() >= super::file::MAX_RUNS {
+                    return Err(Error::unsupported(format!(
+                        "inode {}: more than {} extents",
+                        inode.ino,
+                        super::file::MAX_RUNS
+                    )));
+                }
                 runs.push(r);
             }
             return Ok(());

@@ -9,6 +9,10 @@ use super::inode::{Inode, EXT4_EXTENTS_FL, EXT4_INLINE_DATA_FL};
 use super::{Error, Ext, Result};
 use crate::disk::{ReadAt, WriteAt};
 
+/// Most runs (extents, block-map fragments) a mapping may hold in memory
+/// (24 MiB): a bound against hostile trees; real files stay far below.
+pub const MAX_RUNS: usize = 1 << 20;
+
 /// Largest buffer used when streaming file data.
 pub const CHUNK: usize = 4 << 20;
 

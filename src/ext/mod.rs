@@ -23,9 +23,11 @@
 //! Choices worth knowing:
 //! - Blocks reserved for root (`s_r_blocks_count`) are usable, as for root and
 //!   libext2fs: this is an offline tool run by the image's owner.
-//! - Space is checked up front with a worst case (data, the largest tree the
-//!   data could need, three blocks for a directory insertion), so `NoSpace` may
-//!   come a few blocks early on a nearly full filesystem, never late.
+//! - Space is checked up front, before anything changes: first against a
+//!   worst case (data, the largest tree the data could need, three blocks for
+//!   a directory insertion); when that does not fit, against the real need (the
+//!   directory code's count of new blocks, the extent count of a dry run of the
+//!   allocator), so a full filesystem is used to its last block.
 //! - A failed operation (a name that exists, data shorter than announced)
 //!   gives back what it took in memory; data longer than one 4 MiB chunk may
 //!   already have been written into free blocks by then.
@@ -234,6 +236,8 @@ pub struct Ext<D> {
     goal: u64,
     /// Counter mixed into new inodes' `i_generation`.
     gen_next: u32,
+    /// Dirty metadata (bytes) past which an operation flushes on its own.
+    auto_flush_bytes: usize,
     /// `bg_flags` and `bg_itable_unused` of the group of the last inode marked,
     /// as they were before (to undo an allocation exactly).
     last_inode_group_state: (u16, u32),
@@ -327,6 +331,7 @@ impl<D: ReadAt> Ext<D> {
             pending_inodes: Vec::new(),
             gen_next,
             last_inode_group_state: (0, 0),
+            auto_flush_bytes: AUTO_FLUSH_BYTES,
         })
     }
 
@@ -453,6 +458,26 @@ impl<D: ReadAt> Ext<D> {
         self.read_data(&inode, offset, buf)
     }
 
+    /// A device inode's (major, minor); `None` for other types.
+    pub fn rdev(&self, ino: Ino) -> Result<Option<(u32, u32)>> {
+        let inode = self.read_inode(ino)?;
+        if !matches!(
+            inode.file_type(),
+            FileType::CharDevice | FileType::BlockDevice
+        ) {
+            return Ok(None);
+        }
+        let old = le::u32_at(inode.i_block(), 0);
+        if old != 0 {
+            return Ok(Some(((old >> 8) & 0xFF, old & 0xFF)));
+        }
+        let new = le::u32_at(inode.i_block(), 4);
+        Ok(Some((
+            (new & 0xF_FF00) >> 8,
+            (new & 0xFF) | ((new >> 12) & 0xF_FF00),
+        )))
+    }
+
     /// A symlink's target.
     pub fn read_link(&self, ino: Ino) -> Result<Vec<u8>> {
         let inode = self.read_inode(ino)?;
@@ -554,10 +579,18 @@ impl<D: WriteAt> Ext<D> {
         let bytes = self.meta.len() * self.sb.block_size as usize
             + self.inodes.len() * usize::from(self.sb.inode_size)
             + (self.block_bitmaps.len() + self.inode_bitmaps.len()) * self.sb.block_size as usize;
-        if bytes > AUTO_FLUSH_BYTES {
+        if bytes > self.auto_flush_bytes {
             self.flush()?;
         }
         Ok(())
+    }
+
+    /// Set the amount of dirty metadata (bytes; default 16 MiB) past which
+    /// operations flush on their own, between operations and between the
+    /// directories of [`Ext::remove_tree`]. Lower bounds memory further; 0
+    /// flushes after every step (each flush leaves a consistent filesystem).
+    pub fn set_auto_flush_bytes(&mut self, bytes: usize) {
+        self.auto_flush_bytes = bytes;
     }
 
     /// Create a regular file `name` in `parent` holding `len` bytes read from `data`.
@@ -605,6 +638,21 @@ impl<D: WriteAt> Ext<D> {
         node: &NewNode,
     ) -> Result<Ino> {
         let r = self.do_symlink(parent, name, target, node);
+        self.maybe_flush()?;
+        r
+    }
+
+    /// Create a character or block device (`rdev` = major, minor), a fifo or a
+    /// socket.
+    pub fn mknod(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        file_type: FileType,
+        rdev: (u32, u32),
+        node: &NewNode,
+    ) -> Result<Ino> {
+        let r = self.do_mknod(parent, name, file_type, rdev, node);
         self.maybe_flush()?;
         r
     }

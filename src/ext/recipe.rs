@@ -66,7 +66,8 @@ impl<D: ReadAt> Ext<D> {
         inode.set_time(Time::Cr, node.ctime);
         let gen = self.next_generation();
         super::le::put_u32(&mut inode.raw, inode::I_GENERATION, gen);
-        if self.sb.has_incompat(features::INCOMPAT_EXTENTS) && mode & inode::S_IFMT != S_IFLNK {
+        let t = mode & inode::S_IFMT;
+        if self.sb.has_incompat(features::INCOMPAT_EXTENTS) && (t == S_IFREG || t == S_IFDIR) {
             inode.set_flags(inode::EXT4_EXTENTS_FL);
             inode.set_i_block(&super::extent::empty_root());
         }
@@ -153,6 +154,63 @@ impl<D: ReadAt> Ext<D> {
 }
 
 impl<D: WriteAt> Ext<D> {
+    /// Reserve `need` plus what inserting `name` into `parent` may take: the
+    /// quick worst case first; only when that does not fit, the directory code's
+    /// exact count of new blocks (plus room for the mapping to grow).
+    fn reserve_with_insert(&mut self, need: Space, parent: Ino, name: &[u8]) -> Result<()> {
+        let worst = Space {
+            blocks: need.blocks + DIR_INSERT_BLOCKS,
+            inodes: need.inodes,
+        };
+        match self.reserve(worst) {
+            Err(e) if e.kind() == super::ErrorKind::NoSpace => {
+                let add = self.dir_insert_cost(parent, name)?;
+                let grow = if add > 0 { 2 } else { 0 };
+                self.reserve(Space {
+                    blocks: need.blocks + add + grow,
+                    inodes: need.inodes,
+                })
+            }
+            r => r,
+        }
+    }
+
+    /// Reserve space for a file of `len` bytes written from `goal` (and its
+    /// name in a directory): the worst-case tree first; when that does not fit
+    /// and the file gets extents, the tree its real free-space layout needs
+    /// (with a margin of two extents for a directory block taken meanwhile).
+    fn reserve_file(
+        &mut self,
+        need: Space,
+        goal: u64,
+        len: u64,
+        insert: Option<(Ino, &[u8])>,
+    ) -> Result<()> {
+        let first = match insert {
+            Some((parent, name)) => self.reserve_with_insert(need, parent, name),
+            None => self.reserve(need),
+        };
+        let e = match first {
+            Err(e) if e.kind() == super::ErrorKind::NoSpace => e,
+            r => return r,
+        };
+        if !self.sb.has_incompat(features::INCOMPAT_EXTENTS) {
+            return Err(e);
+        }
+        let data = len.div_ceil(self.bs());
+        let Some(extents) = self.simulate_extents(goal, data)? else {
+            return Err(e);
+        };
+        let exact = Space {
+            blocks: data + super::extent::tree_blocks_for(extents + 2, self.sb.block_size),
+            inodes: need.inodes,
+        };
+        match insert {
+            Some((parent, name)) => self.reserve_with_insert(exact, parent, name),
+            None => self.reserve(exact),
+        }
+    }
+
     pub(super) fn do_create_file(
         &mut self,
         parent: Ino,
@@ -164,14 +222,13 @@ impl<D: WriteAt> Ext<D> {
         // 1. Check, and reserve the worst case before any change.
         self.require_dir(parent)?;
         self.check_new_name(name)?;
-        let mut need = self.file_cost(len);
-        need.blocks += DIR_INSERT_BLOCKS;
-        self.reserve(need)?;
+        let need = self.file_cost(len);
+        let goal = self.data_goal(parent);
+        self.reserve_file(need, goal, len, Some((parent, name)))?;
         // 2. The inode, near its parent, and its name (the duplicate check).
         let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), false)?;
         let undo = self.link_new(parent, name, ino, FileType::Regular, saved)?;
-        // 3. Data into new runs.
-        let goal = self.data_goal(parent);
+        // 3. Data into new runs (from the goal the space check simulated).
         let runs = match self.write_stream(data, len, goal) {
             Ok(r) => r,
             Err(e) => {
@@ -226,7 +283,16 @@ impl<D: WriteAt> Ext<D> {
         let (old_runs, old_tree) = self.mapping(&inode)?;
         let mut need = self.file_cost(len);
         need.inodes = 0;
-        self.reserve(need)?;
+        let goal = old_runs
+            .first()
+            .map(|r| r.pblk)
+            .unwrap_or_else(|| self.group_goal(ino));
+        let goal = if self.goal > self.sb.first_data_block {
+            self.goal
+        } else {
+            goal
+        };
+        self.reserve_file(need, goal, len, None)?;
         // 2. New data into new blocks (old ones are still in use: never reused).
         let goal = old_runs
             .first()
@@ -295,10 +361,11 @@ impl<D: WriteAt> Ext<D> {
                 "directory inode {parent} has too many subdirectories (no dir_nlink)"
             )));
         }
-        self.reserve(Space {
-            blocks: 1 + DIR_INSERT_BLOCKS + self.tree_cost(1),
+        let need = Space {
+            blocks: 1 + self.tree_cost(1),
             inodes: 1,
-        })?;
+        };
+        self.reserve_with_insert(need, parent, name)?;
         // 2. Allocate the inode and its block.
         let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), true)?;
         self.link_new(parent, name, ino, FileType::Directory, saved)?;
@@ -346,10 +413,7 @@ impl<D: WriteAt> Ext<D> {
         }
         let fast = target.len() < inode::I_BLOCK_LEN;
         let blocks = if fast { 0 } else { 1 + self.tree_cost(1) };
-        self.reserve(Space {
-            blocks: blocks + DIR_INSERT_BLOCKS,
-            inodes: 1,
-        })?;
+        self.reserve_with_insert(Space { blocks, inodes: 1 }, parent, name)?;
         let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), false)?;
         self.link_new(parent, name, ino, FileType::Symlink, saved)?;
         let mut inode = self.new_inode(ino, S_IFLNK | 0o777, node, 1);
@@ -381,6 +445,56 @@ impl<D: WriteAt> Ext<D> {
         Ok(ino)
     }
 
+    pub(super) fn do_mknod(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        ft: FileType,
+        rdev: (u32, u32),
+        node: &NewNode,
+    ) -> Result<Ino> {
+        let type_bits: u16 = match ft {
+            FileType::CharDevice => 0o020000,
+            FileType::BlockDevice => 0o060000,
+            FileType::Fifo => 0o010000,
+            FileType::Socket => 0o140000,
+            _ => {
+                return Err(Error::invalid(format!(
+                    "mknod makes devices, fifos and sockets, not {ft:?}"
+                )))
+            }
+        };
+        self.require_dir(parent)?;
+        self.check_new_name(name)?;
+        self.reserve_with_insert(
+            Space {
+                blocks: 0,
+                inodes: 1,
+            },
+            parent,
+            name,
+        )?;
+        let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), false)?;
+        self.link_new(parent, name, ino, ft, saved)?;
+        let mut inode = self.new_inode(ino, type_bits | (node.perm & 0o7777), node, 1);
+        if matches!(ft, FileType::CharDevice | FileType::BlockDevice) {
+            // As the kernel: the old 8:8 encoding in i_block[0] when it fits,
+            // else the new one in i_block[1].
+            let (major, minor) = rdev;
+            let mut ib = [0u8; inode::I_BLOCK_LEN];
+            if major < 256 && minor < 256 {
+                super::le::put_u32(&mut ib, 0, (major << 8) | minor);
+            } else {
+                let new = (minor & 0xFF) | ((major & 0xFFF) << 8) | ((minor & !0xFF) << 12);
+                super::le::put_u32(&mut ib, 4, new);
+            }
+            inode.set_i_block(&ib);
+        }
+        self.put_inode(inode);
+        self.touch_dir(parent, node.ctime)?;
+        Ok(ino)
+    }
+
     pub(super) fn do_link(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Result<()> {
         self.require_dir(parent)?;
         let mut inode = self.read_inode(ino)?;
@@ -396,10 +510,7 @@ impl<D: WriteAt> Ext<D> {
             return Err(Error::refused(format!("inode {ino} has too many links")));
         }
         self.check_new_name(name)?;
-        self.reserve(Space {
-            blocks: DIR_INSERT_BLOCKS,
-            inodes: 0,
-        })?;
+        self.reserve_with_insert(Space::default(), parent, name)?;
         let now = Timestamp::now();
         self.dir_add(parent, name, ino, inode.file_type())?;
         inode.set_links(inode.links() + 1);
@@ -470,38 +581,63 @@ impl<D: WriteAt> Ext<D> {
         if !child.is_dir() {
             return self.do_unlink(parent, name);
         }
-        // 1. Gather the tree (directories by walking; a loop is corruption).
+        // Post-order, one directory at a time: when a directory's subdirectories
+        // are gone, drop its other names' links, free it and take its name out
+        // of its parent. Each such step leaves a consistent filesystem, so the
+        // dirty cache may be flushed between steps (huge trees stay in bounded
+        // memory). A directory met twice (a loop) is corruption.
+        struct Frame {
+            dir: Ino,
+            parent: Ino,
+            name: Vec<u8>,
+            subdirs: Vec<(Vec<u8>, Ino)>,
+            others: Vec<Ino>,
+        }
         let mut seen = HashSet::new();
-        let mut stack = vec![child.ino];
-        let mut dirs = Vec::new();
-        let mut others = Vec::new();
-        while let Some(d) = stack.pop() {
-            if !seen.insert(d) || d == parent || d == super::ROOT_INO {
-                return Err(Error::corrupt(format!(
-                    "directory inode {d} appears twice under {}",
-                    String::from_utf8_lossy(name)
-                )));
-            }
-            dirs.push(d);
-            for e in self.dir_raw_entries(d)? {
-                let i = self.read_inode(e.ino)?;
-                if i.is_dir() {
-                    stack.push(e.ino);
-                } else {
-                    others.push(e.ino);
-                }
-            }
-        }
-        // 2. Unlink the top, then drop every link inside and free every directory.
+        let mut stack: Vec<Frame> = Vec::new();
+        let mut open = Some((child.ino, parent, name.to_vec()));
         let now = Timestamp::now();
-        self.dir_remove(parent, name)?;
-        for ino in others {
-            self.drop_link(ino, now)?;
-        }
-        for d in dirs {
-            let inode = self.read_inode(d)?;
+        loop {
+            if let Some((dir, par, nm)) = open.take() {
+                if !seen.insert(dir) || dir == parent || dir == super::ROOT_INO {
+                    return Err(Error::corrupt(format!(
+                        "directory inode {dir} appears twice under {}",
+                        String::from_utf8_lossy(name)
+                    )));
+                }
+                let mut subdirs = Vec::new();
+                let mut others = Vec::new();
+                for e in self.dir_raw_entries(dir)? {
+                    if self.read_inode(e.ino)?.is_dir() {
+                        subdirs.push((e.name, e.ino));
+                    } else {
+                        others.push(e.ino);
+                    }
+                }
+                stack.push(Frame {
+                    dir,
+                    parent: par,
+                    name: nm,
+                    subdirs,
+                    others,
+                });
+            }
+            let Some(top) = stack.last_mut() else { break };
+            if let Some((nm, ino)) = top.subdirs.pop() {
+                open = Some((ino, top.dir, nm));
+                continue;
+            }
+            // Every subdirectory is gone: finish this one.
+            let Some(f) = stack.pop() else { break };
+            for ino in f.others {
+                self.drop_link(ino, now)?;
+            }
+            let inode = self.read_inode(f.dir)?;
             self.free_inode(inode, now)?;
+            self.dir_remove(f.parent, &f.name)?;
+            self.parent_link_dec(f.parent, now)?;
+            self.maybe_flush()?;
         }
-        self.parent_link_dec(parent, now)
+        Ok(())
     }
 }

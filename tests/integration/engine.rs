@@ -1319,3 +1319,107 @@ fn engine_space_freed_in_the_session_is_reused_after_an_automatic_flush() {
     img.assert_clean("after reuse");
     assert!(dump(&img, "/two") == data);
 }
+
+#[test]
+fn engine_uses_the_last_blocks_exactly() {
+    let img = Img::new(&["-t", "ext4", "-b", "1024", "-O", "^has_journal"], None, 8);
+    let mut fs = img.open_rw();
+    let free = fs.free_space().blocks;
+    let len = (free - 60) * 1024;
+    let data = cheap_pattern(len as usize, 4);
+    fs.create_file(ROOT_INO, b"fill", &node(0o644, 1), &mut &data[..], len)
+        .unwrap();
+    let mut i = 0;
+    while fs.free_space().blocks > 4 {
+        fs.create_file(
+            ROOT_INO,
+            format!("s{i}").as_bytes(),
+            &node(0o644, 1),
+            &mut &[1u8; 1000][..],
+            1000,
+        )
+        .unwrap();
+        i += 1;
+    }
+    let left = fs.free_space().blocks;
+    let last = vec![2u8; (left * 1024) as usize];
+    fs.create_file(
+        ROOT_INO,
+        b"last",
+        &node(0o644, 1),
+        &mut &last[..],
+        last.len() as u64,
+    )
+    .unwrap();
+    assert_eq!(fs.free_space().blocks, 0);
+    fs.flush().unwrap();
+    drop(fs);
+    img.assert_clean("full to the last block");
+    let before = img.sha();
+    let mut fs = img.open_rw();
+    let e = fs
+        .create_file(ROOT_INO, b"one-more", &node(0o644, 1), &mut &b"x"[..], 1)
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NoSpace, "{e}");
+    fs.flush().unwrap();
+    drop(fs);
+    assert!(img.sha() == before);
+    // An empty file needs no block: it still fits.
+    let mut fs = img.open_rw();
+    fs.create_file(ROOT_INO, b"empty", &node(0o644, 1), &mut &b""[..], 0)
+        .unwrap();
+    fs.flush().unwrap();
+    drop(fs);
+    img.assert_clean("empty file on a full filesystem");
+}
+
+#[test]
+fn engine_device_nodes_fifos_sockets() {
+    use domuify::ext::FileType;
+    for args in [&["-t", "ext4"][..], &["-t", "ext2"][..]] {
+        let img = Img::new(args, None, 16);
+        let mut fs = img.open_rw();
+        let dev = fs.mkdir(ROOT_INO, b"dev", &node(0o755, 1)).unwrap();
+        fs.mknod(dev, b"sda", FileType::BlockDevice, (8, 0), &node(0o660, 1))
+            .unwrap();
+        fs.mknod(
+            dev,
+            b"big",
+            FileType::CharDevice,
+            (300, 70_000),
+            &node(0o600, 1),
+        )
+        .unwrap();
+        fs.mknod(dev, b"fifo", FileType::Fifo, (0, 0), &node(0o644, 1))
+            .unwrap();
+        fs.mknod(dev, b"sock", FileType::Socket, (0, 0), &node(0o755, 1))
+            .unwrap();
+        let e = fs
+            .mknod(dev, b"x", FileType::Regular, (0, 0), &node(0o644, 1))
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::InvalidInput);
+        fs.flush().unwrap();
+        drop(fs);
+        img.assert_clean(&format!("{args:?}: special files"));
+        let st = img.debugfs("stat /dev/sda");
+        assert!(
+            st.contains("Type: block special") && st.contains("Device major/minor number: 08:00"),
+            "{st}"
+        );
+        let st = img.debugfs("stat /dev/big");
+        assert!(
+            st.contains("Type: character special")
+                && st.contains("Device major/minor number: 300:70000"),
+            "{st}"
+        );
+        assert!(img.debugfs("stat /dev/fifo").contains("Type: FIFO"));
+        assert!(img.debugfs("stat /dev/sock").contains("Type: socket"));
+        let ls = img.debugfs("ls -l /dev");
+        assert!(ls.contains("sda") && ls.contains("sock"), "{ls}");
+        let r = Ext::open_read_only(img.window(Access::ReadOnly)).unwrap();
+        let rdev = |p: &[u8]| r.rdev(r.resolve(p, false).unwrap()).unwrap();
+        assert_eq!(rdev(b"/dev/sda"), Some((8, 0)));
+        assert_eq!(rdev(b"/dev/big"), Some((300, 70_000)));
+        assert_eq!(rdev(b"/dev/fifo"), None);
+    }
+}

@@ -118,4 +118,18 @@ fn engine_bench_copy_trees() {
     );
     let _ = img.window(Access::ReadOnly).size();
     img.assert_clean("bench copy");
+    // And remove it all again.
+    let t1 = Instant::now();
+    let mut fs = Ext::open_read_write(img.window(Access::ReadWrite)).unwrap();
+    for i in 0..trees.split(':').count() {
+        fs.remove_tree(ROOT_INO, format!("tree{i}").as_bytes())
+            .unwrap();
+    }
+    fs.flush().unwrap();
+    drop(fs);
+    eprintln!(
+        "engine: remove_tree of it all in {:.3} s",
+        t1.elapsed().as_secs_f64()
+    );
+    img.assert_clean("bench remove");
 }

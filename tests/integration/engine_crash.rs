@@ -47,7 +47,10 @@ impl<D: WriteAt> WriteAt for FailAfter<D> {
 
 const OLD: &[u8] = b"/dev/sda1 / ext4 defaults 0 1\n";
 
-fn operations<D: WriteAt>(fs: &mut Ext<D>, new: &[u8]) -> Result<()> {
+fn operations<D: WriteAt>(fs: &mut Ext<D>, new: &[u8], flush_often: bool) -> Result<()> {
+    if flush_often {
+        fs.set_auto_flush_bytes(0);
+    }
     let etc = fs.resolve(b"/etc", true)?;
     let fstab = fs.resolve(b"/etc/fstab", true)?;
     fs.replace_contents(fstab, &mut &new[..], new.len() as u64, Timestamp::now())?;
@@ -67,7 +70,7 @@ fn operations<D: WriteAt>(fs: &mut Ext<D>, new: &[u8]) -> Result<()> {
     fs.flush()
 }
 
-fn crash_round(args: &[&str]) {
+fn crash_round(args: &[&str], flush_often: bool) {
     let tree = tempfile::tempdir().unwrap();
     let t = tree.path();
     std::fs::create_dir_all(t.join("etc")).unwrap();
@@ -89,7 +92,7 @@ fn crash_round(args: &[&str]) {
         };
         let dev = Arc::new(dev);
         let mut fs = Ext::open_read_write(dev.clone()).unwrap();
-        operations(&mut fs, &new).unwrap();
+        operations(&mut fs, &new, flush_often).unwrap();
         drop(fs);
         img.assert_clean("uninterrupted");
         dev.count.load(Ordering::SeqCst)
@@ -104,7 +107,10 @@ fn crash_round(args: &[&str]) {
             count: AtomicUsize::new(0),
         };
         let mut fs = Ext::open_read_write(dev).unwrap();
-        assert!(operations(&mut fs, &new).is_err(), "k={k}: no failure seen");
+        assert!(
+            operations(&mut fs, &new, flush_often).is_err(),
+            "k={k}: no failure seen"
+        );
         drop(fs);
         let (rc, out) = run(Command::new("e2fsck").arg("-fy").arg(img.spec()));
         assert!(
@@ -136,10 +142,11 @@ fn crash_round(args: &[&str]) {
 
 #[test]
 fn engine_crash_ext4() {
-    crash_round(&["-t", "ext4"]);
+    crash_round(&["-t", "ext4"], false);
 }
 
 #[test]
 fn engine_crash_ext3_1k() {
-    crash_round(&["-t", "ext3", "-b", "1024"]);
+    // Flushing after every step: many more interruption points.
+    crash_round(&["-t", "ext3", "-b", "1024"], true);
 }
