@@ -211,6 +211,8 @@ enum Want {
         /// The inode number must be this one (replaced in place, hard links).
         ino: Option<Ino>,
         mtime: Option<i64>,
+        /// ctime is `mtime` too (not when a later link or unlink changed it).
+        ctime_too: bool,
         /// `(name, value)` that `debugfs ea_list` must show.
         xattr: Option<(&'static str, &'static str)>,
     },
@@ -293,6 +295,7 @@ fn judge_debugfs(img: &Scratch, wants: &BTreeMap<String, Want>) -> Vec<String> {
                 links,
                 ino,
                 mtime,
+                ctime_too,
                 xattr,
             } => {
                 check(
@@ -326,13 +329,23 @@ fn judge_debugfs(img: &Scratch, wants: &BTreeMap<String, Want>) -> Vec<String> {
                     );
                 }
                 if let Some(t) = mtime {
-                    let got = field("mtime:");
-                    let hex = got.trim_start_matches("0x");
-                    let hex = hex.split(':').next().unwrap_or_default();
-                    check(
-                        i64::from_str_radix(hex, 16).ok() == Some(*t),
-                        format!("mtime {got} want {t:#x}"),
-                    );
+                    // Every time this test sets is ts(t): seconds t, 250 ms; with
+                    // large inodes the extra word holds nsec << 2 (epoch bits 0).
+                    let keys: &[&str] = if *ctime_too {
+                        &["mtime:", "ctime:"]
+                    } else {
+                        &["mtime:"]
+                    };
+                    for key in keys {
+                        let got = field(key);
+                        let mut parts = got.trim_start_matches("0x").split(':');
+                        let sec = parts.next().and_then(|h| i64::from_str_radix(h, 16).ok());
+                        let extra = parts.next().map(|h| u32::from_str_radix(h, 16).ok());
+                        check(
+                            sec == Some(*t) && extra.is_none_or(|x| x == Some(250_000_000 << 2)),
+                            format!("{key} {got} want {t:#x}:{:08x}", 250_000_000u32 << 2),
+                        );
+                    }
                 }
                 let (cat, _) = img.debugfs_raw(&format!("cat {path}"));
                 check(
@@ -724,6 +737,7 @@ fn scenario(name: &str) {
                 links: 1,
                 ino: None,
                 mtime: Some(1_750_000_010),
+                ctime_too: true,
                 xattr: None,
             },
         );
@@ -772,6 +786,7 @@ fn scenario(name: &str) {
             links: 2,
             ino: Some(fstab_ino),
             mtime: Some(1_750_000_022),
+            ctime_too: false,
             xattr: Some(("security.selinux", "system_u:object_r:etc_t:s0")),
         },
     );
@@ -789,6 +804,7 @@ fn scenario(name: &str) {
             links: 1,
             ino: Some(hostname_ino),
             mtime: Some(1_750_000_023),
+            ctime_too: true,
             xattr: Some(("user.domuify", "fixture")),
         },
     );
@@ -813,6 +829,7 @@ fn scenario(name: &str) {
             links: 1,
             ino: None,
             mtime: Some(1_750_000_024),
+            ctime_too: true,
             xattr: None,
         },
     );
@@ -830,6 +847,7 @@ fn scenario(name: &str) {
             links: 1,
             ino: None,
             mtime: Some(1_750_000_025),
+            ctime_too: true,
             xattr: None,
         },
     );
@@ -870,6 +888,7 @@ fn scenario(name: &str) {
                 links: 1,
                 ino: None,
                 mtime: Some(t),
+                ctime_too: true,
                 xattr: None,
             },
         );
@@ -923,6 +942,7 @@ fn scenario(name: &str) {
             links: 1,
             ino: None,
             mtime: Some(1_750_000_041),
+            ctime_too: true,
             xattr: None,
         },
     );
@@ -952,6 +972,7 @@ fn scenario(name: &str) {
                         links: 1,
                         ino: None,
                         mtime: Some(1_750_000_045),
+                        ctime_too: true,
                         xattr: None,
                     },
                 );
@@ -971,6 +992,7 @@ fn scenario(name: &str) {
                 links: 1,
                 ino: None,
                 mtime: Some(1_750_000_046),
+                ctime_too: true,
                 xattr: None,
             },
         );
@@ -988,6 +1010,7 @@ fn scenario(name: &str) {
             links: 1,
             ino: None,
             mtime: Some(1_750_000_047),
+            ctime_too: true,
             xattr: None,
         },
     );
@@ -1022,6 +1045,7 @@ fn scenario(name: &str) {
             links: 2,
             ino: Some(fstab_ino),
             mtime: None,
+            ctime_too: true,
             xattr: Some(("security.selinux", "system_u:object_r:etc_t:s0")),
         },
     );
@@ -1040,6 +1064,7 @@ fn scenario(name: &str) {
                 links: 2,
                 ino: Some(bash_ino),
                 mtime: None,
+                ctime_too: true,
                 xattr: None,
             },
         );
@@ -1159,6 +1184,7 @@ fn scenario(name: &str) {
                 links: 1,
                 ino: None,
                 mtime: None,
+                ctime_too: true,
                 xattr: None,
             },
         );
@@ -1187,6 +1213,7 @@ fn scenario(name: &str) {
                     links: 1,
                     ino: None,
                     mtime: Some(1_750_000_070),
+                    ctime_too: true,
                     xattr: None,
                 },
             );
@@ -1244,6 +1271,7 @@ fn scenario(name: &str) {
             links: 1,
             ino: None,
             mtime: Some(1_750_000_090),
+            ctime_too: true,
             xattr: None,
         },
     );
@@ -1266,6 +1294,7 @@ fn scenario(name: &str) {
             links: 1,
             ino: None,
             mtime: None,
+            ctime_too: true,
             xattr: None,
         },
     );
