@@ -1105,6 +1105,53 @@ fn scenario(name: &str) {
             lacks: vec!["frag-00".into(), "frag-01".into()],
         },
     );
+    // Guest path resolution: `..` after a symlink goes up from where the link
+    // led (/lib/.. is /usr, as in the kernel), `..` stops at the guest's root,
+    // absolute targets start at the guest's root, loops end in an error.
+    assert_eq!(
+        resolve(&fs, "/lib/../share/doc"),
+        resolve(&fs, "/usr/share/doc"),
+        "/lib/../share/doc"
+    );
+    assert_eq!(
+        resolve(&fs, "/../../etc/./fstab"),
+        fstab,
+        "/../../etc/./fstab"
+    );
+    let tn = node(0o777, 0, 0, 1_750_000_055);
+    fs.symlink(etc, b"up", b"../../../../../etc", &tn).unwrap();
+    fs.symlink(etc, b"abs", b"/usr/lib", &tn).unwrap();
+    fs.symlink(etc, b"loop-a", b"loop-b", &tn).unwrap();
+    fs.symlink(etc, b"loop-b", b"./loop-a", &tn).unwrap();
+    assert_eq!(resolve(&fs, "/etc/up/fstab"), fstab, "/etc/up/fstab");
+    assert_eq!(
+        resolve(&fs, "/etc/abs/modules"),
+        resolve(&fs, "/usr/lib/modules"),
+        "/etc/abs/modules"
+    );
+    must_fail(
+        fs.resolve(b"/etc/loop-a/x", true),
+        ErrorKind::InvalidInput,
+        "resolve through a symlink loop",
+    );
+    must_fail(
+        fs.resolve(b"/etc/fstab/x", true),
+        ErrorKind::NotFound,
+        "resolve through a regular file",
+    );
+    for (n, t) in [
+        ("up", "../../../../../etc"),
+        ("abs", "/usr/lib"),
+        ("loop-a", "loop-b"),
+        ("loop-b", "./loop-a"),
+    ] {
+        wants.insert(
+            format!("/etc/{n}"),
+            Want::Symlink {
+                target: t.as_bytes().to_vec(),
+            },
+        );
+    }
     // The old module tree goes; a new one comes through the usrmerge symlink.
     let lib_modules = resolve(&fs, "/lib/modules");
     assert_eq!(

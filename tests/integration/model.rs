@@ -1041,8 +1041,14 @@ fn run(name: &'static str, top: &str, nospace_ok: bool, ops: &[Op]) -> R {
     Ok(())
 }
 
-/// `cases` per test unless `PROPTEST_CASES` says otherwise.
+/// `cases` per test in release builds, a third of them in debug builds (where
+/// the engine and ext4-view are ~10x slower), unless `PROPTEST_CASES` says.
 fn config(cases: u32) -> ProptestConfig {
+    let cases = if cfg!(debug_assertions) {
+        (cases / 3).max(4)
+    } else {
+        cases
+    };
     let cases = std::env::var("PROPTEST_CASES")
         .ok()
         .and_then(|v| v.parse().ok())
