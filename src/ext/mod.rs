@@ -310,7 +310,7 @@ impl<D: ReadAt> Ext<D> {
         // Deterministic: the same image and the same operations give the same
         // bytes (reproducible images, comparable undo files).
         let gen_next =
-            csum::crc32c(!0, &uuid) ^ sb.free_inodes_count() ^ sb.free_blocks_count() as u32;
+            csum::crc32c(!0, &uuid) ^ sb.free_inodes_count() ^ le::lo32(sb.free_blocks_count());
         Ok(Ext {
             dev,
             goal: sb.first_data_block,
