@@ -680,6 +680,30 @@ fn scenario(name: &str) {
     }
     fs.flush().expect("flush");
     drop(fs);
+    // Opened read-only, every change is refused.
+    let mut ro = Ext::open_read_only(img.window(Access::ReadWrite)).expect("open_read_only");
+    must_fail(
+        ro.create_file(etc, b"ro", &n0, &mut &b"x"[..], 1),
+        ErrorKind::Refused,
+        "create_file on a read-only open",
+    );
+    must_fail(
+        ro.mkdir(etc, b"ro", &n0),
+        ErrorKind::Refused,
+        "mkdir on a read-only open",
+    );
+    must_fail(
+        ro.replace_contents(fstab, &mut &b"x"[..], 1, ts(1)),
+        ErrorKind::Refused,
+        "replace_contents on a read-only open",
+    );
+    must_fail(
+        ro.unlink(etc, b"motd"),
+        ErrorKind::Refused,
+        "unlink on a read-only open",
+    );
+    ro.flush().expect("flush of a read-only open");
+    drop(ro);
     assert_eq!(
         img.sha256(),
         pristine,
@@ -1032,6 +1056,36 @@ fn scenario(name: &str) {
                 target: t.as_bytes().to_vec(),
             },
         );
+    }
+    // The longest target a block holds (bs - 1 bytes, as Linux allows), and
+    // targets no kernel accepts.
+    // (Components of at most 100 bytes: ext4-view refuses a path with a component
+    // longer than NAME_MAX.)
+    let mut longest = format!("/{}", "t".repeat(99)).repeat(bs as usize / 100 + 1);
+    longest.truncate(bs as usize - 1);
+    if longest.ends_with('/') {
+        longest.pop();
+        longest.push('t');
+    }
+    fs.symlink(etc, b"link-longest", longest.as_bytes(), &ln)
+        .unwrap();
+    wants.insert(
+        "/etc/link-longest".into(),
+        Want::Symlink {
+            target: longest.into_bytes(),
+        },
+    );
+    for (n, t) in [
+        ("link-too-long", vec![b't'; bs as usize]),
+        ("link-empty", Vec::new()),
+        ("link-nul", b"a\0b".to_vec()),
+    ] {
+        must_fail(
+            fs.symlink(etc, n.as_bytes(), &t, &ln),
+            ErrorKind::InvalidInput,
+            &format!("symlink {n}"),
+        );
+        wants.insert(format!("/etc/{n}"), Want::Gone);
     }
     // Hard links: a new one to fstab, a new one to bash, and rbash removed.
     fs.link(etc, b"fstab.hard", fstab).unwrap();
