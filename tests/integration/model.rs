@@ -151,6 +151,17 @@ fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
+/// Sequences of 1 to 40 operations (`DOMUIFY_MODEL_OPS` sets the most, for
+/// longer hunts).
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    let most = std::env::var("DOMUIFY_MODEL_OPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40usize)
+        .max(1);
+    prop::collection::vec(op(), 1..=most)
+}
+
 /// One name in the model.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Entry {
@@ -1084,18 +1095,18 @@ proptest! {
     #![proptest_config(config(32))]
 
     #[test]
-    fn model_ext4(ops in prop::collection::vec(op(), 1..=40)) {
+    fn model_ext4(ops in ops()) {
         check("ext4.img", "/m", &ops)?;
     }
 
     #[test]
-    fn model_ext3(ops in prop::collection::vec(op(), 1..=40)) {
+    fn model_ext3(ops in ops()) {
         check("ext3.img", "/m", &ops)?;
     }
 
     /// 99 blocks free: many operations end in NoSpace, which must change nothing.
     #[test]
-    fn model_ext4_full(ops in prop::collection::vec(op(), 1..=40)) {
+    fn model_ext4_full(ops in ops()) {
         check("ext4-full.img", "/m", &ops)?;
     }
 }
@@ -1104,39 +1115,39 @@ proptest! {
     #![proptest_config(config(16))]
 
     #[test]
-    fn model_ext2(ops in prop::collection::vec(op(), 1..=40)) {
+    fn model_ext2(ops in ops()) {
         check("ext2.img", "/m", &ops)?;
     }
 
     #[test]
-    fn model_ext4_4k(ops in prop::collection::vec(op(), 1..=40)) {
+    fn model_ext4_4k(ops in ops()) {
         check("ext4-4k.img", "/m", &ops)?;
     }
 
     /// metadata_csum with 128-byte inodes (judged by rdump: ext4-view cannot read it).
     #[test]
-    fn model_ext4_128inode_csum(ops in prop::collection::vec(op(), 1..=40)) {
+    fn model_ext4_128inode_csum(ops in ops()) {
         check("ext4-128inode-csum.img", "/m", &ops)?;
     }
 
     #[test]
-    fn model_ext4_csumseed(ops in prop::collection::vec(op(), 1..=40)) {
+    fn model_ext4_csumseed(ops in ops()) {
         check("ext4-csumseed.img", "/m", &ops)?;
     }
 
     #[test]
-    fn model_ext4_noflex(ops in prop::collection::vec(op(), 1..=40)) {
+    fn model_ext4_noflex(ops in ops()) {
         check("ext4-noflex.img", "/m", &ops)?;
     }
 
     /// In the indexed /big (5000 names) of the htree fixtures.
     #[test]
-    fn model_ext4_htree_big(ops in prop::collection::vec(op(), 1..=40)) {
+    fn model_ext4_htree_big(ops in ops()) {
         check("ext4-htree.img", "/big", &ops)?;
     }
 
     #[test]
-    fn model_ext3_htree_big(ops in prop::collection::vec(op(), 1..=40)) {
+    fn model_ext3_htree_big(ops in ops()) {
         check("ext3-htree.img", "/big", &ops)?;
     }
 }
