@@ -133,7 +133,8 @@ pub struct FsInfo {
     /// ext facts, for ext2/3/4.
     #[serde(skip_serializing_if = "Option::is_none", flatten)]
     pub ext: Option<ExtInfo>,
-    /// A signature was found but the structure behind it is damaged.
+    /// A signature was found but the structure behind it is damaged (or a
+    /// second filesystem signature is also present); says what and where.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub problem: Option<String>,
 }
