@@ -138,8 +138,9 @@ pub struct FsInfo {
     /// ext facts, for ext2/3/4.
     #[serde(skip_serializing_if = "Option::is_none", flatten)]
     pub ext: Option<ExtInfo>,
-    /// A signature was found but the structure behind it is damaged (always in
-    /// the JSON document, `null` when nothing is wrong).
+    /// A signature was found but the structure behind it is damaged (or a
+    /// second filesystem signature is also present); says what and where. Always
+    /// in the JSON document, `null` when nothing is wrong.
     pub problem: Option<String>,
 }
 
