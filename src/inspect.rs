@@ -65,11 +65,6 @@ pub struct Report {
     pub notes: Vec<String>,
 }
 
-/// Most block groups of a filesystem whose files are read: a reader loads a
-/// descriptor of every group, so a hostile superblock with tiny groups on a large
-/// sparse image would make it read and hold gigabytes.
-pub const MAX_GROUPS: u64 = 1 << 20;
-
 /// Inspect `disk`: table, filesystems, systems.
 pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
     let table: PartitionTable = part::read_table(&*disk, disk.logical_sector_size())?;
@@ -236,24 +231,14 @@ fn probe_partition(disk: &Arc<Disk>, p: &Partition, problems: &mut Vec<Problem>)
 /// The reader for an ext partition: ext4-view, or our engine where ext4-view
 /// cannot read (it refuses some features, and fails on metadata_csum with 128-byte
 /// inodes); the fallback is said in `notes`, never hidden. A filesystem of more
-/// than [`MAX_GROUPS`] block groups is not opened (an `Unsupported` error).
+/// than [`crate::ext::MAX_GROUPS`] block groups is not opened (an `Unsupported`
+/// error, from [`reader::open`]).
 fn open_reader(
     disk: &Arc<Disk>,
     r: &PartitionReport,
     notes: &mut Vec<String>,
 ) -> Result<Box<dyn GuestRead>> {
     let p = &r.partition;
-    let groups = r
-        .filesystem
-        .as_ref()
-        .and_then(|f| f.ext.as_ref())
-        .map_or(0, |e| e.group_count);
-    if groups > MAX_GROUPS {
-        return Err(crate::Error::unsupported(format!(
-            "its superblock describes {groups} block groups; domuify reads filesystems \
-             of at most {MAX_GROUPS} (128 TiB in 4 KiB blocks)"
-        )));
-    }
     let past_end = || {
         crate::Error::corrupt(format!(
             "{} starts past the end of the disk",

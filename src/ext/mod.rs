@@ -71,6 +71,12 @@ use superblock::{Superblock, SUPERBLOCK_OFFSET, SUPERBLOCK_SIZE};
 /// An inode number.
 pub type Ino = u32;
 
+/// The most block groups a filesystem may have to be opened (read or written):
+/// 2^20 groups is 128 TiB in 4 KiB blocks. Above it, a superblock is refused as
+/// unsupported before any group descriptor is read (a hostile superblock with
+/// tiny groups would otherwise cost gigabytes of descriptors).
+pub const MAX_GROUPS: u64 = 1 << 20;
+
 /// The root directory's inode.
 pub const ROOT_INO: Ino = 2;
 

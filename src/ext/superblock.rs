@@ -154,6 +154,16 @@ impl Superblock {
         }
         let groups = (blocks_count - first_data_block).div_ceil(u64::from(blocks_per_group));
         let group_count = u32::try_from(groups).map_err(|_| bad("too many groups"))?;
+        // Every group's descriptor and bitmaps are held while the filesystem is open:
+        // a hostile superblock with tiny groups on a large sparse image would make
+        // that hundreds of millions of them. Refused before anything is read.
+        if u64::from(group_count) > super::MAX_GROUPS {
+            return Err(Error::unsupported(format!(
+                "ext superblock at 0x400: {group_count} block groups; domuify handles at most {} \
+                 (128 TiB in 4 KiB blocks)",
+                super::MAX_GROUPS
+            )));
+        }
         if u64::from(group_count) * u64::from(inodes_per_group) != u64::from(inodes_count) {
             return Err(bad("s_inodes_count is not groups x s_inodes_per_group"));
         }

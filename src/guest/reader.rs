@@ -353,6 +353,19 @@ impl<D: ReadAt> GuestRead for EngineReader<D> {
 pub fn open<D: ReadAt + Clone + 'static>(
     win: Window<D>,
 ) -> Result<(Box<dyn GuestRead>, Option<String>)> {
+    // Both readers hold a descriptor of every block group: a hostile superblock
+    // with tiny groups on a large sparse image would cost gigabytes. Checked on the
+    // superblock alone, before either reader loads anything.
+    if let Ok(info) = crate::probe::probe(&win) {
+        let groups = info.ext.map_or(0, |e| e.group_count);
+        if groups > crate::ext::MAX_GROUPS {
+            return Err(Error::unsupported(format!(
+                "its superblock describes {groups} block groups; domuify reads \
+                 filesystems of at most {} (128 TiB in 4 KiB blocks)",
+                crate::ext::MAX_GROUPS
+            )));
+        }
+    }
     let view_err = match ViewReader::load(win.clone()) {
         Ok(r) => return Ok((Box::new(r), None)),
         Err(e) => e,
