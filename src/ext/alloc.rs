@@ -57,30 +57,41 @@ impl<D: ReadAt> Ext<D> {
         bm
     }
 
+    /// Read group `g`'s block or inode bitmap from disk and verify its checksum
+    /// (metadata_csum covers `blocks_per_group` or `inodes_per_group` bits).
+    fn read_bitmap(&self, g: u32, kind: BitmapKind) -> Result<Bitmap> {
+        let (b, bits, name) = match kind {
+            BitmapKind::Block => (self.gdt.block_bitmap(g), self.sb.blocks_per_group, "block"),
+            BitmapKind::Inode => (self.gdt.inode_bitmap(g), self.sb.inodes_per_group, "inode"),
+        };
+        let mut bytes = vec![0u8; self.sb.block_size as usize];
+        self.read_block(b, &mut bytes)
+            .map_err(|e| e.context(format_args!("{name} bitmap of group {g}")))?;
+        let bm = Bitmap {
+            bytes,
+            dirty: false,
+        };
+        if self.csum == CsumKind::Meta {
+            let sum = bm.checksum(self.fs_seed, bits);
+            let ok = match kind {
+                BitmapKind::Block => self.gdt.block_bitmap_csum_ok(g, sum),
+                BitmapKind::Inode => self.gdt.inode_bitmap_csum_ok(g, sum),
+            };
+            if !ok {
+                return Err(Error::corrupt(format!(
+                    "{name} bitmap of group {g} (block {b}): checksum does not match"
+                )));
+            }
+        }
+        Ok(bm)
+    }
+
     fn load_block_bitmap(&mut self, g: u32) -> Result<&mut Bitmap> {
         if !self.block_bitmaps.contains_key(&g) {
             let bm = if self.uninit_valid() && self.gdt.flags(g) & EXT4_BG_BLOCK_UNINIT != 0 {
                 self.synth_block_bitmap(g)
             } else {
-                let mut bytes = vec![0u8; self.sb.block_size as usize];
-                let b = self.gdt.block_bitmap(g);
-                self.read_block(b, &mut bytes)
-                    .map_err(|e| e.context(format_args!("block bitmap of group {g}")))?;
-                let bm = Bitmap {
-                    bytes,
-                    dirty: false,
-                };
-                if self.csum == CsumKind::Meta
-                    && !self.gdt.block_bitmap_csum_ok(
-                        g,
-                        bm.checksum(self.fs_seed, self.sb.blocks_per_group),
-                    )
-                {
-                    return Err(Error::corrupt(format!(
-                        "block bitmap of group {g} (block {b}): checksum does not match"
-                    )));
-                }
-                bm
+                self.read_bitmap(g, BitmapKind::Block)?
             };
             self.block_bitmaps.insert(g, bm);
         }
@@ -100,25 +111,7 @@ impl<D: ReadAt> Ext<D> {
                 bm.set_range(self.sb.inodes_per_group, bs * 8);
                 bm
             } else {
-                let mut bytes = vec![0u8; bs as usize];
-                let b = self.gdt.inode_bitmap(g);
-                self.read_block(b, &mut bytes)
-                    .map_err(|e| e.context(format_args!("inode bitmap of group {g}")))?;
-                let bm = Bitmap {
-                    bytes,
-                    dirty: false,
-                };
-                if self.csum == CsumKind::Meta
-                    && !self.gdt.inode_bitmap_csum_ok(
-                        g,
-                        bm.checksum(self.fs_seed, self.sb.inodes_per_group),
-                    )
-                {
-                    return Err(Error::corrupt(format!(
-                        "inode bitmap of group {g} (block {b}): checksum does not match"
-                    )));
-                }
-                bm
+                self.read_bitmap(g, BitmapKind::Inode)?
             };
             self.inode_bitmaps.insert(g, bm);
         }
@@ -423,4 +416,11 @@ impl<D: ReadAt> Ext<D> {
     pub(super) fn inode_group(&self, ino: Ino) -> u32 {
         (ino.saturating_sub(1)) / self.sb.inodes_per_group
     }
+}
+
+/// Which of a group's two bitmaps.
+#[derive(Clone, Copy)]
+enum BitmapKind {
+    Block,
+    Inode,
 }
