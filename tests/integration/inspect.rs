@@ -325,14 +325,20 @@ fn bare_filesystem() {
 #[test]
 fn inspect_is_forensic_safe() {
     let tmp = tempfile::tempdir().unwrap();
-    for name in [
-        "seed.img",
-        "gpt.img",
-        "bare-ext4.img",
-        "truncated.img",
-        "ebr-loop.img",
-        "corrupt-ext.img",
-    ] {
+    // Every image the fixtures script makes, the engine matrix included.
+    let mut names: Vec<String> = Vec::new();
+    for sub in ["", "matrix/"] {
+        for e in std::fs::read_dir(fixtures::dir().join(sub)).unwrap() {
+            let n = e.unwrap().file_name().to_string_lossy().into_owned();
+            if n.ends_with(".img") {
+                names.push(format!("{sub}{n}"));
+            }
+        }
+    }
+    names.sort();
+    assert!(names.len() > 30, "{names:?}");
+    for name in &names {
+        let name = name.as_str();
         let img = fixtures::copy(name, tmp.path());
         let mut perm = std::fs::metadata(&img).unwrap().permissions();
         std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o444);
