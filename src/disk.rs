@@ -207,6 +207,23 @@ impl Disk {
         self.access
     }
 
+    /// The kernel's device node of partition `number` of this disk (`/dev/sdb5`,
+    /// `/dev/nvme0n1p5`, `/dev/loop0p5`), found through sysfs; `None` for an image
+    /// file, or when the kernel has no such partition (a loop device attached
+    /// without partition scanning).
+    pub fn partition_node(&self, number: u32) -> Option<PathBuf> {
+        if self.kind != DiskKind::BlockDevice || number == 0 {
+            return None;
+        }
+        let real = std::fs::canonicalize(&self.path).ok()?;
+        let disk = real.file_name()?.to_str()?;
+        let name = partition_name(disk, number);
+        let sys = format!("/sys/class/block/{disk}/{name}/partition");
+        let n: u32 = std::fs::read_to_string(sys).ok()?.trim().parse().ok()?;
+        let node = PathBuf::from(format!("/dev/{name}"));
+        (n == number && node.exists()).then_some(node)
+    }
+
     /// I/O done so far through this disk.
     pub fn stats(&self) -> &IoStats {
         &self.stats
@@ -223,6 +240,16 @@ fn not_a_disk(path: &Path) -> Error {
         "{} is neither a regular file nor a block device",
         path.display()
     ))
+}
+
+/// The kernel's name of partition `number` of disk `disk`: a `p` goes between a
+/// disk name ending in a digit and the number (`nvme0n1p5`, `loop0p1`, `sdb5`).
+fn partition_name(disk: &str, number: u32) -> String {
+    if disk.ends_with(|c: char| c.is_ascii_digit()) {
+        format!("{disk}p{number}")
+    } else {
+        format!("{disk}{number}")
+    }
 }
 
 /// Read `/sys/class/block/NAME/queue/logical_block_size` for a block device node.
@@ -532,6 +559,15 @@ impl<D: ReadAt> ReadAt for ReadAhead<D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kernel_partition_names() {
+        assert_eq!(partition_name("sdb", 5), "sdb5");
+        assert_eq!(partition_name("xvda", 1), "xvda1");
+        assert_eq!(partition_name("nvme0n1", 3), "nvme0n1p3");
+        assert_eq!(partition_name("mmcblk0", 2), "mmcblk0p2");
+        assert_eq!(partition_name("loop7", 1), "loop7p1");
+    }
 
     #[test]
     fn read_ahead_checks_the_range_before_any_arithmetic() {

@@ -38,6 +38,9 @@ pub struct PartitionReport {
     pub partition: Partition,
     /// Its filesystem; `null` for an extended container.
     pub filesystem: Option<FsInfo>,
+    /// The kernel's device node of the partition when the image is a block device
+    /// (`/dev/sdb5`), found through sysfs; `null` for an image file.
+    pub device_node: Option<String>,
 }
 
 /// Everything `inspect` found.
@@ -92,6 +95,9 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         partitions.push(PartitionReport {
             partition: p.clone(),
             filesystem,
+            device_node: disk
+                .partition_node(p.number)
+                .map(|n| n.display().to_string()),
         });
     }
 
