@@ -883,3 +883,50 @@ fn inspect_falls_back_where_ext4_view_cannot_read() {
     assert_eq!(systems.len(), 1);
     check_fstab(&img, &v, &systems[0]);
 }
+
+/// Read-only commands leave even the access time alone (`O_NOATIME`): an atime
+/// older than the mtime, which relatime would refresh on a plain read, is kept.
+#[test]
+fn read_only_commands_keep_the_access_time() {
+    use std::os::unix::fs::MetadataExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let img = fixtures::copy("seed.img", tmp.path());
+    // Check that this filesystem would update the atime at all: a plain read does.
+    let probe = tmp.path().join("probe");
+    std::fs::write(&probe, b"x").unwrap();
+    run(
+        "touch",
+        &["-a", "-d", "2001-01-01", probe.to_str().unwrap()],
+    );
+    std::fs::read(&probe).unwrap();
+    if std::fs::metadata(&probe).unwrap().atime() < 1_000_000_000 {
+        eprintln!("skipped: this filesystem does not update access times");
+        return;
+    }
+    run("touch", &["-a", "-d", "2001-01-01", img.to_str().unwrap()]);
+    let atime = std::fs::metadata(&img).unwrap().atime();
+    for args in [
+        &["inspect", "--json"][..],
+        &["ls", "--part", "5", "/etc"][..],
+        &["cat", "--part", "5", "/etc/fstab"][..],
+    ] {
+        let out = Command::cargo_bin("domuify")
+            .unwrap()
+            .args(&args[..1])
+            .arg(&img)
+            .args(&args[1..])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(
+            std::fs::metadata(&img).unwrap().atime(),
+            atime,
+            "{args:?} changed the atime"
+        );
+    }
+}
