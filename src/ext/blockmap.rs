@@ -106,7 +106,10 @@ impl<D: ReadAt> Ext<D> {
         let p = ptrs(self.sb.block_size);
         let mut base = EXT2_NDIR_BLOCKS;
         let mut span = p;
-        let mut budget = self.sb.blocks_count;
+        // Tree blocks visited: a real tree has fewer than its extents (at most
+        // MAX_RUNS); a hostile one that points many times at the same blocks
+        // stops here instead of after a pass per block of the filesystem.
+        let mut budget = self.sb.blocks_count.min(super::file::MAX_RUNS as u64);
         for level in 1..=3u32 {
             let top = u64::from(u32_at(&ib, (EXT2_IND_BLOCK + level as usize - 1) * 4));
             if top != 0 {
