@@ -243,15 +243,7 @@ fn copy_out_file(
             .map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
         n
     };
-    f.set_permissions(fs::Permissions::from_mode(host_perm(node.perm)))
-        .and_then(|()| {
-            f.set_times(
-                FileTimes::new()
-                    .set_accessed(system_time(node.atime))
-                    .set_modified(system_time(node.mtime)),
-            )
-        })
-        .map_err(|e| Error::io(format!("setting mode and times of {}", dest.display()), e))?;
+    set_mode_times(&f, node, dest)?;
     rep.files += 1;
     rep.bytes += n;
     Ok(())
@@ -279,14 +271,21 @@ fn copy_out_dir(
     copy_children(r, gpath, dest, rep)?;
     let d =
         File::open(dest).map_err(|e| Error::io(format!("cannot open {}", dest.display()), e))?;
-    d.set_times(
-        FileTimes::new()
-            .set_accessed(system_time(node.atime))
-            .set_modified(system_time(node.mtime)),
-    )
-    .and_then(|()| d.set_permissions(fs::Permissions::from_mode(host_perm(node.perm))))
-    .map_err(|e| Error::io(format!("setting mode and times of {}", dest.display()), e))?;
-    Ok(())
+    set_mode_times(&d, node, dest)
+}
+
+/// Give a copied file or directory (open as `f`) the guest node's permission
+/// bits (as [`host_perm`] allows), atime and mtime.
+fn set_mode_times(f: &File, node: &Node, dest: &Path) -> Result<()> {
+    f.set_permissions(fs::Permissions::from_mode(host_perm(node.perm)))
+        .and_then(|()| {
+            f.set_times(
+                FileTimes::new()
+                    .set_accessed(system_time(node.atime))
+                    .set_modified(system_time(node.mtime)),
+            )
+        })
+        .map_err(|e| Error::io(format!("setting mode and times of {}", dest.display()), e))
 }
 
 fn copy_out_symlink(

@@ -51,14 +51,16 @@ impl<D: ReadAt> Ext<D> {
         Ok(buf)
     }
 
-    /// Map logical block `lblk` (None for a hole).
-    pub(super) fn blockmap_map(&self, inode: &Inode, lblk: u32) -> Result<Option<u64>> {
+    /// Map logical block `lblk`: `(physical block, contiguous blocks from it)`,
+    /// the count taken from the pointers that follow in the same map block (so
+    /// a dense file is read in runs, not one block per call), or None for a hole.
+    pub(super) fn blockmap_map(&self, inode: &Inode, lblk: u32) -> Result<Option<(u64, u32)>> {
         let p = ptrs(self.sb.block_size);
         let l = u64::from(lblk);
         let ib = inode.i_block();
         if l < EXT2_NDIR_BLOCKS {
-            let b = u32_at(ib, (l as usize) * 4);
-            return Ok((b != 0).then_some(u64::from(b)));
+            // OK to cast: below 12.
+            return Ok(contiguous(ib, l as usize, EXT2_NDIR_BLOCKS as usize));
         }
         let mut rel = l - EXT2_NDIR_BLOCKS;
         let mut level = 1u32;
@@ -73,18 +75,23 @@ impl<D: ReadAt> Ext<D> {
         }
         let mut blk = u64::from(u32_at(ib, (EXT2_IND_BLOCK + level as usize - 1) * 4));
         let mut span = span / p;
-        for _ in 0..level {
+        for depth in 0..level {
             if blk == 0 {
                 return Ok(None);
             }
             self.check_block(blk, 1)?;
             let buf = self.read_ptrs(blk, inode.ino)?;
-            let idx = rel / span;
+            // OK to cast: below `p` (a block's pointer count).
+            let idx = (rel / span) as usize;
             rel %= span;
             span = (span / p).max(1);
-            blk = u64::from(u32_at(&buf, (idx as usize) * 4));
+            if depth + 1 == level {
+                // OK to cast: a block's pointer count.
+                return Ok(contiguous(&buf, idx, p as usize));
+            }
+            blk = u64::from(u32_at(&buf, idx * 4));
         }
-        Ok((blk != 0).then_some(blk))
+        Ok(None)
     }
 
     /// Every mapped run and every indirect block of the inode.
@@ -99,7 +106,10 @@ impl<D: ReadAt> Ext<D> {
         let p = ptrs(self.sb.block_size);
         let mut base = EXT2_NDIR_BLOCKS;
         let mut span = p;
-        let mut budget = self.sb.blocks_count;
+        // Tree blocks visited: a real tree has fewer than its extents (at most
+        // MAX_RUNS); a hostile one that points many times at the same blocks
+        // stops here instead of after a pass per block of the filesystem.
+        let mut budget = self.sb.blocks_count.min(super::file::MAX_RUNS as u64);
         for level in 1..=3u32 {
             let top = u64::from(u32_at(&ib, (EXT2_IND_BLOCK + level as usize - 1) * 4));
             if top != 0 {
@@ -268,6 +278,24 @@ fn push(runs: &mut Vec<Run>, lblk: u64, pblk: u64) {
         len: 1,
         uninit: false,
     });
+}
+
+/// The pointer at index `idx` of `ptrs` (`n` pointers) and how many of the
+/// following ones continue it block by block; None for a hole.
+fn contiguous(ptrs: &[u8], idx: usize, n: usize) -> Option<(u64, u32)> {
+    let first = u32_at(ptrs, idx * 4);
+    if first == 0 {
+        return None;
+    }
+    let mut len = 1u32;
+    while idx + (len as usize) < n
+        && first
+            .checked_add(len)
+            .is_some_and(|want| u32_at(ptrs, (idx + len as usize) * 4) == want)
+    {
+        len += 1;
+    }
+    Some((u64::from(first), len))
 }
 
 /// Physical block of `lblk` in sorted runs.

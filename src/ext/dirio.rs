@@ -21,6 +21,12 @@ fn find(runs: &[Run], lblk: u32) -> Option<u64> {
     (r.lblk <= lblk).then(|| r.pblk + u64::from(lblk - r.lblk))
 }
 
+/// The physical block of directory block `lblk`; a hole is corruption.
+fn dir_block(runs: &[Run], ino: Ino, lblk: u32) -> Result<u64> {
+    find(runs, lblk)
+        .ok_or_else(|| Error::corrupt(format!("directory inode {ino}: block {lblk} is a hole")))
+}
+
 /// A directory opened for reading.
 struct DirReader<'a, D> {
     fs: &'a Ext<D>,
@@ -34,13 +40,8 @@ impl<D: ReadAt> DirBlocks for DirReader<'_, D> {
         self.count
     }
     fn read(&mut self, lblk: u32, buf: &mut [u8]) -> Result<()> {
-        let p = find(&self.runs, lblk).ok_or_else(|| {
-            Error::corrupt(format!(
-                "directory inode {}: block {lblk} is a hole",
-                self.ino
-            ))
-        })?;
-        self.fs.read_block(p, buf)
+        self.fs
+            .read_block(dir_block(&self.runs, self.ino, lblk)?, buf)
     }
     fn write(&mut self, _lblk: u32, _buf: &[u8]) -> Result<()> {
         Err(Error::refused("directory opened for reading"))
@@ -76,21 +77,11 @@ impl<D: ReadAt> DirBlocks for DirWriter<'_, D> {
         self.count
     }
     fn read(&mut self, lblk: u32, buf: &mut [u8]) -> Result<()> {
-        let p = find(&self.runs, lblk).ok_or_else(|| {
-            Error::corrupt(format!(
-                "directory inode {}: block {lblk} is a hole",
-                self.inode.ino
-            ))
-        })?;
-        self.fs.read_block(p, buf)
+        self.fs
+            .read_block(dir_block(&self.runs, self.inode.ino, lblk)?, buf)
     }
     fn write(&mut self, lblk: u32, buf: &[u8]) -> Result<()> {
-        let p = find(&self.runs, lblk).ok_or_else(|| {
-            Error::corrupt(format!(
-                "directory inode {}: block {lblk} is a hole",
-                self.inode.ino
-            ))
-        })?;
+        let p = dir_block(&self.runs, self.inode.ino, lblk)?;
         if !self.undo.iter().any(|u| u.0 == p) {
             let prev = self.fs.meta.get(&p).cloned();
             self.undo.push((p, prev, self.fs.fresh.contains(&p)));
@@ -170,16 +161,22 @@ impl<D: ReadAt> Ext<D> {
         Ok((inode, runs, tree, blocks as u32))
     }
 
-    /// Look `name` up in directory `dir`.
-    pub(super) fn dir_lookup(&self, dir: Ino, name: &[u8]) -> Result<Option<RawEntry>> {
+    /// Directory `dir` opened for reading, and its context.
+    fn dir_reader(&self, dir: Ino) -> Result<(DirReader<'_, D>, DirCtx)> {
         let (inode, runs, _, count) = self.dir_inode(dir)?;
         let ctx = self.dir_ctx(&inode);
-        let mut r = DirReader {
+        let r = DirReader {
             fs: self,
             ino: dir,
             runs,
             count,
         };
+        Ok((r, ctx))
+    }
+
+    /// Look `name` up in directory `dir`.
+    pub(super) fn dir_lookup(&self, dir: Ino, name: &[u8]) -> Result<Option<RawEntry>> {
+        let (mut r, ctx) = self.dir_reader(dir)?;
         dir::lookup(&mut r, &ctx, name)
     }
 
@@ -206,40 +203,19 @@ impl<D: ReadAt> Ext<D> {
     }
 
     pub(super) fn dir_raw_entries(&self, dir: Ino) -> Result<Vec<RawEntry>> {
-        let (inode, runs, _, count) = self.dir_inode(dir)?;
-        let ctx = self.dir_ctx(&inode);
-        let mut r = DirReader {
-            fs: self,
-            ino: dir,
-            runs,
-            count,
-        };
+        let (mut r, ctx) = self.dir_reader(dir)?;
         dir::entries(&mut r, &ctx)
     }
 
     /// Blocks the directory code would add to insert `name` into `dir`.
     pub(super) fn dir_insert_cost(&self, dir: Ino, name: &[u8]) -> Result<u64> {
-        let (inode, runs, _, count) = self.dir_inode(dir)?;
-        let ctx = self.dir_ctx(&inode);
-        let mut r = DirReader {
-            fs: self,
-            ino: dir,
-            runs,
-            count,
-        };
+        let (mut r, ctx) = self.dir_reader(dir)?;
         Ok(u64::from(dir::add_entry_cost(&mut r, &ctx, name)?))
     }
 
     /// Is directory `dir` empty?
     pub(super) fn dir_is_empty(&self, dir: Ino) -> Result<bool> {
-        let (inode, runs, _, count) = self.dir_inode(dir)?;
-        let ctx = self.dir_ctx(&inode);
-        let mut r = DirReader {
-            fs: self,
-            ino: dir,
-            runs,
-            count,
-        };
+        let (mut r, ctx) = self.dir_reader(dir)?;
         dir::is_empty(&mut r, &ctx)
     }
 

@@ -143,7 +143,10 @@ impl<D: ReadAt> Ext<D> {
         let mut tree = Vec::new();
         let what = format!("inode {}", inode.ino);
         let root = parse_header(inode.i_block(), &what)?;
-        let mut budget = self.sb.blocks_count;
+        // Tree blocks visited: a real tree has fewer than its extents (at most
+        // MAX_RUNS); a hostile one that points many times at the same blocks
+        // stops here instead of after a pass per block of the filesystem.
+        let mut budget = self.sb.blocks_count.min(super::file::MAX_RUNS as u64);
         self.walk(
             inode,
             inode.i_block(),

@@ -88,7 +88,7 @@ impl<D: ReadAt> Ext<D> {
         if inode.flags() & EXT4_EXTENTS_FL != 0 {
             self.extent_map(inode, lblk)
         } else {
-            Ok(self.blockmap_map(inode, lblk)?.map(|b| (b, 1, false)))
+            Ok(self.blockmap_map(inode, lblk)?.map(|(b, n)| (b, n, false)))
         }
     }
 

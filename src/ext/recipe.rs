@@ -16,6 +16,12 @@ const EXT4_LINK_MAX: u16 = 65000;
 /// Blocks a directory insertion may need (a new leaf, a split, an index block).
 const DIR_INSERT_BLOCKS: u64 = 3;
 
+/// A change of contents: mtime and ctime become `when`.
+fn modified(inode: &mut Inode, when: Timestamp) {
+    inode.set_time(Time::M, when);
+    inode.set_time(Time::C, when);
+}
+
 impl<D: ReadAt> Ext<D> {
     /// Keep an inode's record to be written at the next flush.
     pub(super) fn put_inode(&mut self, inode: Inode) {
@@ -111,8 +117,7 @@ impl<D: ReadAt> Ext<D> {
     /// Update a directory's mtime and ctime.
     fn touch_dir(&mut self, dir: Ino, when: Timestamp) -> Result<()> {
         let mut d = self.read_inode(dir)?;
-        d.set_time(Time::M, when);
-        d.set_time(Time::C, when);
+        modified(&mut d, when);
         self.put_inode(d);
         Ok(())
     }
@@ -311,8 +316,7 @@ impl<D: WriteAt> Ext<D> {
             .unwrap_or(goal);
         self.set_mapping(&mut inode, &runs, goal)?;
         inode.set_size(len);
-        inode.set_time(Time::M, when);
-        inode.set_time(Time::C, when);
+        modified(&mut inode, when);
         self.note_large_file(len);
         self.put_inode(inode);
         // 4. Free the old blocks (at the next flush, after the inode is written).
@@ -334,8 +338,7 @@ impl<D: WriteAt> Ext<D> {
         } else {
             p.set_links(1);
         }
-        p.set_time(Time::M, when);
-        p.set_time(Time::C, when);
+        modified(&mut p, when);
         self.put_inode(p);
         Ok(())
     }
@@ -346,8 +349,7 @@ impl<D: WriteAt> Ext<D> {
         if l > 2 {
             p.set_links(l - 1);
         }
-        p.set_time(Time::M, when);
-        p.set_time(Time::C, when);
+        modified(&mut p, when);
         self.put_inode(p);
         Ok(())
     }
