@@ -228,13 +228,9 @@ impl<D: ReadAt> Ext<D> {
                 }
             }
             let Some(leaf) = child else { return Ok(None) };
-            self.read_block(leaf, &mut buf)?;
-            let c = parse_header(&buf, &what)?;
-            if c.depth + 1 != h.depth {
-                return Err(Error::corrupt(format!(
-                    "{what}: extent block {leaf}: wrong depth"
-                )));
-            }
+            // The same checks as the tree walk, checksum included: a read never
+            // goes through a corrupt tree block.
+            let c = self.read_tree_block(inode, leaf, &mut buf, h.depth)?;
             node.clone_from(&buf);
             h = c;
         }
