@@ -24,7 +24,7 @@ use crate::disk::{Access, Disk, ReadAt, Window, WriteAt};
 use crate::error::{Error, ErrorKind};
 use crate::ext::{Ext, FileType, Ino, NewNode, Timestamp};
 use crate::guest::reader as guest_reader;
-use crate::part::{Partition, Slot, TableKind};
+use crate::part::{Partition, TableKind};
 use crate::undo::{self, UndoDev};
 
 /// The byte range `--part` names, or the whole disk for a bare filesystem.
@@ -41,11 +41,7 @@ fn locate(disk: &Disk, part: Option<u32>) -> anyhow::Result<(u64, u64)> {
         }
     };
     // The containers of logical partitions hold no filesystem.
-    let parts: Vec<&Partition> = table
-        .partitions
-        .iter()
-        .filter(|p| p.slot != Slot::Extended)
-        .collect();
+    let parts: Vec<&Partition> = table.data_partitions().collect();
     if table.kind == TableKind::None {
         return match (part, parts.first()) {
             (None, Some(whole)) => Ok((whole.start_bytes, whole.size_bytes)),
