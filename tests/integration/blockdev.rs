@@ -95,82 +95,35 @@ fn read_only_block_device_matches_the_image_file() {
     assert_eq!(fixtures::sha256(&img), before);
 }
 
-#[test]
-fn gpt_on_4096_byte_sectors() {
+/// Write `script` with sfdisk onto a fresh 64 MiB loop device of 4096-byte
+/// sectors (sfdisk on the device itself uses its sectors), then return what
+/// inspect reports and sfdisk's own `--json` partitions, each partition checked to
+/// agree on number, start and size; `None` where loop devices cannot be had.
+fn inspect_4k_device(name: &str, script: &[u8]) -> Option<(Value, Vec<Value>)> {
     let tmp = tempfile::tempdir().unwrap();
-    let img = tmp.path().join("4k.img");
+    let img = tmp.path().join(name);
     run("truncate", &["-s", "64M", img.to_str().unwrap()]);
-    let Some(dev) = Loop::attach(&img, &["-b", "4096"]) else {
-        return;
-    };
-    let node = dev.0.to_str().unwrap().to_string();
-    // sfdisk on the device itself uses its 4096-byte sectors.
-    let mut sfdisk = Command::new("sfdisk")
-        .args(["-q", "--no-reread", "--no-tell-kernel", &node])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(
-        sfdisk.stdin.as_mut().unwrap(),
-        b"label: gpt\nstart=256, size=4096, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=data\nstart=4352, size=2048, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F\n",
-    )
-    .unwrap();
-    assert!(sfdisk.wait().unwrap().success());
-    let v = inspect(&dev.0);
-    assert_eq!(v["sector_size"], 4096);
-    assert_eq!(v["table"], "gpt");
-    let sf: Value = serde_json::from_str(&run("sfdisk", &["--json", &node])).unwrap();
-    let sector = sf["partitiontable"]["sectorsize"].as_u64().unwrap();
-    assert_eq!(sector, 4096);
-    let parts = v["partitions"].as_array().unwrap();
-    let sf_parts = sf["partitiontable"]["partitions"].as_array().unwrap();
-    assert_eq!(parts.len(), sf_parts.len());
-    for (ours, theirs) in parts.iter().zip(sf_parts) {
-        assert_eq!(
-            ours["start_bytes"].as_u64().unwrap(),
-            theirs["start"].as_u64().unwrap() * sector
-        );
-        assert_eq!(
-            ours["size_bytes"].as_u64().unwrap(),
-            theirs["size"].as_u64().unwrap() * sector
-        );
-    }
-    assert_eq!(parts[0]["partlabel"], "data");
-}
-
-/// An MBR with an extended partition and logicals on a 4096-byte-sector device:
-/// the EBR chain is walked in 4096-byte sectors, as sfdisk and the kernel walk it.
-#[test]
-fn mbr_with_logicals_on_4096_byte_sectors() {
-    let tmp = tempfile::tempdir().unwrap();
-    let img = tmp.path().join("4k-mbr.img");
-    run("truncate", &["-s", "64M", img.to_str().unwrap()]);
-    let Some(dev) = Loop::attach(&img, &["-b", "4096"]) else {
-        return;
-    };
+    let dev = Loop::attach(&img, &["-b", "4096"])?;
     let node = dev.0.to_str().unwrap().to_string();
     let mut sfdisk = Command::new("sfdisk")
         .args(["-q", "--no-reread", "--no-tell-kernel", &node])
         .stdin(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    std::io::Write::write_all(
-        sfdisk.stdin.as_mut().unwrap(),
-        b"label: dos\nlabel-id: 0x4b4b0001\nstart=256, size=2048, type=83\nstart=2560, size=8192, type=5\nstart=2816, size=1024, type=83\nstart=4096, size=1024, type=82\n",
-    )
-    .unwrap();
+    std::io::Write::write_all(sfdisk.stdin.as_mut().unwrap(), script).unwrap();
     assert!(sfdisk.wait().unwrap().success());
     let v = inspect(&dev.0);
     assert_eq!(v["sector_size"], 4096);
-    assert_eq!(v["table"], "mbr");
     let sf: Value = serde_json::from_str(&run("sfdisk", &["--json", &node])).unwrap();
     let sector = sf["partitiontable"]["sectorsize"].as_u64().unwrap();
     assert_eq!(sector, 4096);
+    let sf_parts = sf["partitiontable"]["partitions"]
+        .as_array()
+        .unwrap()
+        .clone();
     let parts = v["partitions"].as_array().unwrap();
-    let sf_parts = sf["partitiontable"]["partitions"].as_array().unwrap();
     assert_eq!(parts.len(), sf_parts.len());
-    assert_eq!(parts.len(), 4);
-    for (ours, theirs) in parts.iter().zip(sf_parts) {
+    for (ours, theirs) in parts.iter().zip(&sf_parts) {
         let node = theirs["node"].as_str().unwrap();
         let digits = node.len() - node.trim_end_matches(|c: char| c.is_ascii_digit()).len();
         assert_eq!(
@@ -185,6 +138,36 @@ fn mbr_with_logicals_on_4096_byte_sectors() {
             ours["size_bytes"].as_u64().unwrap(),
             theirs["size"].as_u64().unwrap() * sector
         );
+    }
+    Some((v, sf_parts))
+}
+
+#[test]
+fn gpt_on_4096_byte_sectors() {
+    let Some((v, _)) = inspect_4k_device(
+        "4k.img",
+        b"label: gpt\nstart=256, size=4096, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=data\nstart=4352, size=2048, type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F\n",
+    ) else {
+        return;
+    };
+    assert_eq!(v["table"], "gpt");
+    assert_eq!(v["partitions"][0]["partlabel"], "data");
+}
+
+/// An MBR with an extended partition and logicals on a 4096-byte-sector device:
+/// the EBR chain is walked in 4096-byte sectors, as sfdisk and the kernel walk it.
+#[test]
+fn mbr_with_logicals_on_4096_byte_sectors() {
+    let Some((v, sf_parts)) = inspect_4k_device(
+        "4k-mbr.img",
+        b"label: dos\nlabel-id: 0x4b4b0001\nstart=256, size=2048, type=83\nstart=2560, size=8192, type=5\nstart=2816, size=1024, type=83\nstart=4096, size=1024, type=82\n",
+    ) else {
+        return;
+    };
+    assert_eq!(v["table"], "mbr");
+    let parts = v["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 4);
+    for (ours, theirs) in parts.iter().zip(&sf_parts) {
         assert_eq!(
             u8::from_str_radix(ours["type"].as_str().unwrap().trim_start_matches("0x"), 16)
                 .unwrap(),
