@@ -216,27 +216,21 @@ fn seed_disk_matches_the_judges() {
         "dom0's root on 3"
     );
     check_fstab(&img, &v, guest);
-    assert_eq!(
-        resolution(guest, "/dev/hda5"),
-        (5.into(), "partition".into())
-    );
-    assert_eq!(
-        resolution(guest, "/dev/hda1"),
-        (1.into(), "partition".into())
-    );
-    assert_eq!(
-        resolution(guest, "/dev/hda3"),
-        (3.into(), "partition".into())
-    );
-    assert_eq!(
-        resolution(guest, "/dev/hda2"),
-        (2.into(), "partition".into())
-    );
-    assert_eq!(
-        resolution(guest, "/dev/hdc"),
-        (Value::Null, "other-disk".into())
-    );
-    assert_eq!(resolution(guest, "proc"), (Value::Null, "pseudo".into()));
+    // The seed's own partitions, its CD-ROM and proc, as the guide describes them.
+    for (source, partition, kind) in [
+        ("/dev/hda5", Value::from(5), "partition"),
+        ("/dev/hda1", Value::from(1), "partition"),
+        ("/dev/hda3", Value::from(3), "partition"),
+        ("/dev/hda2", Value::from(2), "partition"),
+        ("/dev/hdc", Value::Null, "other-disk"),
+        ("proc", Value::Null, "pseudo"),
+    ] {
+        assert_eq!(
+            resolution(guest, source),
+            (partition, kind.into()),
+            "{source}"
+        );
+    }
     // Kernels and module trees are those debugfs lists.
     let off = part(&v, 5)["start_bytes"].as_u64().unwrap();
     let boot = run("debugfs", &["-R", "ls -p /boot", &at(&img, off)]);
