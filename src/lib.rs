@@ -21,6 +21,7 @@ pub mod disk;
 pub mod error;
 pub mod ext;
 pub mod fault;
+pub mod finding;
 pub mod guest;
 pub mod inspect;
 pub mod part;
