@@ -14,8 +14,7 @@ pub const DOMUIFY: &str = "\
 Reads: the image or block device named; only the file commands write, and only the partition named.
 
 Examples:
-  # The sample disk, made from the bundled seed (partition 5 is the guest)
-  $ bash scripts/sample-image seed.img
+  # The sample disk (`bash scripts/sample-image seed.img` in a checkout makes it; partition 5 is the guest)
   $ domuify inspect seed.img
   # Every command's own examples
   $ domuify inspect --help";
@@ -110,8 +109,8 @@ Writes: the partition's filesystem (the entries removed, their blocks and inodes
 Examples:
   # The guest's mount point of dom0's root, which the domU will not see
   $ domuify rm seed.img --part 5 -r /media/hda3 --undo seed.undo
-  # One file
-  $ domuify rm seed.img --part 5 /etc/network";
+  # A symlink is removed, never followed: the guest's /vmlinuz, not its kernel
+  $ domuify rm seed.img --part 5 /vmlinuz";
 
 /// The end of `domuify undo --help`.
 pub const UNDO: &str = "\
