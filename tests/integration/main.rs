@@ -13,6 +13,7 @@ mod files;
 mod fixtures;
 mod harness;
 mod inspect;
+mod lock;
 mod matrix;
 mod model;
 mod probe_fuzz;
