@@ -14,7 +14,7 @@ use crate::harness::{self, bin, debugfs_cat, make_image, sha256_file, ImageSpec}
 /// `flock -x -o IMG sleep SECS`, returned once the lock is really held (`-o`:
 /// only flock itself holds it, so killing flock releases it).
 fn hold(img: &Path, secs: u32) -> Child {
-    let child = Command::new("flock")
+    let mut child = Command::new("flock")
         .args(["-x", "-o"])
         .arg(img)
         .args(["sleep", &secs.to_string()])
