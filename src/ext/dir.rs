@@ -25,6 +25,7 @@ use crate::error::{Error, ErrorKind, Result};
 use super::csum::crc32c;
 pub use super::htree::make_linear;
 use super::{FileType, Ino};
+use crate::bytes::{le16, le32, put_le16, put_le32, put_u8, u8_at};
 
 /// The hash parameters of the filesystem (from the superblock).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -154,45 +155,6 @@ pub fn file_type_of(byte: u8) -> FileType {
 }
 
 // ---------------------------------------------------------------------------
-// Little-endian field access on a block whose length is already checked.
-
-pub(crate) fn get16(b: &[u8], off: usize) -> u16 {
-    match b.get(off..off.wrapping_add(2)) {
-        Some(s) => u16::from_le_bytes([s[0], s[1]]),
-        None => 0,
-    }
-}
-
-pub(crate) fn get32(b: &[u8], off: usize) -> u32 {
-    match b.get(off..off.wrapping_add(4)) {
-        Some(s) => u32::from_le_bytes([s[0], s[1], s[2], s[3]]),
-        None => 0,
-    }
-}
-
-pub(crate) fn get8(b: &[u8], off: usize) -> u8 {
-    b.get(off).copied().unwrap_or(0)
-}
-
-pub(crate) fn put16(b: &mut [u8], off: usize, v: u16) {
-    if let Some(s) = b.get_mut(off..off.wrapping_add(2)) {
-        s.copy_from_slice(&v.to_le_bytes());
-    }
-}
-
-pub(crate) fn put32(b: &mut [u8], off: usize, v: u32) {
-    if let Some(s) = b.get_mut(off..off.wrapping_add(4)) {
-        s.copy_from_slice(&v.to_le_bytes());
-    }
-}
-
-pub(crate) fn put8(b: &mut [u8], off: usize, v: u8) {
-    if let Some(x) = b.get_mut(off) {
-        *x = v;
-    }
-}
-
-// ---------------------------------------------------------------------------
 // rec_len encoding (ext4_rec_len_from_disk / ext4_rec_len_to_disk).
 
 /// Decode an on-disk `rec_len`: below 64 KiB blocks it is the length; with 64 KiB
@@ -301,10 +263,10 @@ fn check_len(ctx: &DirCtx, lblk: u32, buf: &[u8]) -> Result<()> {
 /// Whether the block ends with a checksum tail (a fake entry at `block_size - 12`).
 pub(crate) fn has_tail(buf: &[u8]) -> bool {
     let t = buf.len().saturating_sub(TAIL_SIZE);
-    get32(buf, t + DE_INODE) == 0
-        && get16(buf, t + DE_REC_LEN) == TAIL_SIZE as u16
-        && get8(buf, t + DE_NAME_LEN) == 0
-        && get8(buf, t + DE_FILE_TYPE) == TAIL_FT
+    le32(buf, t + DE_INODE) == 0
+        && le16(buf, t + DE_REC_LEN) == TAIL_SIZE as u16
+        && u8_at(buf, t + DE_NAME_LEN) == 0
+        && u8_at(buf, t + DE_FILE_TYPE) == TAIL_FT
 }
 
 /// The checksum a leaf block's tail must hold.
@@ -335,7 +297,7 @@ pub(crate) fn verify_leaf_tail(ctx: &DirCtx, lblk: u32, buf: &[u8]) -> Result<()
         return Err(corrupt_at(ctx, lblk, t, "no directory leaf checksum tail"));
     }
     let want = leaf_csum(seed, buf);
-    let have = get32(buf, t + TAIL_CHECKSUM);
+    let have = le32(buf, t + TAIL_CHECKSUM);
     if want != have {
         return Err(corrupt_at(
             ctx,
@@ -351,12 +313,12 @@ pub(crate) fn verify_leaf_tail(ctx: &DirCtx, lblk: u32, buf: &[u8]) -> Result<()
 pub(crate) fn seal_leaf(ctx: &DirCtx, buf: &mut [u8]) {
     if let Some(seed) = ctx.csum_seed {
         let t = ctx.block_size - TAIL_SIZE;
-        put32(buf, t + DE_INODE, 0);
-        put16(buf, t + DE_REC_LEN, TAIL_SIZE as u16);
-        put8(buf, t + DE_NAME_LEN, 0);
-        put8(buf, t + DE_FILE_TYPE, TAIL_FT);
+        put_le32(buf, t + DE_INODE, 0);
+        put_le16(buf, t + DE_REC_LEN, TAIL_SIZE as u16);
+        put_u8(buf, t + DE_NAME_LEN, 0);
+        put_u8(buf, t + DE_FILE_TYPE, TAIL_FT);
         let c = leaf_csum(seed, buf);
-        put32(buf, t + TAIL_CHECKSUM, c);
+        put_le32(buf, t + TAIL_CHECKSUM, c);
     }
 }
 
@@ -377,9 +339,9 @@ pub(crate) fn parse_leaf(ctx: &DirCtx, lblk: u32, buf: &[u8]) -> Result<Vec<Slot
                 "entry header runs past the block",
             ));
         }
-        let rec_len = rec_len_from_disk(get16(buf, off + DE_REC_LEN), ctx.block_size);
-        let name_len = usize::from(get8(buf, off + DE_NAME_LEN));
-        let ino = get32(buf, off + DE_INODE);
+        let rec_len = rec_len_from_disk(le16(buf, off + DE_REC_LEN), ctx.block_size);
+        let name_len = usize::from(u8_at(buf, off + DE_NAME_LEN));
+        let ino = le32(buf, off + DE_INODE);
         if rec_len < MIN_REC_LEN || rec_len % 4 != 0 {
             return Err(corrupt_at(ctx, lblk, off, format!("bad rec_len {rec_len}")));
         }
@@ -403,7 +365,7 @@ pub(crate) fn parse_leaf(ctx: &DirCtx, lblk: u32, buf: &[u8]) -> Result<Vec<Slot
             return Err(corrupt_at(ctx, lblk, off, "entry with an empty name"));
         }
         let file_type = if ctx.filetype {
-            get8(buf, off + DE_FILE_TYPE)
+            u8_at(buf, off + DE_FILE_TYPE)
         } else {
             0
         };
@@ -428,18 +390,18 @@ fn write_header(
     name: &[u8],
     ft: u8,
 ) {
-    put32(buf, off + DE_INODE, ino);
-    put16(
+    put_le32(buf, off + DE_INODE, ino);
+    put_le16(
         buf,
         off + DE_REC_LEN,
         rec_len_to_disk(rec_len, ctx.block_size),
     );
-    put8(
+    put_u8(
         buf,
         off + DE_NAME_LEN,
         u8::try_from(name.len()).unwrap_or(u8::MAX),
     );
-    put8(buf, off + DE_FILE_TYPE, if ctx.filetype { ft } else { 0 });
+    put_u8(buf, off + DE_FILE_TYPE, if ctx.filetype { ft } else { 0 });
     let start = off + DE_NAME;
     if let Some(dst) = buf.get_mut(start..start + name.len()) {
         dst.copy_from_slice(name);
@@ -518,7 +480,7 @@ pub(crate) fn leaf_insert(
     } else {
         // Split: the live entry keeps its real size, the new one takes the rest.
         let keep = rec_size(s.name_len);
-        put16(
+        put_le16(
             buf,
             s.off + DE_REC_LEN,
             rec_len_to_disk(keep, ctx.block_size),
@@ -536,13 +498,13 @@ pub(crate) fn leaf_remove(ctx: &DirCtx, buf: &mut [u8], slots: &[Slot], i: usize
     match i.checked_sub(1).and_then(|p| slots.get(p)) {
         Some(prev) => {
             let merged = prev.rec_len + s.rec_len;
-            put16(
+            put_le16(
                 buf,
                 prev.off + DE_REC_LEN,
                 rec_len_to_disk(merged, ctx.block_size),
             );
         }
-        None => put32(buf, s.off + DE_INODE, 0),
+        None => put_le32(buf, s.off + DE_INODE, 0),
     }
     seal_leaf(ctx, buf);
 }
@@ -648,14 +610,14 @@ fn dot_entry(blocks: &mut dyn DirBlocks, ctx: &DirCtx, name: &[u8]) -> Result<Ra
     check_len(ctx, 0, &buf)?;
     let mut off = 0;
     for want in [&b"."[..], b".."] {
-        let rec_len = rec_len_from_disk(get16(&buf, off + DE_REC_LEN), ctx.block_size);
+        let rec_len = rec_len_from_disk(le16(&buf, off + DE_REC_LEN), ctx.block_size);
         let slot = Slot {
             off,
             rec_len,
-            ino: get32(&buf, off + DE_INODE),
-            name_len: usize::from(get8(&buf, off + DE_NAME_LEN)),
+            ino: le32(&buf, off + DE_INODE),
+            name_len: usize::from(u8_at(&buf, off + DE_NAME_LEN)),
             file_type: if ctx.filetype {
-                get8(&buf, off + DE_FILE_TYPE)
+                u8_at(&buf, off + DE_FILE_TYPE)
             } else {
                 0
             },
@@ -916,12 +878,12 @@ pub(crate) mod tests {
         for csum in [false, true] {
             let c = ctx(1024, csum);
             let b = new_dir_block(&c, 2);
-            assert_eq!(get32(&b, 0), 12);
-            assert_eq!(get16(&b, 4), 12);
+            assert_eq!(le32(&b, 0), 12);
+            assert_eq!(le16(&b, 4), 12);
             assert_eq!(&b[8..9], b".");
-            assert_eq!(get32(&b, 12), 2);
+            assert_eq!(le32(&b, 12), 2);
             let want = if csum { 1024 - 24 } else { 1024 - 12 };
-            assert_eq!(usize::from(get16(&b, 16)), want);
+            assert_eq!(usize::from(le16(&b, 16)), want);
             assert_eq!(has_tail(&b), csum);
             let slots = parse_leaf(&c, 0, &b).unwrap();
             assert_eq!(slots.len(), 2);
@@ -1022,7 +984,7 @@ pub(crate) mod tests {
         for v in 0..=u16::MAX {
             for off in [4usize, 16] {
                 let mut b = base.clone();
-                put16(&mut b, off, v);
+                put_le16(&mut b, off, v);
                 let mut d = MemDir {
                     blocks: vec![b],
                     block_size: 1024,

@@ -51,7 +51,6 @@ mod flush;
 mod group;
 pub mod htree;
 mod inode;
-mod le;
 mod path;
 mod recipe;
 mod superblock;
@@ -60,6 +59,7 @@ mod xattr;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 
+use crate::bytes;
 use crate::disk::{ReadAt, WriteAt};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -283,7 +283,7 @@ impl<D: ReadAt> Ext<D> {
             for g in 0..sb.group_count {
                 let want = gdt.compute_checksum(g, csum, fs_seed, &uuid);
                 let (o, _) = gdt.desc_range(g);
-                if le::u16_at(gdt.raw(), o + 0x1E) != want {
+                if bytes::le16(gdt.raw(), o + 0x1E) != want {
                     return Err(Error::corrupt(format!(
                         "group {g}: descriptor checksum does not match (at {:#x})",
                         gdt_off + o as u64
@@ -307,7 +307,7 @@ impl<D: ReadAt> Ext<D> {
         // Deterministic: the same image and the same operations give the same
         // bytes (reproducible images, comparable undo files).
         let gen_next =
-            csum::crc32c(!0, &uuid) ^ sb.free_inodes_count() ^ le::lo32(sb.free_blocks_count());
+            csum::crc32c(!0, &uuid) ^ sb.free_inodes_count() ^ bytes::lo32(sb.free_blocks_count());
         Ok(Ext {
             dev,
             goal: sb.first_data_block,
@@ -464,11 +464,11 @@ impl<D: ReadAt> Ext<D> {
         ) {
             return Ok(None);
         }
-        let old = le::u32_at(inode.i_block(), 0);
+        let old = bytes::le32(inode.i_block(), 0);
         if old != 0 {
             return Ok(Some(((old >> 8) & 0xFF, old & 0xFF)));
         }
-        let new = le::u32_at(inode.i_block(), 4);
+        let new = bytes::le32(inode.i_block(), 4);
         Ok(Some((
             (new & 0xF_FF00) >> 8,
             (new & 0xFF) | ((new >> 12) & 0xF_FF00),

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use super::csum::crc32c;
-use super::le::{put_u32, u16_at, u32_at, u8_at};
+use crate::bytes::{le16, le32, put_le32, u8_at};
 use crate::error::{Error, Result};
 
 /// Byte offset of the superblock in the filesystem.
@@ -93,40 +93,40 @@ impl Superblock {
         if raw.len() != SUPERBLOCK_SIZE {
             return Err(Error::corrupt("ext superblock: short read"));
         }
-        let magic = u16_at(&raw, S_MAGIC);
+        let magic = le16(&raw, S_MAGIC);
         if magic != EXT4_SUPER_MAGIC {
             return Err(Error::corrupt(format!(
                 "ext superblock at 0x400: bad magic {magic:#06x}"
             )));
         }
-        let log = u32_at(&raw, S_LOG_BLOCK_SIZE);
+        let log = le32(&raw, S_LOG_BLOCK_SIZE);
         if log > 6 {
             return Err(Error::corrupt(format!(
                 "ext superblock at 0x400: s_log_block_size {log} out of range"
             )));
         }
         let block_size = 1024u32 << log;
-        let incompat = u32_at(&raw, S_FEATURE_INCOMPAT);
+        let incompat = le32(&raw, S_FEATURE_INCOMPAT);
         let is64 = incompat & super::features::INCOMPAT_64BIT != 0;
-        let mut blocks_count = u64::from(u32_at(&raw, S_BLOCKS_COUNT_LO));
+        let mut blocks_count = u64::from(le32(&raw, S_BLOCKS_COUNT_LO));
         if is64 {
-            blocks_count |= u64::from(u32_at(&raw, S_BLOCKS_COUNT_HI)) << 32;
+            blocks_count |= u64::from(le32(&raw, S_BLOCKS_COUNT_HI)) << 32;
         }
-        let first_data_block = u64::from(u32_at(&raw, S_FIRST_DATA_BLOCK));
-        let blocks_per_group = u32_at(&raw, S_BLOCKS_PER_GROUP);
-        let inodes_per_group = u32_at(&raw, S_INODES_PER_GROUP);
-        let inodes_count = u32_at(&raw, S_INODES_COUNT);
-        let rev = u32_at(&raw, S_REV_LEVEL);
+        let first_data_block = u64::from(le32(&raw, S_FIRST_DATA_BLOCK));
+        let blocks_per_group = le32(&raw, S_BLOCKS_PER_GROUP);
+        let inodes_per_group = le32(&raw, S_INODES_PER_GROUP);
+        let inodes_count = le32(&raw, S_INODES_COUNT);
+        let rev = le32(&raw, S_REV_LEVEL);
         let inode_size = if rev == 0 {
             128
         } else {
-            u16_at(&raw, S_INODE_SIZE)
+            le16(&raw, S_INODE_SIZE)
         };
         let bad = |what: &str| Error::corrupt(format!("ext superblock at 0x400: {what}"));
         // With bigalloc the bitmap counts clusters: a group spans more blocks.
-        let ro_compat = u32_at(&raw, S_FEATURE_RO_COMPAT);
+        let ro_compat = le32(&raw, S_FEATURE_RO_COMPAT);
         let cluster_shift = if ro_compat & super::features::RO_COMPAT_BIGALLOC != 0 {
-            u32_at(&raw, S_LOG_CLUSTER_SIZE).saturating_sub(log).min(16)
+            le32(&raw, S_LOG_CLUSTER_SIZE).saturating_sub(log).min(16)
         } else {
             0
         };
@@ -168,7 +168,7 @@ impl Superblock {
             return Err(bad("s_inodes_count is not groups x s_inodes_per_group"));
         }
         let desc_size = if is64 {
-            let d = u16_at(&raw, S_DESC_SIZE);
+            let d = le16(&raw, S_DESC_SIZE);
             if d < 64 || !d.is_power_of_two() || u32::from(d) > block_size {
                 return Err(bad("s_desc_size out of range"));
             }
@@ -197,20 +197,20 @@ impl Superblock {
 
     /// `s_feature_compat`.
     pub fn feature_compat(&self) -> u32 {
-        u32_at(&self.raw, S_FEATURE_COMPAT)
+        le32(&self.raw, S_FEATURE_COMPAT)
     }
     /// `s_feature_incompat`.
     pub fn feature_incompat(&self) -> u32 {
-        u32_at(&self.raw, S_FEATURE_INCOMPAT)
+        le32(&self.raw, S_FEATURE_INCOMPAT)
     }
     /// `s_feature_ro_compat`.
     pub fn feature_ro_compat(&self) -> u32 {
-        u32_at(&self.raw, S_FEATURE_RO_COMPAT)
+        le32(&self.raw, S_FEATURE_RO_COMPAT)
     }
     /// Set bits in `s_feature_ro_compat`.
     pub fn add_ro_compat(&mut self, bits: u32) {
         let v = self.feature_ro_compat() | bits;
-        put_u32(&mut self.raw, S_FEATURE_RO_COMPAT, v);
+        put_le32(&mut self.raw, S_FEATURE_RO_COMPAT, v);
     }
     /// Is this incompat feature on?
     pub fn has_incompat(&self, bit: u32) -> bool {
@@ -226,11 +226,11 @@ impl Superblock {
     }
     /// `s_state`.
     pub fn state(&self) -> u16 {
-        u16_at(&self.raw, S_STATE)
+        le16(&self.raw, S_STATE)
     }
     /// `s_last_orphan`.
     pub fn last_orphan(&self) -> u32 {
-        u32_at(&self.raw, S_LAST_ORPHAN)
+        le32(&self.raw, S_LAST_ORPHAN)
     }
     /// `s_uuid`.
     pub fn uuid(&self) -> [u8; 16] {
@@ -242,15 +242,15 @@ impl Superblock {
     }
     /// `s_first_ino`: the first non-reserved inode.
     pub fn first_ino(&self) -> u32 {
-        if u32_at(&self.raw, S_REV_LEVEL) == 0 {
+        if le32(&self.raw, S_REV_LEVEL) == 0 {
             11
         } else {
-            u32_at(&self.raw, S_FIRST_INO)
+            le32(&self.raw, S_FIRST_INO)
         }
     }
     /// `s_reserved_gdt_blocks`.
     pub fn reserved_gdt_blocks(&self) -> u32 {
-        u32::from(u16_at(&self.raw, S_RESERVED_GDT_BLOCKS))
+        u32::from(le16(&self.raw, S_RESERVED_GDT_BLOCKS))
     }
     /// `s_log_groups_per_flex`.
     pub fn log_groups_per_flex(&self) -> u8 {
@@ -258,15 +258,15 @@ impl Superblock {
     }
     /// `s_want_extra_isize`.
     pub fn want_extra_isize(&self) -> u16 {
-        u16_at(&self.raw, S_WANT_EXTRA_ISIZE)
+        le16(&self.raw, S_WANT_EXTRA_ISIZE)
     }
     /// `s_min_extra_isize`.
     pub fn min_extra_isize(&self) -> u16 {
-        u16_at(&self.raw, S_MIN_EXTRA_ISIZE)
+        le16(&self.raw, S_MIN_EXTRA_ISIZE)
     }
     /// `s_hash_seed` as four words.
     pub fn hash_seed(&self) -> [u32; 4] {
-        [0, 1, 2, 3].map(|i| u32_at(&self.raw, S_HASH_SEED + 4 * i))
+        [0, 1, 2, 3].map(|i| le32(&self.raw, S_HASH_SEED + 4 * i))
     }
     /// `s_def_hash_version`.
     pub fn def_hash_version(&self) -> u8 {
@@ -274,58 +274,58 @@ impl Superblock {
     }
     /// `s_flags`.
     pub fn flags(&self) -> u32 {
-        u32_at(&self.raw, S_FLAGS)
+        le32(&self.raw, S_FLAGS)
     }
     /// `s_checksum_seed`.
     pub fn checksum_seed(&self) -> u32 {
-        u32_at(&self.raw, S_CHECKSUM_SEED)
+        le32(&self.raw, S_CHECKSUM_SEED)
     }
     /// `s_backup_bgs` (sparse_super2).
     pub fn backup_bgs(&self) -> [u32; 2] {
         [
-            u32_at(&self.raw, S_BACKUP_BGS),
-            u32_at(&self.raw, S_BACKUP_BGS + 4),
+            le32(&self.raw, S_BACKUP_BGS),
+            le32(&self.raw, S_BACKUP_BGS + 4),
         ]
     }
     /// `s_r_blocks_count`.
     pub fn r_blocks_count(&self) -> u64 {
-        let mut v = u64::from(u32_at(&self.raw, S_R_BLOCKS_COUNT_LO));
+        let mut v = u64::from(le32(&self.raw, S_R_BLOCKS_COUNT_LO));
         if self.desc_size >= 64 {
-            v |= u64::from(u32_at(&self.raw, S_R_BLOCKS_COUNT_HI)) << 32;
+            v |= u64::from(le32(&self.raw, S_R_BLOCKS_COUNT_HI)) << 32;
         }
         v
     }
     /// `s_free_blocks_count`.
     pub fn free_blocks_count(&self) -> u64 {
-        let mut v = u64::from(u32_at(&self.raw, S_FREE_BLOCKS_COUNT_LO));
+        let mut v = u64::from(le32(&self.raw, S_FREE_BLOCKS_COUNT_LO));
         if self.desc_size >= 64 {
-            v |= u64::from(u32_at(&self.raw, S_FREE_BLOCKS_COUNT_HI)) << 32;
+            v |= u64::from(le32(&self.raw, S_FREE_BLOCKS_COUNT_HI)) << 32;
         }
         v
     }
     /// Set `s_free_blocks_count` (only the allocator calls this).
     pub fn set_free_blocks_count(&mut self, v: u64) {
-        put_u32(&mut self.raw, S_FREE_BLOCKS_COUNT_LO, super::le::lo32(v));
+        put_le32(&mut self.raw, S_FREE_BLOCKS_COUNT_LO, crate::bytes::lo32(v));
         if self.desc_size >= 64 {
-            put_u32(&mut self.raw, S_FREE_BLOCKS_COUNT_HI, super::le::hi32(v));
+            put_le32(&mut self.raw, S_FREE_BLOCKS_COUNT_HI, crate::bytes::hi32(v));
         }
     }
     /// `s_free_inodes_count`.
     pub fn free_inodes_count(&self) -> u32 {
-        u32_at(&self.raw, S_FREE_INODES_COUNT)
+        le32(&self.raw, S_FREE_INODES_COUNT)
     }
     /// Set `s_free_inodes_count` (only the allocator calls this).
     pub fn set_free_inodes_count(&mut self, v: u32) {
-        put_u32(&mut self.raw, S_FREE_INODES_COUNT, v);
+        put_le32(&mut self.raw, S_FREE_INODES_COUNT, v);
     }
     /// Recompute `s_checksum` (metadata_csum): crc32c(~0) over the bytes before it.
     pub fn update_checksum(&mut self) {
         let c = crc32c(!0, self.raw.get(..S_CHECKSUM).unwrap_or(&[]));
-        put_u32(&mut self.raw, S_CHECKSUM, c);
+        put_le32(&mut self.raw, S_CHECKSUM, c);
     }
     /// Does the stored `s_checksum` match?
     pub fn checksum_ok(&self) -> bool {
-        crc32c(!0, self.raw.get(..S_CHECKSUM).unwrap_or(&[])) == u32_at(&self.raw, S_CHECKSUM)
+        crc32c(!0, self.raw.get(..S_CHECKSUM).unwrap_or(&[])) == le32(&self.raw, S_CHECKSUM)
     }
 
     /// Does group `g` hold a superblock backup (and so a GDT copy)?

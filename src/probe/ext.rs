@@ -12,8 +12,9 @@
 //! "ext4dev") is reported as ext4; an external journal (blkid's "jbd") as
 //! unknown.
 
-use super::bytes::{self, le16, le32};
+use super::bytes;
 use super::{ExtInfo, ExtState, FsInfo, FsType};
+use crate::bytes::{le16, le32};
 use crate::disk::ReadAt;
 use crate::error::Result;
 
@@ -199,7 +200,7 @@ fn describe(sb: &[u8], dev_size: u64) -> FsInfo {
         }
     };
     let mut info = FsInfo::new(fstype);
-    info.uuid = bytes::uuid_string(&bytes::bytes16(sb, S_UUID));
+    info.uuid = bytes::uuid_string(&crate::bytes::bytes16(sb, S_UUID));
     info.label = bytes::label(bytes::slice(sb, S_VOLUME_NAME, 16));
     let s_rev_level = le32(sb, S_REV_LEVEL);
     info.version = Some(format!("{}.{}", s_rev_level, le16(sb, S_MINOR_REV_LEVEL)));
