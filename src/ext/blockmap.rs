@@ -3,8 +3,8 @@
 //! Reading (map one block, or walk all) and building bottom-up for a list of runs;
 //! indirect blocks are counted in `i_blocks`.
 
-use super::file::Run;
 use super::inode::Inode;
+use super::run::Run;
 use super::{Error, Ext, Result};
 use crate::bytes::{le32, put_le32};
 use crate::disk::ReadAt;
@@ -109,7 +109,7 @@ impl<D: ReadAt> Ext<D> {
         // Tree blocks visited: a real tree has fewer than its extents (at most
         // MAX_RUNS); a hostile one that points many times at the same blocks
         // stops here instead of after a pass per block of the filesystem.
-        let mut budget = self.sb.blocks_count.min(super::file::MAX_RUNS as u64);
+        let mut budget = self.sb.blocks_count.min(super::run::MAX_RUNS as u64);
         for level in 1..=3u32 {
             let top = u64::from(le32(&ib, (EXT2_IND_BLOCK + level as usize - 1) * 4));
             if top != 0 {
@@ -156,10 +156,10 @@ impl<D: ReadAt> Ext<D> {
             let lb = base + i * child_span;
             if level == 1 {
                 self.check_block(b, 1)?;
-                if runs.len() >= super::file::MAX_RUNS {
+                if runs.len() >= super::run::MAX_RUNS {
                     return Err(Error::unsupported(format!(
                         "inode {ino}: more than {} fragments",
-                        super::file::MAX_RUNS
+                        super::run::MAX_RUNS
                     )));
                 }
                 push(runs, lb, b);

@@ -4,8 +4,8 @@
 //! metadata_csum tail at `12 + 12 * eh_max`) under index levels. An initialised
 //! extent covers at most 32,768 blocks.
 
-use super::file::Run;
 use super::inode::Inode;
+use super::run::Run;
 use super::{csum, Error, Ext, Result};
 use crate::bytes::{le16, le32, put_le16, put_le32};
 use crate::disk::ReadAt;
@@ -145,7 +145,7 @@ impl<D: ReadAt> Ext<D> {
         // Tree blocks visited: a real tree has fewer than its extents (at most
         // MAX_RUNS); a hostile one that points many times at the same blocks
         // stops here instead of after a pass per block of the filesystem.
-        let mut budget = self.sb.blocks_count.min(super::file::MAX_RUNS as u64);
+        let mut budget = self.sb.blocks_count.min(super::run::MAX_RUNS as u64);
         self.walk(
             inode,
             inode.i_block(),
@@ -174,11 +174,11 @@ impl<D: ReadAt> Ext<D> {
                 }
                 self.check_block(r.pblk, u64::from(r.len))
                     .map_err(|e| e.context(format_args!("inode {}", inode.ino)))?;
-                if runs.len() >= super::file::MAX_RUNS {
+                if runs.len() >= super::run::MAX_RUNS {
                     return Err(Error::unsupported(format!(
                         "inode {}: more than {} extents",
                         inode.ino,
-                        super::file::MAX_RUNS
+                        super::run::MAX_RUNS
                     )));
                 }
                 runs.push(r);

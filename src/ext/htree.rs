@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use crate::error::{Error, Result};
 
 use super::csum::crc32c;
-use super::dir::{
+use super::dir_block::{
     self, build_leaf, collect_live, corrupt_at, find_in, leaf_insert, read_leaf, rec_len_from_disk,
     rec_len_to_disk, rec_size, usable_end, DirBlocks, DirCtx, RawEntry,
 };
@@ -487,9 +487,9 @@ pub(crate) fn remove_entry(
 ) -> Result<RawEntry> {
     let (leaf, _) = find_leaf(blocks, ctx, name)?;
     match leaf {
-        Some(lblk) => dir::remove_from_leaf(blocks, ctx, lblk, name)?
-            .ok_or_else(|| dir::not_found_error(ctx, name)),
-        None => Err(dir::not_found_error(ctx, name)),
+        Some(lblk) => dir_block::remove_from_leaf(blocks, ctx, lblk, name)?
+            .ok_or_else(|| dir_block::not_found_error(ctx, name)),
+        None => Err(dir_block::not_found_error(ctx, name)),
     }
 }
 
@@ -558,7 +558,7 @@ pub(crate) fn add_entry(
     ft: u8,
 ) -> Result<()> {
     if find_leaf(blocks, ctx, name)?.0.is_some() {
-        return Err(dir::exists_error(ctx, name));
+        return Err(dir_block::exists_error(ctx, name));
     }
     let root = read_root(blocks, ctx)?;
     let (hash, _) = name_hash(root.version, ctx, name)?;
@@ -870,7 +870,7 @@ pub fn make_linear(blocks: &mut dyn DirBlocks, ctx: &DirCtx) -> Result<()> {
         blocks.write(lblk, &build_leaf(&linear_ctx, &[]))?;
     }
     // '.' keeps the inode the root names (normally ctx.ino).
-    let first = dir::new_dir_block(
+    let first = dir_block::new_dir_block(
         &DirCtx {
             ino: dot,
             ..linear_ctx
@@ -885,7 +885,7 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
     use crate::ext::dir as d;
-    use crate::ext::dir::tests::{ctx, MemDir};
+    use crate::ext::dir_block::tests::{ctx, MemDir};
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
@@ -923,7 +923,7 @@ mod tests {
         dx.set_entry(0, 0, 1);
         dx.seal(c);
         MemDir {
-            blocks: vec![dx.buf, d::build_leaf(c, &[])],
+            blocks: vec![dx.buf, dir_block::build_leaf(c, &[])],
             block_size: bs,
             max_blocks: None,
         }
@@ -994,8 +994,8 @@ mod tests {
         loop {
             let n = long_name(i);
             let mut buf = dir.blocks[1].clone();
-            let slots = d::parse_leaf(&c, 1, &buf).unwrap();
-            if !d::leaf_insert(&c, &mut buf, &slots, &n, 5, 1) {
+            let slots = dir_block::parse_leaf(&c, 1, &buf).unwrap();
+            if !dir_block::leaf_insert(&c, &mut buf, &slots, &n, 5, 1) {
                 break;
             }
             dir.blocks[1] = buf;
@@ -1052,7 +1052,7 @@ mod tests {
         }
         // The extra block is a valid empty leaf; everything else is intact.
         let last = dir.blocks.len() - 1;
-        let slots = d::parse_leaf(&c, last as u32, &dir.blocks[last]).unwrap();
+        let slots = dir_block::parse_leaf(&c, last as u32, &dir.blocks[last]).unwrap();
         assert!(slots.iter().all(|s| s.ino == 0));
         for j in 0..i {
             assert!(d::lookup(&mut dir, &c, &long_name(j)).unwrap().is_some());
@@ -1077,8 +1077,8 @@ mod tests {
                 file_type: 1,
             })
             .collect();
-        dir.blocks[1] = d::build_leaf(&c, &small);
-        dir.blocks.push(d::build_leaf(
+        dir.blocks[1] = dir_block::build_leaf(&c, &small);
+        dir.blocks.push(dir_block::build_leaf(
             &c,
             &[RawEntry {
                 name: x.clone(),
@@ -1227,7 +1227,7 @@ mod tests {
             csum in any::<bool>(),
         ) {
             let c = ctx(1024, csum);
-            let mut dir = d::tests::new_dir(&c);
+            let mut dir = crate::ext::dir_block::tests::new_dir(&c);
             let mut model = BTreeMap::new();
             for (add, i) in ops {
                 let n = long_name(i);

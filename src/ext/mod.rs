@@ -42,10 +42,11 @@ mod bitmap;
 mod blockmap;
 pub mod csum;
 pub mod dir;
+mod dir_block;
 pub mod dirhash;
 mod dirio;
 mod extent;
-mod features;
+pub(crate) mod features;
 mod file;
 mod flush;
 mod group;
@@ -53,7 +54,8 @@ pub mod htree;
 mod inode;
 mod path;
 mod recipe;
-mod superblock;
+mod run;
+pub(crate) mod superblock;
 mod xattr;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -247,17 +249,26 @@ impl<D: ReadAt> Ext<D> {
     fn open(dev: D, writable: bool) -> Result<Ext<D>> {
         let mut raw = vec![0u8; SUPERBLOCK_SIZE];
         dev.read_exact_at(SUPERBLOCK_OFFSET, &mut raw)?;
-        let sb = Superblock::parse(raw, dev.size())?;
-        features::check_read(&sb)?;
+        let sb = Superblock::parse(raw, dev.size()).map_err(|e| {
+            if e.kind() != ErrorKind::Corrupt {
+                return e;
+            }
+            match superblock::find_backup(&dev) {
+                Some((block, bs)) => Error::corrupt(format!(
+                    "{}; a backup superblock at block {block} ({bs}-byte blocks) looks sound: \
+                     `e2fsck -b {block} -B {bs}` repairs the primary from it",
+                    e.message()
+                )),
+                None => e,
+            }
+        })?;
+        // The writer's refusals first: they name every feature it cannot write
+        // (meta_bg among them), where the reader's would say "cannot read".
         if writable {
-            features::check_write(&sb)?;
+            sb.refuse_unwritable()?;
         }
+        sb.refuse_unreadable()?;
         let meta_csum = sb.has_ro_compat(features::RO_COMPAT_METADATA_CSUM);
-        if meta_csum && !sb.checksum_ok() {
-            return Err(Error::corrupt(
-                "ext superblock at 0x400: checksum does not match (metadata_csum)",
-            ));
-        }
         let csum = if meta_csum {
             CsumKind::Meta
         } else if sb.has_ro_compat(features::RO_COMPAT_GDT_CSUM) {
@@ -339,7 +350,7 @@ impl<D: ReadAt> Ext<D> {
 
     /// The feature names of the filesystem (dumpe2fs spelling).
     pub fn feature_names(&self) -> Vec<String> {
-        features::feature_names(&self.sb)
+        self.sb.feature_names()
     }
 
     fn huge_file(&self) -> bool {

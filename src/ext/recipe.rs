@@ -6,8 +6,8 @@
 use std::collections::HashSet;
 use std::io::Read;
 
-use super::file::Run;
 use super::inode::{self, Inode, Time, S_IFDIR, S_IFLNK, S_IFREG};
+use super::run::Run;
 use super::{features, Error, Ext, FileType, Ino, NewNode, Result, Space, Timestamp};
 use crate::disk::{ReadAt, WriteAt};
 
