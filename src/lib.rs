@@ -18,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod batch;
+mod bytes;
 pub mod cli;
 pub mod copy;
 pub mod disk;
@@ -31,5 +32,6 @@ pub mod inspect;
 pub mod part;
 pub mod probe;
 pub mod undo;
+pub mod writer;
 
 pub use error::{Error, ErrorKind, Result};
