@@ -289,6 +289,9 @@ pub fn copy_out(a: CopyOutArgs) -> anyhow::Result<()> {
     for n in &rep.notes {
         eprintln!("domuify: copy-out: note: {n}");
     }
+    for w in &rep.warnings {
+        eprintln!("domuify: copy-out: warning: {w}");
+    }
     for e in &rep.errors {
         eprintln!("domuify: copy-out: {e}");
     }
@@ -706,9 +709,15 @@ pub fn rm(a: RmArgs) -> anyhow::Result<()> {
                     a.path
                 )));
             }
-            ext.remove_tree(parent, &name)
+            ext.remove_tree(parent, &name)?;
         } else {
-            ext.unlink(parent, &name)
+            ext.unlink(parent, &name)?;
+        }
+        Ok(ext.take_findings())
+    })
+    .map(|findings| {
+        for f in findings {
+            eprintln!("domuify: rm: warning: {}: {}", f.place, f.message);
         }
     })
 }
