@@ -130,3 +130,180 @@ fn directory_hard_links_are_walked_once() {
         }
     }
 }
+
+/// `date` of `sec` in debugfs' `stat` style (`Sun Jan  1 12:00:00 2100`, local
+/// time as debugfs prints it) or in ls -l's (`2100-01-01 12:00:00`, UTC).
+fn date_u(sec: i64, fmt: &str) -> String {
+    let mut c = std::process::Command::new("date");
+    if !fmt.starts_with("%a") {
+        c.arg("-u");
+    }
+    let out = run(c.arg("-d").arg(format!("@{sec}")).arg(format!("+{fmt}")));
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+/// Times before 1970 and after 2038 (touch -d on the host): copy-in writes them
+/// as the kernel does (debugfs shows the same date; 128-byte inodes clamp to
+/// the signed 32-bit range instead of wrapping); ls -l, cat and copy-out read
+/// them back, on large inodes and small.
+#[test]
+fn times_outside_1970_to_2038_are_written_and_read_as_the_kernel_does() {
+    // Seconds (with nanoseconds) the host file gets.
+    let times: &[(&str, i64, u32)] = &[
+        ("pre1970", -300_000_000, 250_000_000),
+        ("min", -2_147_483_648, 0),
+        ("y2038", 2_147_483_648, 0),
+        ("y2100", 4_102_488_000, 500_000_000),
+        ("y2400", 13_569_465_600, 0),
+    ];
+    for mkfs in [
+        &["-t", "ext4"][..],
+        &["-t", "ext4", "-I", "128"],
+        &["-t", "ext2", "-I", "128"],
+    ] {
+        let small = mkfs.contains(&"128");
+        let t = tempfile::tempdir().unwrap();
+        let host = t.path().join("times");
+        fs::create_dir(&host).unwrap();
+        for (name, sec, nsec) in times {
+            let p = host.join(name);
+            fs::write(&p, name.as_bytes()).unwrap();
+            let out = run(std::process::Command::new("touch")
+                .arg("-m")
+                .arg("-d")
+                .arg(format!("@{sec}.{nsec:09}"))
+                .arg(&p));
+            assert!(out.status.success());
+        }
+        let spec = ImageSpec {
+            mkfs,
+            fs_size: "16M",
+            image_mib: 20,
+            partitioned: true,
+        };
+        let (img, off) = make_image(t.path(), "t.img", None, &spec);
+        bin()
+            .args(["copy-in", "--part", "1"])
+            .arg(&img)
+            .arg(&host)
+            .arg("/")
+            .assert()
+            .success();
+        assert_fsck_clean(&img, off);
+        let ls = bin()
+            .args(["ls", "-l", "--part", "1"])
+            .arg(&img)
+            .arg("/times")
+            .assert()
+            .success();
+        let ls = String::from_utf8_lossy(&ls.get_output().stdout).into_owned();
+        let out_dir = t.path().join("out");
+        fs::create_dir(&out_dir).unwrap();
+        bin()
+            .args(["copy-out", "--part", "1"])
+            .arg(&img)
+            .arg("/times")
+            .arg(&out_dir)
+            .assert()
+            .success();
+        for (name, _, _) in times {
+            use std::os::unix::fs::MetadataExt;
+            let sec = fs::metadata(host.join(name)).unwrap().mtime();
+            // What the kernel would store: clamped, never wrapped.
+            let max = if small {
+                i64::from(i32::MAX)
+            } else {
+                (1 << 34) - 1 + i64::from(i32::MIN)
+            };
+            let want = sec.clamp(i64::from(i32::MIN), max);
+            let stat = debugfs_stat(&img, off, &format!("/times/{name}"));
+            let line = stat
+                .lines()
+                .find(|l| l.trim_start().starts_with("mtime:"))
+                .unwrap();
+            let shown = line.split(" -- ").nth(1).unwrap().trim();
+            assert_eq!(
+                shown,
+                date_u(want, "%a %b %e %H:%M:%S %Y"),
+                "{mkfs:?} {name}: {line}"
+            );
+            let ls_line = ls
+                .lines()
+                .find(|l| l.ends_with(&format!(" {name}")))
+                .unwrap();
+            assert!(
+                ls_line.contains(&date_u(want, "%F %T")),
+                "{mkfs:?} {name}: {ls_line}"
+            );
+            let cat = bin()
+                .args(["cat", "--part", "1"])
+                .arg(&img)
+                .arg(format!("/times/{name}"))
+                .assert()
+                .success();
+            assert_eq!(cat.get_output().stdout, name.as_bytes());
+            let m = fs::metadata(out_dir.join("times").join(name)).unwrap();
+            assert_eq!(m.mtime(), want, "{mkfs:?} {name}: copy-out mtime");
+        }
+    }
+}
+
+/// A 300 MiB sparse file holding 3 bytes (and one with data at both ends and a
+/// zero-filled, non-sparse middle) fits a 16 MiB filesystem: copy-in keeps the
+/// holes (SEEK_DATA/SEEK_HOLE), on extents and on block maps; debugfs reads the
+/// same bytes and counts only the data (and mapping) blocks.
+#[test]
+fn copy_in_keeps_holes() {
+    for mkfs in [
+        &["-t", "ext4"][..],
+        &["-t", "ext3"],
+        &["-t", "ext4", "-b", "1024"],
+    ] {
+        let t = tempfile::tempdir().unwrap();
+        let host = t.path().join("src");
+        fs::create_dir(&host).unwrap();
+        let big = host.join("big");
+        let f = fs::File::create(&big).unwrap();
+        f.set_len(300 << 20).unwrap();
+        use std::os::unix::fs::FileExt;
+        f.write_all_at(b"abc", 150_000_000).unwrap();
+        drop(f);
+        let ends = host.join("ends");
+        let mut data = vec![0u8; 3 << 20];
+        data[..5].copy_from_slice(b"start");
+        let n = data.len();
+        data[n - 3..].copy_from_slice(b"end");
+        fs::write(&ends, &data).unwrap();
+        let spec = ImageSpec {
+            mkfs,
+            fs_size: "16M",
+            image_mib: 20,
+            partitioned: true,
+        };
+        let (img, off) = make_image(t.path(), "s.img", None, &spec);
+        bin()
+            .args(["copy-in", "--part", "1"])
+            .arg(&img)
+            .arg(&big)
+            .arg(&ends)
+            .arg("/")
+            .assert()
+            .success();
+        assert_fsck_clean(&img, off);
+        let bs = block_size(&img, off);
+        for (name, host_file, data_blocks) in [("big", &big, 1u64), ("ends", &ends, 2)] {
+            let got = t.path().join(format!("{name}.out"));
+            fs::write(&got, debugfs_cat(&img, off, &format!("/{name}"))).unwrap();
+            assert_eq!(sha256_file(&got), sha256_file(host_file), "{mkfs:?} {name}");
+            let stat = debugfs_stat(&img, off, &format!("/{name}"));
+            let sectors: u64 = stat_field(&stat, "Blockcount:").parse().unwrap();
+            let blocks = sectors * 512 / bs;
+            // The data blocks, plus at most three mapping blocks each.
+            assert!(
+                blocks >= data_blocks && blocks <= 4 * data_blocks,
+                "{mkfs:?} {name}: {blocks} blocks\n{stat}"
+            );
+        }
+    }
+}
