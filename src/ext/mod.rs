@@ -275,11 +275,23 @@ impl<D: ReadAt> Ext<D> {
         };
         let bs = u64::from(sb.block_size);
         let gdt_len = sb.gdt_blocks() * bs;
-        let gdt_off = (sb.first_data_block + 1) * bs;
+        let gdt_off = sb.gdt_block(0) * bs;
         let mut graw =
             vec![0u8; usize::try_from(gdt_len).map_err(|_| Error::corrupt("gdt too big"))?];
-        dev.read_exact_at(gdt_off, &mut graw)
-            .map_err(|e| e.context(format_args!("group descriptors at {gdt_off:#x}")))?;
+        // Descriptor blocks one by one where they are not contiguous (meta_bg).
+        let mut at = 0u64;
+        while at < sb.gdt_blocks() {
+            let first = sb.gdt_block(at);
+            let mut n = 1;
+            while at + n < sb.gdt_blocks() && sb.gdt_block(at + n) == first + n {
+                n += 1;
+            }
+            // OK to cast: within graw, whose length fits usize.
+            let dst = &mut graw[(at * bs) as usize..((at + n) * bs) as usize];
+            dev.read_exact_at(first * bs, dst)
+                .map_err(|e| e.context(format_args!("group descriptors at {:#x}", first * bs)))?;
+            at += n;
+        }
         let gdt = GroupTable::new(graw, sb.desc_size, sb.group_count)?;
         if writable && csum != CsumKind::None {
             for g in 0..sb.group_count {

@@ -172,9 +172,14 @@ pub struct ViewReader {
     engine: std::cell::OnceCell<Option<Box<dyn GuestRead>>>,
 }
 
-/// Does ext4-view refuse an inode's timestamp (one the kernel reads)?
+/// Is this ext4-view refusing what the kernel and e2fsck read: an inode's
+/// timestamp before 1970 or after 2038, or a lookup in a directory indexed
+/// with a hash it does not know (the legacy one: reading never needs the hash,
+/// the engine walks the leaves)?
 fn refused_time(e: &Error) -> bool {
-    e.kind() == ErrorKind::Corrupt && e.to_string().contains("invalid timestamp")
+    let msg = e.to_string();
+    (e.kind() == ErrorKind::Corrupt && msg.contains("invalid timestamp"))
+        || (e.kind() == ErrorKind::Unsupported && msg.contains("directory hash"))
 }
 
 impl ViewReader {

@@ -307,3 +307,202 @@ fn copy_in_keeps_holes() {
         }
     }
 }
+
+/// A small tree under `root/t`: files, a subdirectory, a symlink.
+fn small_tree(root: &Path) {
+    fs::create_dir_all(root.join("t/etc/deep")).unwrap();
+    fs::write(root.join("t/etc/hostname"), b"guest\n").unwrap();
+    fs::write(root.join("t/etc/deep/data"), vec![7u8; 70_000]).unwrap();
+    std::os::unix::fs::symlink("etc/hostname", root.join("t/link")).unwrap();
+}
+
+/// copy-out of `/t` through the CLI (and through the engine reader, by the
+/// library) equals the host tree it was made from.
+fn assert_reads_back(img: &Path, off: u64, host: &Path, what: &str) {
+    let t = tempfile::tempdir().unwrap();
+    let part: &[&str] = if off == 0 { &[] } else { &["--part", "1"] };
+    bin()
+        .arg("copy-out")
+        .args(part)
+        .arg(img)
+        .arg("/t")
+        .arg(t.path())
+        .assert()
+        .success();
+    let want = tree_digest(&host.join("t"));
+    assert_eq!(tree_digest(&t.path().join("t")), want, "{what}: copy-out");
+    let ls = bin()
+        .arg("ls")
+        .args(part)
+        .arg(img)
+        .arg("/t/etc")
+        .assert()
+        .success();
+    assert_eq!(
+        String::from_utf8_lossy(&ls.get_output().stdout),
+        "deep\nhostname\n",
+        "{what}: ls"
+    );
+    use domuify::disk::{Access, Disk, Window};
+    let disk = Disk::open(img, Access::ReadOnly).unwrap();
+    let len = fs::metadata(img).unwrap().len() - off;
+    let r = domuify::copy::EngineReader::open(Window::new(disk, off, len).unwrap())
+        .unwrap_or_else(|e| panic!("{what}: engine reader: {e}"));
+    let eng = t.path().join("eng");
+    fs::create_dir(&eng).unwrap();
+    let rep = domuify::copy::copy_out(&r, &[b"/t".to_vec()], &eng).unwrap();
+    assert!(rep.errors.is_empty(), "{what}: {:?}", rep.errors);
+    assert_eq!(tree_digest(&eng.join("t")), want, "{what}: engine");
+}
+
+/// What e2fsck reads we read: meta_bg (1 and 4 KiB blocks, ext2 and ext4),
+/// bigalloc with 1 KiB blocks (descriptors in block 2), a GNU Hurd filesystem
+/// (no file type in entries). Writing meta_bg is refused naming the feature,
+/// with the image unchanged.
+#[test]
+fn unusual_layouts_e2fsck_reads_are_read() {
+    let t = tempfile::tempdir().unwrap();
+    small_tree(t.path());
+    let cases: &[&[&str]] = &[
+        &["-t", "ext4", "-O", "meta_bg,^resize_inode"],
+        &["-t", "ext4", "-b", "1024", "-O", "meta_bg,^resize_inode"],
+        &["-t", "ext2", "-b", "1024", "-O", "meta_bg,^resize_inode"],
+        &["-t", "ext4", "-b", "1024", "-O", "bigalloc", "-C", "4096"],
+        &["-t", "ext4", "-b", "4096", "-O", "bigalloc", "-C", "65536"],
+        &["-o", "hurd", "-b", "1024"],
+    ];
+    for mkfs in cases {
+        let what = format!("{mkfs:?}");
+        let spec = ImageSpec {
+            mkfs,
+            fs_size: "300M",
+            image_mib: 302,
+            partitioned: true,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (img, off) = make_image(dir.path(), "u.img", Some(t.path()), &spec);
+        assert_fsck_clean(&img, off);
+        assert_reads_back(&img, off, t.path(), &what);
+        if mkfs.iter().any(|o| o.contains("meta_bg")) {
+            let before = sha256_file(&img);
+            let a = bin()
+                .args(["write", "--part", "1"])
+                .arg(&img)
+                .arg("/t/new")
+                .write_stdin("x")
+                .assert()
+                .code(1);
+            let err = stderr_of(&a);
+            assert!(
+                err.contains("meta_bg") && err.contains("writ"),
+                "{what}: {err}"
+            );
+            assert_eq!(sha256_file(&img), before, "{what}");
+        }
+    }
+}
+
+/// A directory indexed with the legacy hash (`s_def_hash_version` 0, then
+/// `e2fsck -fD`): reading it never needs the hash.
+#[test]
+fn legacy_hash_directories_are_read() {
+    let t = tempfile::tempdir().unwrap();
+    small_tree(t.path());
+    let names: Vec<String> = (0..200)
+        .map(|i| format!("a-rather-long-file-name-{i:03}"))
+        .collect();
+    for n in &names {
+        fs::write(t.path().join("t/etc").join(n), n.as_bytes()).unwrap();
+    }
+    for mkfs in [
+        &["-t", "ext4", "-b", "1024"][..],
+        &["-t", "ext3", "-b", "1024"],
+    ] {
+        let is = ImageSpec {
+            mkfs,
+            fs_size: "16M",
+            image_mib: 20,
+            partitioned: true,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (img, off) = make_image(dir.path(), "h.img", Some(t.path()), &is);
+        debugfs_w(&img, off, "ssv def_hash_version legacy\n");
+        let out = run(std::process::Command::new("e2fsck")
+            .arg("-fyD")
+            .arg(spec(&img, off)));
+        assert!(out.status.code().unwrap_or(8) <= 2);
+        assert_fsck_clean(&img, off);
+        let dump = String::from_utf8_lossy(&debugfs(&img, off, "htree_dump /t/etc")).into_owned();
+        assert!(
+            dump.contains("Hash Version: 0"),
+            "{mkfs:?}: not a legacy index\n{dump}"
+        );
+        let o = tempfile::tempdir().unwrap();
+        let a = bin()
+            .args(["copy-out", "--part", "1"])
+            .arg(&img)
+            .arg("/t")
+            .arg(o.path())
+            .assert()
+            .success();
+        assert!(stderr_of(&a).is_empty(), "{}", stderr_of(&a));
+        assert_eq!(
+            tree_digest(&o.path().join("t")),
+            tree_digest(&t.path().join("t"))
+        );
+        let cat = bin()
+            .args(["cat", "--part", "1"])
+            .arg(&img)
+            .arg("/t/etc/a-rather-long-file-name-123")
+            .assert()
+            .success();
+        assert_eq!(
+            cat.get_output().stdout,
+            debugfs_cat(&img, off, "/t/etc/a-rather-long-file-name-123")
+        );
+    }
+}
+
+/// An ext filesystem at offset 0 whose bytes 510–511 happen to be 0x55AA (an
+/// empty MBR table): blkid -p calls it ext4, so do we; it opens without --part.
+#[test]
+fn bare_ext_with_a_boot_signature_is_a_filesystem() {
+    let t = tempfile::tempdir().unwrap();
+    small_tree(t.path());
+    for mkfs in [&["-t", "ext4"][..], &["-t", "ext2", "-b", "4096"]] {
+        let spec = ImageSpec {
+            mkfs,
+            fs_size: "8M",
+            image_mib: 8,
+            partitioned: false,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (img, off) = make_image(dir.path(), "b.img", Some(t.path()), &spec);
+        {
+            use std::os::unix::fs::FileExt;
+            let f = fs::OpenOptions::new().write(true).open(&img).unwrap();
+            f.write_all_at(&[0x55, 0xAA], 510).unwrap();
+        }
+        let blkid = run(std::process::Command::new("blkid")
+            .arg("-p")
+            .arg("-o")
+            .arg("export")
+            .arg(&img));
+        let blkid = String::from_utf8_lossy(&blkid.stdout).into_owned();
+        let fstype = blkid
+            .lines()
+            .find_map(|l| l.strip_prefix("TYPE="))
+            .unwrap_or("")
+            .to_string();
+        assert!(fstype.starts_with("ext"), "{blkid}");
+        let j = bin()
+            .args(["inspect", "--json"])
+            .arg(&img)
+            .assert()
+            .success();
+        let v: serde_json::Value = serde_json::from_slice(&j.get_output().stdout).unwrap();
+        let s = v.to_string();
+        assert!(s.contains(&format!("\"{fstype}\"")), "{s}");
+        assert_reads_back(&img, off, t.path(), &format!("{mkfs:?}"));
+    }
+}
