@@ -14,6 +14,7 @@ mod features;
 mod files;
 mod fixtures;
 mod habits;
+mod harden;
 mod harness;
 mod inspect;
 mod lock;
