@@ -31,6 +31,10 @@ pub enum ErrorKind {
     AlreadyExists,
     /// The caller's request is malformed.
     InvalidInput,
+    /// The request leaves a choice open or names what the disk does not have (a
+    /// partition number): the caller must ask again, differently. The command line
+    /// exits 2 on it, as on a usage error.
+    Usage,
 }
 
 /// The error type of every fallible call of the library (`Display` is the
@@ -89,6 +93,11 @@ impl Error {
     /// A malformed request.
     pub fn invalid(message: impl Into<String>) -> Self {
         Self::new(ErrorKind::InvalidInput, message)
+    }
+
+    /// A request to ask again differently (see [`ErrorKind::Usage`]).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Usage, message)
     }
 
     /// What kind of failure this is.

@@ -28,5 +28,6 @@ pub mod inspect;
 pub mod part;
 pub mod probe;
 pub mod undo;
+pub mod writer;
 
 pub use error::{Error, ErrorKind, Result};

@@ -15,6 +15,7 @@ mod files;
 mod fixtures;
 mod harness;
 mod inspect;
+mod lock;
 mod matrix;
 mod model;
 mod probe_fuzz;
