@@ -10,6 +10,8 @@
 //! - [`guest`]: the installed system as the planners see it (fstab, kernels,
 //!   module trees, OS release), read through ext4-view;
 //! - [`inspect`]: the whole-disk report behind `domuify inspect`;
+//! - [`plan`]: plans (the device map, the fstab rewrite) as data, and their
+//!   apply step, the only planner code that writes;
 //! - [`cli`]: the command line; `main.rs` only calls it.
 
 #![forbid(unsafe_code)]
@@ -25,6 +27,7 @@ pub mod finding;
 pub mod guest;
 pub mod inspect;
 pub mod part;
+pub mod plan;
 pub mod probe;
 pub mod undo;
 

@@ -406,7 +406,7 @@ type WDev = Window<Arc<dyn WriteAt>>;
 
 /// Open the target read-write (behind an undo log with `--undo`), run `f` on the
 /// engine, flush once. On failure say what state the image is in.
-fn with_ext<T>(
+pub(super) fn with_ext<T>(
     t: &Target,
     opts: &WriteOpts,
     f: impl FnOnce(&mut Ext<WDev>) -> crate::Result<T>,
