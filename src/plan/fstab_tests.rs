@@ -383,7 +383,10 @@ fn tabs_crlf_short_lines_garbage_and_no_final_newline() {
     // Every added line ends as the line it marks does: CRLF, except the last
     // line (and its marker), which had no line ending at all.
     let lines: Vec<&[u8]> = out.split(|&b| b == b'\n').collect();
-    assert_eq!(lines[lines.len() - 2], b"# domuify: was /dev/sda3 /srv ext4 defaults 0 2");
+    assert_eq!(
+        lines[lines.len() - 2],
+        b"# domuify: was /dev/sda3 /srv ext4 defaults 0 2"
+    );
     for l in &lines[..lines.len() - 2] {
         assert!(l.ends_with(b"\r"), "{:?}", String::from_utf8_lossy(l));
     }
