@@ -8,14 +8,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::files::with_ext;
 use super::inspect::print_out;
-use super::{FstabArgs, Target, UsageError, VdevStyleArg};
+use super::{FstabArgs, UsageError, VdevStyleArg};
 use crate::disk::{Access, Disk};
 use crate::error::ErrorKind;
 use crate::plan::devmap::{HostUse, MapOptions, Mode, VdevStyle};
 use crate::plan::fstab::Action;
 use crate::plan::{self, apply, host, BackupAction, FstabOptions, FstabPlan};
+use crate::writer::{self, WriteOptions};
 
 /// Examples and what the command reads and writes, after `--help`.
 pub const AFTER_HELP: &str = "\
@@ -138,11 +138,13 @@ pub fn run(a: FstabArgs) -> anyhow::Result<()> {
         eprintln!("domuify: {place}: /etc/fstab is already as planned; nothing written");
         return Ok(());
     }
-    let target = Target {
-        image: a.image.clone(),
-        part: (root != 0).then_some(root),
+    let wopts = WriteOptions {
+        undo: a.opts.undo.clone(),
+        wait: a.opts.wait,
+        force: a.force,
     };
-    let done = with_ext(&target, &a.opts, |ext| apply::apply_fstab(ext, &plan))?;
+    let part = (root != 0).then_some(root);
+    let done = writer::with_ext(&a.image, part, &wopts, |ext| apply::apply_fstab(ext, &plan))?;
     eprintln!(
         "domuify: {place}: wrote /etc/fstab in place (inode {}){}",
         done.ino,

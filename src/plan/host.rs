@@ -13,6 +13,7 @@ use super::devmap::{DiskFacts, HostUse};
 use super::fstab::resolve_lines;
 use crate::guest::fstab;
 use crate::guest::resolve::SourceKind;
+use crate::writer::mounted::{dev_id, mounted_at};
 
 /// dom0's root and swap on this image, from dom0's fstab text (`what` names it
 /// in the reasons). Device names are matched as for a guest: the disk that
@@ -46,36 +47,18 @@ fn dev_of(path: &Path) -> Option<u64> {
     m.file_type().is_block_device().then(|| m.rdev())
 }
 
-/// `major:minor` as mountinfo writes it.
-fn dev_id(rdev: u64) -> String {
-    let major = ((rdev >> 32) & 0xffff_f000) | ((rdev >> 8) & 0xfff);
-    let minor = ((rdev >> 12) & 0xffff_ff00) | (rdev & 0xff);
-    format!("{major}:{minor}")
-}
-
 /// dom0's root and swap among `nodes` (partition number, its device node), from
 /// mountinfo and /proc/swaps text: pure, so that it is tested without a host.
 pub fn from_proc(nodes: &[(u32, String, Option<u64>)], mountinfo: &str, swaps: &str) -> HostUse {
     let mut out = HostUse::default();
-    for line in mountinfo.lines() {
-        let f: Vec<&str> = line.split(' ').collect();
-        let (Some(dev), Some(target)) = (f.get(2), f.get(4)) else {
-            continue;
-        };
-        if *target != "/" {
-            continue;
-        }
-        let source = f
+    for (n, node, rdev) in nodes {
+        let Some(rdev) = rdev else { continue };
+        if mounted_at(mountinfo, &[dev_id(*rdev)])
             .iter()
-            .position(|x| *x == "-")
-            .and_then(|i| f.get(i + 2))
-            .copied()
-            .unwrap_or_default();
-        for (n, node, rdev) in nodes {
-            if rdev.is_some_and(|r| dev_id(r) == *dev) || source == node {
-                out.root
-                    .push((*n, format!("{node} is mounted at / on this host")));
-            }
+            .any(|at| at == "/")
+        {
+            out.root
+                .push((*n, format!("{node} is mounted at / on this host")));
         }
     }
     for line in swaps.lines().skip(1) {
