@@ -170,17 +170,24 @@ fn human(a: &FstabArgs, plan: &FstabPlan) -> String {
         plan.root,
         plan.root_reason
     );
-    let _ = writeln!(s, "Mode: {mode} ({})", plan.mode_reason);
-    let _ = writeln!(s, "Device map (what the domU sees):");
-    let _ = writeln!(s, "  PARTITION  DOMU DEVICE  WHY");
-    for e in &plan.device_map {
+    if a.revert {
         let _ = writeln!(
             s,
-            "  {:<9}  {:<11}  {}",
-            e.partition,
-            format!("/dev/{}", e.vdev),
-            e.reason
+            "Revert: the original fstab, from domuify's markers (no device name is chosen)"
         );
+    } else {
+        let _ = writeln!(s, "Mode: {mode} ({})", plan.mode_reason);
+        let _ = writeln!(s, "Device map (what the domU sees):");
+        let _ = writeln!(s, "  PARTITION  DOMU DEVICE  WHY");
+        for e in &plan.device_map {
+            let _ = writeln!(
+                s,
+                "  {:<9}  {:<11}  {}",
+                e.partition,
+                format!("/dev/{}", e.vdev),
+                e.reason
+            );
+        }
     }
     let changed: Vec<_> = plan
         .entries
@@ -188,7 +195,10 @@ fn human(a: &FstabArgs, plan: &FstabPlan) -> String {
         .filter(|e| e.action != Action::Keep)
         .collect();
     if !changed.is_empty() {
-        let _ = writeln!(s, "Entries changed:");
+        let _ = writeln!(
+            s,
+            "Entries changed (line numbers of the fstab without markers):"
+        );
         for e in changed {
             let what = match e.action {
                 Action::Keep => "keep",

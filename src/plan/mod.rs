@@ -216,8 +216,9 @@ pub fn plan_fstab(input: &FstabInputs, host: &HostUse, opts: &FstabOptions) -> R
     let place = format!("partition {}: {FSTAB}", input.root);
     fstab::check_text(&input.current).map_err(|m| Error::refused(format!("{place}: {m}")))?;
     let original = fstab::unmark(&input.current);
+    // The map chooses the same root as `gather` did (from the same facts), and
+    // says why in the same words.
     let mut map_opts = opts.map.clone();
-    map_opts.root = Some(input.root);
     let view = input.facts.view(input.root);
     let lines = guest::fstab::parse(&original);
     let resolved = fstab::resolve_lines(&lines, &view);
@@ -366,4 +367,113 @@ fn revert_plan(
         k += 1;
     }
     (entries, target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use crate::guest::resolve::PartView;
+
+    fn inputs(current: &[u8], backup: Option<&[u8]>) -> FstabInputs {
+        let part = |n: u32, fstype: &str| PartFacts {
+            view: PartView {
+                number: n,
+                fstype: fstype.into(),
+                uuid: Some(format!("0000000{n}-0000-4000-8000-000000000000")),
+                ..Default::default()
+            },
+            esp: false,
+        };
+        FstabInputs {
+            facts: DiskFacts {
+                image: "x.img".into(),
+                kind: DiskKind::ImageFile,
+                parts: vec![part(1, "ext4"), part(2, "swap"), part(3, "ext4")],
+                systems: vec![SystemFacts {
+                    partition: 1,
+                    name: "guest".into(),
+                    kernels: Vec::new(),
+                }],
+            },
+            root: 1,
+            root_reason: "the only installed system found".into(),
+            current: current.to_vec(),
+            backup: backup.map(<[u8]>::to_vec),
+        }
+    }
+
+    const TEXT: &[u8] = b"/dev/sda1 / ext4 defaults 0 1\n/dev/sda2 none swap sw 0 0\n/dev/sdb1 /data ext4 defaults 0 2\n/dev/sda3 /media/x ext4 noauto 0 0\n";
+
+    fn opts(mode: Mode) -> FstabOptions {
+        FstabOptions {
+            map: MapOptions {
+                mode: Some(mode),
+                ..Default::default()
+            },
+            revert: false,
+            backup: true,
+        }
+    }
+
+    #[test]
+    fn backup_actions_and_reverts() {
+        let host = HostUse::default();
+        let p = plan_fstab(&inputs(TEXT, None), &host, &opts(Mode::Partitions)).unwrap();
+        assert_eq!(p.backup, BackupAction::Create);
+        assert!(p.changes());
+        let new = p.new.clone();
+        // Applied: a second plan changes nothing; the backup that holds the
+        // original is kept; one that differs is kept too, with a warning.
+        let p = plan_fstab(&inputs(&new, Some(TEXT)), &host, &opts(Mode::Partitions)).unwrap();
+        assert!(!p.changes());
+        let p = plan_fstab(&inputs(&new, Some(TEXT)), &host, &opts(Mode::WholeDisk)).unwrap();
+        assert!(p.changes());
+        assert_eq!(p.backup, BackupAction::Keep);
+        let p = plan_fstab(
+            &inputs(&new, Some(b"other\n")),
+            &host,
+            &opts(Mode::WholeDisk),
+        )
+        .unwrap();
+        assert_eq!(p.backup, BackupAction::KeepDifferent);
+        assert!(p
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("not overwritten")));
+        // Revert: from the markers; without markers, from a differing backup.
+        let revert = FstabOptions {
+            revert: true,
+            ..opts(Mode::Partitions)
+        };
+        let p = plan_fstab(&inputs(&new, None), &host, &revert).unwrap();
+        assert_eq!(p.new, TEXT);
+        assert_eq!(p.backup, BackupAction::None);
+        assert!(p.entries.iter().all(|e| e.action == Action::Rewrite));
+        let p = plan_fstab(&inputs(b"edited\n", Some(TEXT)), &host, &revert).unwrap();
+        assert_eq!(p.new, TEXT);
+        let p = plan_fstab(&inputs(TEXT, None), &host, &revert).unwrap();
+        assert!(!p.changes());
+    }
+
+    #[test]
+    fn refusals() {
+        let host = HostUse::default();
+        let e = plan_fstab(
+            &inputs(b"\0\x01binary", None),
+            &host,
+            &opts(Mode::Partitions),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Refused);
+        // `/` on a partition that is not exported (the root entry names 3, the
+        // guest is 1): refused, or with --force a warning.
+        let text = b"/dev/sda3 / ext4 defaults 0 1\n";
+        let e = plan_fstab(&inputs(text, None), &host, &opts(Mode::Partitions)).unwrap_err();
+        assert!(e.to_string().contains("/ would not be mounted"), "{e}");
+        let mut forced = opts(Mode::Partitions);
+        forced.map.force = true;
+        let p = plan_fstab(&inputs(text, None), &host, &forced).unwrap();
+        assert!(p.warnings.iter().any(|w| w.message.contains("(forced)")));
+    }
 }
