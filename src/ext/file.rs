@@ -145,6 +145,7 @@ impl<D: ReadAt> Ext<D> {
     /// Free (at the next flush) every data and tree block of the inode.
     pub(super) fn release_mapping(&mut self, inode: &Inode) -> Result<()> {
         let (runs, tree) = self.mapping(inode)?;
+        self.check_owned(inode, &runs, &tree)?;
         for r in runs {
             self.free_blocks_later(r.pblk, u64::from(r.len));
         }

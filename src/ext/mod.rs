@@ -11,14 +11,18 @@
 //! Paths are resolved inside the guest: symlinks (a usrmerge `/lib -> usr/lib`)
 //! are followed from the guest's root, never through the host.
 //!
-//! Modules, split as libext2fs is: `superblock` (fields at named
-//! offsets), `features` (names, the write whitelist, refusals), `group`
-//! (descriptors and their crc32c/crc16), `bitmap`, `alloc` (the only place a
-//! count changes), `inode` (raw records patched in place, checksums), `extent`
-//! and `blockmap` (mappings read and built bottom-up), `xattr` (read; block
-//! refcounts dropped on free), `file` (data streaming, `i_blocks`), `dirio`
-//! (the engine side of [`dir::DirBlocks`]), `path`, `recipe` (the operations),
-//! `flush` (ordered write-out).
+//! Modules, split as libext2fs is: `superblock` (fields at named offsets, one
+//! validation shared with the probe, the refusals of features and states),
+//! `features` (a leaf: the one table of feature names, the read and write sets),
+//! `group` (descriptors and their crc32c/crc16), `bitmap`, `alloc` (the only
+//! place a count changes), `validate` (what the allocator trusts, checked before
+//! it is trusted), `inode` (raw records patched in place, checksums), `run` (a
+//! leaf: mapped runs), `extent` and `blockmap` (mappings read and built
+//! bottom-up), `xattr` (read; block refcounts dropped on free), `file` (data
+//! streaming, `i_blocks`), `dir_block` (a leaf: the directory block format) under
+//! `dir` (whole directories) and `htree` (indexed ones), `dirio` (the engine side
+//! of [`dir::DirBlocks`]), `path`, `recipe` (the operations), `flush` (ordered
+//! write-out).
 //!
 //! Choices worth knowing:
 //! - Blocks reserved for root (`s_r_blocks_count`) are usable, as for root and
@@ -56,6 +60,7 @@ mod path;
 mod recipe;
 mod run;
 pub(crate) mod superblock;
+mod validate;
 mod xattr;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -240,6 +245,10 @@ pub struct Ext<D> {
     /// `bg_flags` and `bg_itable_unused` of the group of the last inode marked,
     /// as they were before (to undo an allocation exactly).
     last_inode_group_state: (u16, u32),
+    /// Blocks of the metadata the engine holds (bitmaps, inode tables,
+    /// superblocks and GDTs, journal, listed bad blocks), sorted and disjoint;
+    /// filled at open for writing (see `validate`).
+    held: Vec<validate::Held>,
 }
 
 /// Dirty metadata (bytes) past which an operation flushes on its own.
@@ -308,9 +317,14 @@ impl<D: ReadAt> Ext<D> {
                 ("inode bitmap", gdt.inode_bitmap(g)),
                 ("inode table", gdt.inode_table(g)),
             ] {
+                if b == 0 {
+                    return Err(Error::corrupt(format!(
+                        "group {g}: the {what} pointer is 0 (group descriptor damaged); run e2fsck -f"
+                    )));
+                }
                 if b < sb.first_data_block || b >= sb.blocks_count {
                     return Err(Error::corrupt(format!(
-                        "group {g}: {what} at block {b} is outside the filesystem"
+                        "group {g}: {what} at block {b} is outside the filesystem; run e2fsck -f"
                     )));
                 }
             }
@@ -319,7 +333,7 @@ impl<D: ReadAt> Ext<D> {
         // bytes (reproducible images, comparable undo files).
         let gen_next =
             csum::crc32c(!0, &uuid) ^ sb.free_inodes_count() ^ bytes::lo32(sb.free_blocks_count());
-        Ok(Ext {
+        let mut ext = Ext {
             dev,
             goal: sb.first_data_block,
             sb,
@@ -340,7 +354,12 @@ impl<D: ReadAt> Ext<D> {
             gen_next,
             last_inode_group_state: (0, 0),
             auto_flush_bytes: AUTO_FLUSH_BYTES,
-        })
+            held: Vec::new(),
+        };
+        if writable {
+            ext.validate_for_write()?;
+        }
+        Ok(ext)
     }
 
     /// Open for reading only.
@@ -376,6 +395,11 @@ impl<D: ReadAt> Ext<D> {
 
     /// Fail unless `count` blocks at `pblk` lie inside the filesystem.
     fn check_block(&self, pblk: u64, count: u64) -> Result<()> {
+        if pblk == 0 {
+            return Err(Error::corrupt(
+                "a block pointer is 0 where a block was expected (damaged metadata); run e2fsck -f",
+            ));
+        }
         match pblk.checked_add(count) {
             Some(end) if pblk >= self.sb.first_data_block && end <= self.sb.blocks_count => Ok(()),
             _ => Err(Error::corrupt(format!(
@@ -556,14 +580,26 @@ impl<D: WriteAt> Ext<D> {
     }
 
     fn check_space(&self, need: Space, free: Space) -> Result<()> {
-        if need.blocks > free.blocks || need.inodes > free.inodes {
-            return Err(Error::new(
-                ErrorKind::NoSpace,
-                format!(
-                    "not enough space: need {} blocks and {} inodes, {} blocks and {} inodes free",
-                    need.blocks, need.inodes, free.blocks, free.inodes
-                ),
-            ));
+        let blocks_short = need.blocks > free.blocks;
+        let inodes_short = need.inodes > free.inodes;
+        let what = match (blocks_short, inodes_short) {
+            (false, false) => return Ok(()),
+            (true, false) => format!(
+                "not enough space: need {} blocks, {} free",
+                need.blocks, free.blocks
+            ),
+            (false, true) => format!(
+                "no free inode left: need {} inodes, {} free (space is not the problem: {} blocks \
+                 free); remove files, or make the filesystem with more inodes (mke2fs -N/-i)",
+                need.inodes, free.inodes, free.blocks
+            ),
+            (true, true) => format!(
+                "not enough space and inodes: need {} blocks and {} inodes, {} blocks and {} inodes free",
+                need.blocks, need.inodes, free.blocks, free.inodes
+            ),
+        };
+        if blocks_short || inodes_short {
+            return Err(Error::new(ErrorKind::NoSpace, what));
         }
         Ok(())
     }

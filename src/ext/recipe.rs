@@ -197,6 +197,7 @@ impl<D: WriteAt> Ext<D> {
         };
         let e = match first {
             Err(e) if e.kind() == super::ErrorKind::NoSpace => e,
+            Ok(()) => return self.preload_for(goal, need.blocks),
             r => return r,
         };
         if !self.sb.has_incompat(features::INCOMPAT_EXTENTS) {
@@ -211,9 +212,10 @@ impl<D: WriteAt> Ext<D> {
             inodes: need.inodes,
         };
         match insert {
-            Some((parent, name)) => self.reserve_with_insert(exact, parent, name),
-            None => self.reserve(exact),
+            Some((parent, name)) => self.reserve_with_insert(exact, parent, name)?,
+            None => self.reserve(exact)?,
         }
+        self.preload_for(goal, exact.blocks)
     }
 
     pub(super) fn do_create_file(
@@ -286,6 +288,7 @@ impl<D: WriteAt> Ext<D> {
         }
         // 1. The old mapping (freed only after the switch), and space for the new.
         let (old_runs, old_tree) = self.mapping(&inode)?;
+        self.check_owned(&inode, &old_runs, &old_tree)?;
         let mut need = self.file_cost(len);
         need.inodes = 0;
         let goal = old_runs

@@ -9,6 +9,7 @@ mod engine_crash;
 mod engine_fuzz;
 mod engine_matrix;
 mod engine_prop;
+mod engine_trust;
 mod features;
 mod files;
 mod fixtures;
