@@ -12,6 +12,8 @@
 //! - [`inspect`]: the whole-disk report behind `domuify inspect`, with
 //!   [`hash`] (one-pass image and partition hashes) and [`batch`] (many images
 //!   on bounded threads, in order);
+//! - [`plan`]: plans (the device map, the fstab rewrite) as data, and their
+//!   apply step, the only planner code that writes;
 //! - [`cli`]: the command line; `main.rs` only calls it.
 
 #![forbid(unsafe_code)]
@@ -30,6 +32,7 @@ pub mod guest;
 pub mod hash;
 pub mod inspect;
 pub mod part;
+pub mod plan;
 pub mod probe;
 pub mod undo;
 pub mod writer;

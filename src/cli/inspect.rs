@@ -177,7 +177,7 @@ fn unreadable(path: &Path, e: &anyhow::Error) -> Unreadable {
 }
 
 /// Write to stdout; a closed pipe (`| head`) is not an error.
-fn print_out(s: &str) -> anyhow::Result<()> {
+pub(super) fn print_out(s: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {

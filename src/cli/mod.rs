@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 mod docs;
 mod files;
 mod help;
+mod fstab;
 mod inspect;
 
 /// An error in how the command was called: exit code 2.
@@ -82,6 +83,10 @@ enum Command {
     /// Print the shell completion script for bash, zsh or fish.
     #[command(after_help = help::COMPLETIONS)]
     Completions(CompletionsArgs),
+    /// Rewrite the guest's /etc/fstab for the domU (prints the plan; writes only
+    /// with --apply).
+    #[command(after_help = fstab::AFTER_HELP)]
+    Fstab(FstabArgs),
 }
 
 /// `inspect` arguments.
@@ -242,6 +247,73 @@ pub struct RmArgs {
     opts: WriteOpts,
 }
 
+/// `--vdev-style`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
+pub enum VdevStyleArg {
+    /// `/dev/xvdaN`: what every pvops kernel names a vdev.
+    #[default]
+    Xvd,
+    /// `/dev/hdaN`: only old XenLinux kernels honour it.
+    Hd,
+    /// `/dev/sdaN`: only old XenLinux kernels honour it.
+    Sd,
+}
+
+/// The device-map options: the same flags, with the same defaults, in every
+/// command that exports a disk to a domU.
+#[derive(Args, Debug)]
+pub struct DeviceMapArgs {
+    /// The guest's root partition (default: the only installed system found).
+    #[arg(long, value_name = "N")]
+    pub root: Option<u32>,
+    /// The domU's swap partition (default: the swap partition the guest's fstab
+    /// names, if on this disk).
+    #[arg(long, value_name = "N")]
+    pub swap: Option<u32>,
+    /// Export partition N too (partition mode), optionally as VDEV (`xvdb`).
+    #[arg(long, value_name = "N[=VDEV]")]
+    pub export: Vec<crate::plan::devmap::Export>,
+    /// Export the whole image as one virtual disk (default for an image file).
+    #[arg(long, conflicts_with = "partitions")]
+    pub whole_disk: bool,
+    /// Export each partition as its own virtual device (default for a block device).
+    #[arg(long)]
+    pub partitions: bool,
+    /// Device names in the domU (hd and sd only work with old XenLinux kernels).
+    #[arg(long, value_enum, default_value_t = VdevStyleArg::Xvd)]
+    pub vdev_style: VdevStyleArg,
+    /// dom0's own fstab: its root and swap are never exported.
+    #[arg(long, value_name = "FILE")]
+    pub host_fstab: Option<PathBuf>,
+}
+
+/// `fstab` arguments.
+#[derive(Args, Debug)]
+pub struct FstabArgs {
+    /// Raw disk image or block device.
+    pub image: PathBuf,
+    #[command(flatten)]
+    map: DeviceMapArgs,
+    /// Write the new fstab (in place; the old one kept as /etc/fstab.domuify-orig).
+    #[arg(long)]
+    pub apply: bool,
+    /// Plan (or with --apply write) the original fstab back, from domuify's markers.
+    #[arg(long)]
+    pub revert: bool,
+    /// Do not keep /etc/fstab.domuify-orig.
+    #[arg(long)]
+    pub no_backup: bool,
+    /// Print the plan as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    opts: WriteOpts,
+    /// Turn the safety checks (dom0's root or swap exported, a vdev clash, / not
+    /// exported) into warnings.
+    #[arg(long)]
+    pub force: bool,
+}
+
 /// `undo` arguments.
 #[derive(Args, Debug)]
 pub struct UndoArgs {
@@ -293,5 +365,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Undo(a) => files::undo(a),
         Command::Man(a) => docs::man(a),
         Command::Completions(a) => docs::completions(a),
+        Command::Fstab(a) => fstab::run(a),
     }
 }

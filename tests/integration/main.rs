@@ -13,6 +13,7 @@ mod engine_trust;
 mod features;
 mod files;
 mod fixtures;
+mod fstab;
 mod habits;
 mod harden;
 mod harness;
