@@ -19,11 +19,12 @@ deb_die() {
 	exit "${DEB_DIE_RC:-1}"
 }
 
-# deb_versions PKG...: "pkg=version" lines, the candidate of each package
+# deb_versions PKG...: "pkg=version" lines, the candidate of each package (one apt-cache call)
 deb_versions() {
-	local p v
+	local out p v
+	out=$(apt-cache policy "$@" 2>/dev/null | awk '/^[^ ]/ { sub(/:$/, ""); p = $0 } /^ *Candidate:/ { print p "=" $2 }')
 	for p in "$@"; do
-		v=$(apt-cache policy "$p" 2>/dev/null | sed -n 's/^ *Candidate: //p')
+		v=$(sed -n "s/^$p=//p" <<<"$out")
 		if [ -z "$v" ] || [ "$v" = "(none)" ]; then deb_die "no candidate version for package $p (run apt-get update)"; fi
 		echo "$p=$v"
 	done
