@@ -7,7 +7,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod docs;
 mod files;
+mod help;
 mod inspect;
 
 /// An error in how the command was called: exit code 2.
@@ -36,7 +38,7 @@ impl std::error::Error for DamageFound {}
 
 /// domuify: run an installed system as a Xen domU, offline.
 #[derive(Parser, Debug)]
-#[command(name = "domuify", version, about, long_about = None)]
+#[command(name = "domuify", version, about, long_about = None, after_help = help::DOMUIFY)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,37 +48,89 @@ pub struct Cli {
 enum Command {
     /// Read the partition table, identify every filesystem, inspect each installed
     /// system (read-only).
+    #[command(after_help = help::INSPECT)]
     Inspect(InspectArgs),
     /// List a directory of a guest filesystem (read-only).
+    #[command(after_help = help::LS)]
     Ls(LsArgs),
     /// Print a file of a guest filesystem (read-only).
+    #[command(after_help = help::CAT)]
     Cat(PathArgs),
     /// Copy files or trees out of a guest filesystem into a host directory
     /// (read-only on the image).
+    #[command(after_help = help::COPY_OUT)]
     CopyOut(CopyOutArgs),
     /// Replace (or create) a guest file with the contents of standard input.
+    #[command(after_help = help::WRITE)]
     Write(WriteArgs),
     /// Copy host files or trees into a guest directory.
+    #[command(after_help = help::COPY_IN)]
     CopyIn(CopyInArgs),
     /// Create a guest directory.
+    #[command(after_help = help::MKDIR)]
     Mkdir(MkdirArgs),
     /// Remove a guest file, symlink or (with -r) directory tree.
+    #[command(after_help = help::RM)]
     Rm(RmArgs),
     /// Restore an image from an undo file, bit for bit.
+    #[command(after_help = help::UNDO)]
     Undo(UndoArgs),
+    /// Write the man pages (domuify and one per command), made from these same
+    /// definitions.
+    #[command(after_help = help::MAN)]
+    Man(ManArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    #[command(after_help = help::COMPLETIONS)]
+    Completions(CompletionsArgs),
 }
 
 /// `inspect` arguments.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// Raw disk image or block device.
-    pub image: PathBuf,
-    /// Print one JSON document instead of tables.
+    /// Raw disk images or block devices; several are inspected in parallel and
+    /// reported in the order given.
+    #[arg(required = true, num_args = 1..)]
+    pub images: Vec<PathBuf>,
+    /// Print JSON instead of tables: one document, or with several images one
+    /// document per line (JSON Lines), each with its `image`.
     #[arg(long)]
     pub json: bool,
     /// Print the I/O done (reads, bytes) on stderr.
     #[arg(long)]
     pub stats: bool,
+    /// Images inspected at once (default: the number of CPUs).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<std::num::NonZeroUsize>,
+    /// Hash the whole image and each partition, in one read pass (repeatable).
+    #[arg(long = "hash", value_enum, value_name = "ALGORITHM")]
+    pub hash: Vec<HashArg>,
+}
+
+/// An algorithm `--hash` takes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashArg {
+    /// SHA-256, as sha256sum prints it.
+    Sha256,
+    /// SHA-1, as sha1sum prints it.
+    Sha1,
+    /// MD5, as md5sum prints it.
+    Md5,
+}
+
+/// `man` arguments.
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Directory to write the pages into; created when missing.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+}
+
+/// `completions` arguments.
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// The image and partition every file command takes.
@@ -237,5 +291,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mkdir(a) => files::mkdir(a),
         Command::Rm(a) => files::rm(a),
         Command::Undo(a) => files::undo(a),
+        Command::Man(a) => docs::man(a),
+        Command::Completions(a) => docs::completions(a),
     }
 }

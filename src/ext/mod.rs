@@ -245,6 +245,8 @@ pub struct Ext<D> {
     /// `bg_flags` and `bg_itable_unused` of the group of the last inode marked,
     /// as they were before (to undo an allocation exactly).
     last_inode_group_state: (u16, u32),
+    /// Damage met and stepped around since the last [`Ext::take_findings`].
+    findings: Vec<crate::finding::Finding>,
     /// Blocks of the metadata the engine holds (bitmaps, inode tables,
     /// superblocks and GDTs, journal, listed bad blocks), sorted and disjoint;
     /// filled at open for writing (see `validate`).
@@ -293,11 +295,23 @@ impl<D: ReadAt> Ext<D> {
         };
         let bs = u64::from(sb.block_size);
         let gdt_len = sb.gdt_blocks() * bs;
-        let gdt_off = (sb.first_data_block + 1) * bs;
+        let gdt_off = sb.gdt_block(0) * bs;
         let mut graw =
             vec![0u8; usize::try_from(gdt_len).map_err(|_| Error::corrupt("gdt too big"))?];
-        dev.read_exact_at(gdt_off, &mut graw)
-            .map_err(|e| e.context(format_args!("group descriptors at {gdt_off:#x}")))?;
+        // Descriptor blocks one by one where they are not contiguous (meta_bg).
+        let mut at = 0u64;
+        while at < sb.gdt_blocks() {
+            let first = sb.gdt_block(at);
+            let mut n = 1;
+            while at + n < sb.gdt_blocks() && sb.gdt_block(at + n) == first + n {
+                n += 1;
+            }
+            // OK to cast: within graw, whose length fits usize.
+            let dst = &mut graw[(at * bs) as usize..((at + n) * bs) as usize];
+            dev.read_exact_at(first * bs, dst)
+                .map_err(|e| e.context(format_args!("group descriptors at {:#x}", first * bs)))?;
+            at += n;
+        }
         let gdt = GroupTable::new(graw, sb.desc_size, sb.group_count)?;
         if writable && csum != CsumKind::None {
             for g in 0..sb.group_count {
@@ -353,6 +367,7 @@ impl<D: ReadAt> Ext<D> {
             pending_inodes: Vec::new(),
             gen_next,
             last_inode_group_state: (0, 0),
+            findings: Vec::new(),
             auto_flush_bytes: AUTO_FLUSH_BYTES,
             held: Vec::new(),
         };
@@ -544,9 +559,23 @@ impl<D: ReadAt> Ext<D> {
     /// What a new regular file of `len` bytes costs: data blocks plus extent-tree or
     /// indirect blocks, and one inode.
     pub fn file_cost(&self, len: u64) -> Space {
-        let data = len.div_ceil(self.bs());
+        self.sparse_file_cost(len, len.div_ceil(self.bs()))
+    }
+
+    /// What a new regular file of `len` bytes costs when at most `data_blocks`
+    /// of its blocks hold data (the rest are holes).
+    pub fn sparse_file_cost(&self, len: u64, data_blocks: u64) -> Space {
+        let span = len.div_ceil(self.bs());
+        let data = data_blocks.min(span);
+        let tree = if data == span || self.sb.has_incompat(features::INCOMPAT_EXTENTS) {
+            self.tree_cost(data)
+        } else {
+            // Indirect blocks cover logical positions: at most one per level
+            // (three) per data block, and never more than the whole span needs.
+            blockmap::indirect_blocks(span, self.sb.block_size).min(3 * data)
+        };
         Space {
-            blocks: data + self.tree_cost(data),
+            blocks: data + tree,
             inodes: 1,
         }
     }
@@ -646,7 +675,26 @@ impl<D: WriteAt> Ext<D> {
         data: &mut dyn Read,
         len: u64,
     ) -> Result<Ino> {
-        let r = self.do_create_file(parent, name, node, data, len);
+        let r = self.do_create_file(parent, name, node, data, len, len.div_ceil(self.bs()));
+        self.maybe_flush()?;
+        r
+    }
+
+    /// [`Ext::create_file`] for a sparse source: `data` reads as the whole file
+    /// (holes as zeros), of which at most `data_blocks` blocks hold data (as
+    /// `SEEK_DATA`/`SEEK_HOLE` found them). Space is reserved for those blocks
+    /// only; every all-zero block becomes a hole. More non-zero blocks than
+    /// announced (a source that changed) is an error.
+    pub fn create_sparse_file(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        node: &NewNode,
+        data: &mut dyn Read,
+        len: u64,
+        data_blocks: u64,
+    ) -> Result<Ino> {
+        let r = self.do_create_file(parent, name, node, data, len, data_blocks);
         self.maybe_flush()?;
         r
     }
@@ -661,7 +709,22 @@ impl<D: WriteAt> Ext<D> {
         len: u64,
         when: Timestamp,
     ) -> Result<()> {
-        let r = self.do_replace_contents(ino, data, len, when);
+        let r = self.do_replace_contents(ino, data, len, len.div_ceil(self.bs()), when);
+        self.maybe_flush()?;
+        r
+    }
+
+    /// [`Ext::replace_contents`] for a sparse source (see
+    /// [`Ext::create_sparse_file`]).
+    pub fn replace_sparse_contents(
+        &mut self,
+        ino: Ino,
+        data: &mut dyn Read,
+        len: u64,
+        data_blocks: u64,
+        when: Timestamp,
+    ) -> Result<()> {
+        let r = self.do_replace_contents(ino, data, len, data_blocks, when);
         self.maybe_flush()?;
         r
     }
@@ -739,7 +802,15 @@ impl<D: WriteAt> Ext<D> {
         r
     }
 
-    /// Remove a name and, for a directory, everything below it.
+    /// What the operations since the last call met and stepped around (a
+    /// directory hard link not descended into), for the caller to show.
+    pub fn take_findings(&mut self) -> Vec<crate::finding::Finding> {
+        std::mem::take(&mut self.findings)
+    }
+
+    /// Remove a name and, for a directory, everything below it. A directory
+    /// met twice (a directory hard link, a loop) is not descended into again:
+    /// see [`Ext::take_findings`].
     pub fn remove_tree(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
         let r = self.do_remove_tree(parent, name);
         self.maybe_flush()?;

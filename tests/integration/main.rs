@@ -13,6 +13,8 @@ mod engine_trust;
 mod features;
 mod files;
 mod fixtures;
+mod habits;
+mod harden;
 mod harness;
 mod inspect;
 mod lock;
