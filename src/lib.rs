@@ -10,6 +10,8 @@
 //! - [`guest`]: the installed system as the planners see it (fstab, kernels,
 //!   module trees, OS release), read through ext4-view;
 //! - [`inspect`]: the whole-disk report behind `domuify inspect`;
+//! - [`kernel`]: can a kernel boot as a domU (config, image, initramfs, memory),
+//!   and kernel extraction, behind `domuify kernels`;
 //! - [`cli`]: the command line; `main.rs` only calls it.
 
 #![forbid(unsafe_code)]
@@ -24,6 +26,7 @@ pub mod fault;
 pub mod finding;
 pub mod guest;
 pub mod inspect;
+pub mod kernel;
 pub mod part;
 pub mod probe;
 pub mod undo;

@@ -11,6 +11,7 @@ mod engine_matrix;
 mod engine_prop;
 mod files;
 mod fixtures;
+mod guest_stream;
 mod harness;
 mod inspect;
 mod matrix;
