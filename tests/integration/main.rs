@@ -14,6 +14,7 @@ mod fixtures;
 mod guest_stream;
 mod harness;
 mod inspect;
+mod kernels;
 mod matrix;
 mod model;
 mod probe_fuzz;
