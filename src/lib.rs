@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod bytes;
 pub mod cli;
 pub mod copy;
 pub mod disk;
@@ -30,5 +31,6 @@ pub mod kernel;
 pub mod part;
 pub mod probe;
 pub mod undo;
+pub mod writer;
 
 pub use error::{Error, ErrorKind, Result};
