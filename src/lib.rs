@@ -12,6 +12,8 @@
 //! - [`inspect`]: the whole-disk report behind `domuify inspect`, with
 //!   [`hash`] (one-pass image and partition hashes) and [`batch`] (many images
 //!   on bounded threads, in order);
+//! - [`kernel`]: can a kernel boot as a domU (config, image, initramfs, memory),
+//!   and kernel extraction, behind `domuify kernels`;
 //! - [`plan`]: plans (the device map, the fstab rewrite) as data, and their
 //!   apply step, the only planner code that writes;
 //! - [`cli`]: the command line; `main.rs` only calls it.
@@ -31,6 +33,7 @@ pub mod finding;
 pub mod guest;
 pub mod hash;
 pub mod inspect;
+pub mod kernel;
 pub mod part;
 pub mod plan;
 pub mod probe;

@@ -354,6 +354,10 @@ fn human(r: &Report) -> String {
                     shown(k.initrd.as_deref().unwrap_or("none")),
                     shown(k.config.as_deref().unwrap_or("none"))
                 );
+                let _ = writeln!(o, "      xen: {}", k.verdict.join(", "));
+                for r in &k.reasons {
+                    let _ = writeln!(o, "        - {}", shown(r));
+                }
             }
         }
         let _ = writeln!(

@@ -12,6 +12,7 @@ mod files;
 mod help;
 mod fstab;
 mod inspect;
+mod kernels;
 
 /// An error in how the command was called: exit code 2.
 #[derive(Debug)]
@@ -51,6 +52,10 @@ enum Command {
     /// system (read-only).
     #[command(after_help = help::INSPECT)]
     Inspect(InspectArgs),
+    /// Can the guest's kernels boot as a domU? Xen support, initramfs, memory;
+    /// or extract a kernel and its initramfs to a host directory.
+    #[command(after_help = KERNELS_HELP)]
+    Kernels(KernelsArgs),
     /// List a directory of a guest filesystem (read-only).
     #[command(after_help = help::LS)]
     Ls(LsArgs),
@@ -136,6 +141,66 @@ pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+const KERNELS_HELP: &str = "\
+Reads the image read-only (the partition table, the guest's /etc/fstab, /boot \
+also on a separate /boot partition, /lib/modules), or the host files given \
+with --kernel. Writes nothing, except with --extract: the kernel image and its \
+initramfs into DIR (created when missing), never overwriting a different file \
+without --force.
+Exit code: 0 when every kernel judged is ready, 1 when one is not (the report \
+is printed), 2 for a usage error.
+
+Examples:
+  domuify kernels disk.img
+  domuify kernels disk.img --part 5 --json
+  domuify kernels --kernel /boot/vmlinuz-$(uname -r) --initrd /boot/initrd.img-$(uname -r)
+  domuify kernels disk.img --extract 6.1.0-27-amd64 --to /var/lib/xen/kernels/guest";
+
+/// The kernel to judge when it is not the guest's own (the same flags in
+/// `config` and `convert`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct KernelArgs {
+    /// A kernel image on the host (dom0's, for example) instead of the guest's.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Its config (default: `config-VER` beside the kernel, when present).
+    #[arg(long, value_name = "PATH", requires = "kernel")]
+    pub kernel_config: Option<PathBuf>,
+    /// Its initramfs (default: `initrd.img-VER` beside the kernel, when present).
+    #[arg(long, value_name = "PATH", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// Its module tree (`/lib/modules/VER`), to look for xen-blkfront.
+    #[arg(long, value_name = "DIR", requires = "kernel")]
+    pub modules: Option<PathBuf>,
+}
+
+/// `kernels` arguments.
+#[derive(Args, Debug)]
+pub struct KernelsArgs {
+    /// Raw disk image or block device holding the guest.
+    #[arg(required_unless_present = "kernel", conflicts_with = "kernel")]
+    pub image: Option<PathBuf>,
+    /// Partition of the guest's root filesystem (default: the only installed
+    /// Linux system found).
+    #[arg(long = "part")]
+    pub part: Option<u32>,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// An external kernel instead of the guest's.
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Copy the kernel of this version and its initramfs out of the guest.
+    #[arg(long, value_name = "VER", requires = "to", requires = "image")]
+    pub extract: Option<String>,
+    /// Host directory to extract into (created when missing).
+    #[arg(long, value_name = "DIR", requires = "extract")]
+    pub to: Option<PathBuf>,
+    /// With --extract: replace a different file of the same name in DIR.
+    #[arg(long, requires = "extract")]
+    pub force: bool,
 }
 
 /// The image and partition every file command takes.
@@ -355,6 +420,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect(a) => inspect::run(a),
+        Command::Kernels(a) => kernels::run(a),
         Command::Ls(a) => files::ls(a),
         Command::Cat(a) => files::cat(a),
         Command::CopyOut(a) => files::copy_out(a),
