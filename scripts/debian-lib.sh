@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2034
 # debian-lib.sh: shared by scripts/debian-guest and scripts/xen-boot-check (sourced, not run).
 #
-# Builds Debian 12 trees with debootstrap, cached under build/debian/ by a key made of
+# Builds Debian 12 trees with debootstrap, cached under $DOMUIFY_CACHE/debian/ (default /var/cache/domuify) by a key made of
 # this file's hash and the candidate versions of the packages asked for (the host's
 # apt lists name the same archive as the chroot's). Root only (debootstrap, chroot, a
 # proc mount inside the tree for the package scripts); never a loop device.
@@ -11,7 +11,8 @@ DEBLIB_SELF=$(readlink -f "${BASH_SOURCE[0]}")
 DEBIAN_MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_SECURITY=${DEBIAN_SECURITY:-http://deb.debian.org/debian-security}
 # the base tarball is shared by every script that sources this file
-DEB_CACHE=$(cd "$(dirname "$DEBLIB_SELF")/.." && pwd)/build/debian
+# Outside the checkout (a fresh clone on the same machine reuses it).
+DEB_CACHE=${DOMUIFY_CACHE:-/var/cache/domuify}/debian
 export PATH="$PATH:/usr/sbin:/sbin"
 
 deb_die() {
