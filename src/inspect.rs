@@ -112,7 +112,11 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
                     .map(|f| f.fstype.as_str().to_string())
                     .unwrap_or_default(),
                 uuid: r.filesystem.as_ref().and_then(|f| f.uuid.clone()),
-                label: r.filesystem.as_ref().and_then(|f| f.label.clone()),
+                label: r
+                    .filesystem
+                    .as_ref()
+                    .and_then(|f| f.label.as_ref())
+                    .map(ToString::to_string),
                 partuuid: r.partition.partuuid.clone(),
                 partlabel: r.partition.partlabel.clone(),
                 extended: r.partition.slot == Slot::Extended,

@@ -156,7 +156,9 @@ fn human(r: &Report) -> String {
             ty,
             fs.map(|f| f.fstype.as_str().to_string())
                 .unwrap_or_else(|| "-".into()),
-            fs.and_then(|f| f.label.clone()).unwrap_or_default(),
+            fs.and_then(|f| f.label.as_ref())
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             fs.and_then(|f| f.uuid.clone()).unwrap_or_default(),
             state,
         ]);

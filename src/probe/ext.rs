@@ -9,11 +9,11 @@
 //! zero counts, a filesystem larger than its partition) is reported in
 //! [`FsInfo::problem`] with the type still named. Feature names and their order
 //! are those of `dumpe2fs -h`. An ext4 with the `test_fs` flag (blkid's
-//! "ext4dev") is reported as ext4; an external journal (blkid's "jbd") as
-//! unknown.
+//! "ext4dev") is reported as ext4; an external journal as blkid's `jbd`, with
+//! its UUID also as the `LOGUUID` the filesystems using it name.
 
 use super::bytes::{self, le16, le32};
-use super::{ExtInfo, ExtState, FsInfo, FsType};
+use super::{ExtInfo, ExtState, FsInfo, FsType, Label};
 use crate::disk::ReadAt;
 use crate::error::Result;
 
@@ -190,7 +190,7 @@ fn describe(sb: &[u8], dev_size: u64) -> FsInfo {
     let fstype = match classify(compat, incompat, ro_compat) {
         Some(t) => t,
         // An external journal (blkid's "jbd"): not a filesystem, not damage.
-        None if incompat & INCOMPAT_JOURNAL_DEV != 0 => FsType::Unknown,
+        None if incompat & INCOMPAT_JOURNAL_DEV != 0 => FsType::Jbd,
         None => {
             problems.push(format!(
                 "feature set compat {compat:#x} incompat {incompat:#x} ro_compat {ro_compat:#x} is none of ext2/ext3/ext4"
@@ -200,11 +200,12 @@ fn describe(sb: &[u8], dev_size: u64) -> FsInfo {
     };
     let mut info = FsInfo::new(fstype);
     info.uuid = bytes::uuid_string(&bytes::bytes16(sb, S_UUID));
-    info.label = bytes::label(bytes::slice(sb, S_VOLUME_NAME, 16));
+    info.label = Label::from_raw(bytes::slice(sb, S_VOLUME_NAME, 16));
     let s_rev_level = le32(sb, S_REV_LEVEL);
     info.version = Some(format!("{}.{}", s_rev_level, le16(sb, S_MINOR_REV_LEVEL)));
     if !fstype.is_ext() {
         // An external journal: its superblock has no filesystem counts to check.
+        info.log_uuid = info.uuid.clone();
         return info;
     }
 
