@@ -23,6 +23,7 @@ pub mod ext;
 pub mod fault;
 pub mod finding;
 pub mod guest;
+pub mod hibernation;
 pub mod inspect;
 pub mod part;
 pub mod probe;

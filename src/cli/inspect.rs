@@ -233,6 +233,9 @@ fn human(r: &Report) -> String {
     for n in &r.notes {
         let _ = writeln!(o, "\nnote: {}", shown(n));
     }
+    for w in &r.warnings {
+        let _ = writeln!(o, "\n{}", shown(&w.to_string()));
+    }
     if !r.problems.is_empty() {
         let _ = writeln!(o, "\nProblems found:");
         for p in &r.problems {
