@@ -221,6 +221,11 @@ impl Disk {
         (n == number && node.exists()).then_some(node)
     }
 
+    /// The open file or device node (for locking it).
+    pub(crate) fn file(&self) -> &File {
+        &self.file
+    }
+
     /// I/O done so far through this disk.
     pub fn stats(&self) -> &IoStats {
         &self.stats

@@ -31,13 +31,20 @@ pub enum ErrorKind {
     AlreadyExists,
     /// The caller's request is malformed.
     InvalidInput,
+    /// The request leaves a choice open or names what the disk does not have (a
+    /// partition number): the caller must ask again, differently. The command line
+    /// exits 2 on it, as on a usage error.
+    Usage,
 }
 
-/// The error type of every fallible call of the library.
-#[derive(Debug)]
+/// The error type of every fallible call of the library (`Display` is the
+/// message; the I/O error behind it, if any, is its `source`).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    #[source]
     source: Option<io::Error>,
 }
 
@@ -88,6 +95,11 @@ impl Error {
         Self::new(ErrorKind::InvalidInput, message)
     }
 
+    /// A request to ask again differently (see [`ErrorKind::Usage`]).
+    pub fn usage(message: impl Into<String>) -> Self {
+        Self::new(ErrorKind::Usage, message)
+    }
+
     /// What kind of failure this is.
     pub fn kind(&self) -> ErrorKind {
         self.kind
@@ -102,20 +114,6 @@ impl Error {
     pub fn context(mut self, prefix: impl fmt::Display) -> Self {
         self.message = format!("{prefix}: {}", self.message);
         self
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_ref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

@@ -10,10 +10,15 @@
 //! every Linux filesystem its fstab mounts), or, when no fstab names it, every
 //! Linux filesystem on the disk (we cannot tell which system hibernated).
 
+use std::sync::Arc;
+
 use serde::Serialize;
 
+use crate::disk::Disk;
+use crate::error::{Error, Result};
 use crate::finding::Finding;
 use crate::inspect::Report;
+use crate::part::PartitionTable;
 use crate::probe::FsType;
 
 /// A swap partition holding a hibernation image, and what it freezes.
@@ -83,6 +88,31 @@ pub fn find(report: &Report) -> Vec<Hibernation> {
         });
     }
     out
+}
+
+/// Refuse a write to `partition` of `disk` when a hibernation image freezes it
+/// (an `Error::refused` naming the swap and what to do). Reads nothing more than
+/// a probe of each partition unless a swap holds an image; then the disk is
+/// inspected (read-only) to find which system it belongs to.
+pub fn refuse_if_frozen(disk: &Arc<Disk>, table: &PartitionTable, partition: u32) -> Result<()> {
+    let mut any = false;
+    for p in table.data_partitions() {
+        let Some(w) = p.readable_window(Arc::clone(disk)) else {
+            continue;
+        };
+        if crate::probe::probe(&w)?.fstype == FsType::Swsuspend {
+            any = true;
+            break;
+        }
+    }
+    if !any {
+        return Ok(());
+    }
+    let report = crate::inspect::inspect(Arc::clone(disk))?;
+    match find(&report).iter().find(|h| h.freezes(partition)) {
+        Some(h) => Err(Error::refused(h.refusal(partition))),
+        None => Ok(()),
+    }
 }
 
 fn list(parts: &[u32]) -> String {

@@ -15,6 +15,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod bytes;
 pub mod cli;
 pub mod copy;
 pub mod disk;
@@ -28,5 +29,6 @@ pub mod inspect;
 pub mod part;
 pub mod probe;
 pub mod undo;
+pub mod writer;
 
 pub use error::{Error, ErrorKind, Result};

@@ -3,89 +3,26 @@
 //!
 //! Read commands open the image `O_RDONLY` and read through ext4-view, falling back
 //! to our engine's reader (with a note on stderr saying why) when ext4-view cannot
-//! read the filesystem. Writing commands refuse a mounted target (a block device,
-//! a partition of it, or an image file behind a mounted loop device), open the
-//! image read-write, optionally behind an undo log over the whole disk, change the
-//! filesystem through the engine and flush once at the end.
+//! read the filesystem. Writing commands run one [`writer`] transaction: it locks
+//! and checks the target, keeps the undo log, and commits once at the end.
 
 use std::io::{self, IsTerminal, Read, Seek, SeekFrom, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{bail, Context};
 
 use super::{
     CopyInArgs, CopyOutArgs, LsArgs, MkdirArgs, PathArgs, RmArgs, Target, UndoArgs, UsageError,
     WriteArgs, WriteOpts,
 };
 use crate::copy::{self, GuestRead, Node};
-use crate::disk::{Access, Disk, ReadAt, Window, WriteAt};
-use crate::error::{Error, ErrorKind};
-use crate::ext::{Ext, FileType, Ino, NewNode, Timestamp};
+use crate::disk::{Access, Disk, ReadAt, Window};
+use crate::ext::{FileType, Timestamp};
 use crate::guest::reader as guest_reader;
-use crate::part::{Partition, TableKind};
-use crate::undo::{self, UndoDev};
-
-/// The byte range `--part` names, or the whole disk for a bare filesystem.
-fn locate(disk: &Disk, part: Option<u32>) -> anyhow::Result<(u64, u64)> {
-    let shown = disk.path().display();
-    let table = crate::part::read_table(disk, disk.logical_sector_size())
-        .with_context(|| format!("{shown}: partition table"))?;
-    let problems = || -> String {
-        if table.problems.is_empty() {
-            String::new()
-        } else {
-            let p: Vec<&str> = table.problems.iter().map(|p| p.message.as_str()).collect();
-            format!(" (the table is damaged: {})", p.join("; "))
-        }
-    };
-    // The containers of logical partitions hold no filesystem.
-    let parts: Vec<&Partition> = table.data_partitions().collect();
-    if table.kind == TableKind::None {
-        return match (part, parts.first()) {
-            (None, Some(whole)) => Ok((whole.start_bytes, whole.size_bytes)),
-            (None, None) => Ok((0, disk.size())),
-            (Some(n), _) => Err(UsageError(format!(
-                "{shown} has no partition table (it is a bare filesystem): omit --part {n}"
-            ))
-            .into()),
-        };
-    }
-    let list = || -> String {
-        let l: Vec<String> = parts
-            .iter()
-            .map(|p| {
-                format!(
-                    "{} (at {:#x}, {} bytes)",
-                    p.number, p.start_bytes, p.size_bytes
-                )
-            })
-            .collect();
-        if l.is_empty() {
-            "none".into()
-        } else {
-            l.join(", ")
-        }
-    };
-    match part {
-        None => Err(UsageError(format!(
-            "{shown} is partitioned: choose one with --part N; partitions: {}{}",
-            list(),
-            problems()
-        ))
-        .into()),
-        Some(n) => match parts.iter().find(|p| p.number == n) {
-            Some(p) => Ok((p.start_bytes, p.size_bytes)),
-            None => Err(UsageError(format!(
-                "{shown} has no partition {n}; partitions: {}{}",
-                list(),
-                problems()
-            ))
-            .into()),
-        },
-    }
-}
+use crate::undo;
+use crate::writer::{self, ops, WriteOptions};
 
 /// Open the partition `part` of `image` (the whole disk when `None` and the disk
 /// has no partition table).
@@ -95,7 +32,9 @@ fn open_partition(
     access: Access,
 ) -> anyhow::Result<Window<Arc<Disk>>> {
     let disk = Disk::open(image, access)?;
-    let (start, len) = locate(&disk, part)?;
+    let table = crate::part::read_table(&disk, disk.logical_sector_size())
+        .with_context(|| format!("{}: partition table", image.display()))?;
+    let (start, len) = table.locate(part, &image.display().to_string(), disk.size())?;
     Ok(Window::new(Arc::new(disk), start, len)?)
 }
 
@@ -304,193 +243,13 @@ pub fn copy_out(a: CopyOutArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `major:minor` of a `dev_t` as Linux encodes it.
-fn dev_id(rdev: u64) -> String {
-    let major = ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff);
-    let minor = (rdev & 0xff) | ((rdev >> 12) & !0xff);
-    format!("{major}:{minor}")
-}
-
-/// Mount points of the devices `ids` (`major:minor`) in a mountinfo text.
-fn mounted_at(mountinfo: &str, ids: &[String]) -> Vec<String> {
-    mountinfo
-        .lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            match (f.get(2), f.get(4)) {
-                (Some(id), Some(at)) if ids.iter().any(|i| i == id) => Some(at.to_string()),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
-/// `major:minor` of a block device named `name` (`sda`, `loop0`), its partitions
-/// and the devices stacked on them (device-mapper, md), from sysfs.
-fn block_ids(name: &str) -> Vec<String> {
-    let sys = Path::new("/sys/class/block").join(name);
-    let mut nodes = vec![sys.clone()];
-    if let Ok(rd) = std::fs::read_dir(&sys) {
-        for e in rd.flatten() {
-            if e.file_name().to_string_lossy().starts_with(name) && e.path().join("dev").exists() {
-                nodes.push(e.path());
-            }
-        }
+/// The write options of the command line, as the library takes them.
+fn write_options(o: &WriteOpts) -> WriteOptions {
+    WriteOptions {
+        undo: o.undo.clone(),
+        wait: o.wait,
+        force: o.force,
     }
-    let mut ids = Vec::new();
-    for n in nodes {
-        if let Ok(id) = std::fs::read_to_string(n.join("dev")) {
-            ids.push(id.trim().to_string());
-        }
-        if let Ok(rd) = std::fs::read_dir(n.join("holders")) {
-            for h in rd.flatten() {
-                if let Ok(id) = std::fs::read_to_string(h.path().join("dev")) {
-                    ids.push(id.trim().to_string());
-                }
-            }
-        }
-    }
-    ids
-}
-
-/// Refuse to write to a block device that is mounted (itself, a partition of it,
-/// or a device stacked on it), or to an image file attached to a loop device that
-/// is mounted: the kernel would be writing the same filesystem.
-fn refuse_if_mounted(disk: &Disk) -> anyhow::Result<()> {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(mountinfo) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return Ok(());
-    };
-    let mut names = Vec::new();
-    match disk.kind() {
-        crate::disk::DiskKind::BlockDevice => {
-            let rdev = std::fs::metadata(disk.path())?.rdev();
-            let link = Path::new("/sys/dev/block").join(dev_id(rdev));
-            if let Some(n) = std::fs::canonicalize(link)
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-            {
-                names.push(n);
-            }
-        }
-        crate::disk::DiskKind::ImageFile => {
-            let me = std::fs::canonicalize(disk.path())?;
-            if let Ok(rd) = std::fs::read_dir("/sys/block") {
-                for e in rd.flatten() {
-                    let Ok(back) = std::fs::read_to_string(e.path().join("loop/backing_file"))
-                    else {
-                        continue;
-                    };
-                    if Path::new(back.trim()) == me {
-                        names.push(e.file_name().to_string_lossy().into_owned());
-                    }
-                }
-            }
-        }
-    }
-    for n in names {
-        let at = mounted_at(&mountinfo, &block_ids(&n));
-        if !at.is_empty() {
-            bail!(
-                "{} is mounted (through {n}, at {}); refusing to write to a mounted filesystem",
-                disk.path().display(),
-                at.join(", ")
-            );
-        }
-    }
-    Ok(())
-}
-
-/// The device a writing command changes: the disk, or the disk behind an undo log.
-type WDev = Window<Arc<dyn WriteAt>>;
-
-/// Open the target read-write (behind an undo log with `--undo`), run `f` on the
-/// engine, flush once. On failure say what state the image is in.
-fn with_ext<T>(
-    t: &Target,
-    opts: &WriteOpts,
-    f: impl FnOnce(&mut Ext<WDev>) -> crate::Result<T>,
-) -> anyhow::Result<T> {
-    let disk = Disk::open(&t.image, Access::ReadWrite)?;
-    refuse_if_mounted(&disk)?;
-    let (start, len) = locate(&disk, t.part)?;
-    let (dev, undo_dev): (Arc<dyn WriteAt>, _) = match &opts.undo {
-        Some(p) => {
-            let u = Arc::new(UndoDev::create(disk, p)?);
-            (u.clone(), Some(u))
-        }
-        None => (Arc::new(disk), None),
-    };
-    let win = Window::new(dev, start, len)?;
-    // On an error the engine is not flushed: what it holds in memory is dropped,
-    // and the filesystem stays as of its last flush (the engine flushes on its own
-    // only between consistent states), at worst with data written to free blocks.
-    let result = Ext::open_read_write(win).and_then(|mut ext| {
-        let v = f(&mut ext)?;
-        ext.flush()?;
-        Ok(v)
-    });
-    match (result, &undo_dev, &opts.undo) {
-        (Ok(v), Some(u), _) => {
-            u.complete().context(
-                "the change was made, but the undo file could not be marked complete (it still restores the image)",
-            )?;
-            Ok(v)
-        }
-        (Ok(v), None, _) => Ok(v),
-        (Err(e), Some(u), Some(p)) => {
-            // Issue (and save) the writes the log still holds, to know whether
-            // anything reached the image.
-            let _ = u.sync();
-            if u.stats().device_writes == 0 {
-                // Nothing reached the image: the log is useless, do not leave it.
-                let _ = std::fs::remove_file(p);
-                Err(anyhow!(e).context("nothing was written"))
-            } else {
-                Err(anyhow!(e).context(format!(
-                    "the image may be partly changed; `domuify undo {} {}` restores it",
-                    p.display(),
-                    t.image.display()
-                )))
-            }
-        }
-        (Err(e), _, _) => Err(e.into()),
-    }
-}
-
-fn root_node(perm: u16) -> NewNode {
-    let now = Timestamp::now();
-    NewNode {
-        perm,
-        uid: 0,
-        gid: 0,
-        atime: now,
-        mtime: now,
-        ctime: now,
-    }
-}
-
-/// Split a guest path into its parent (resolved inside the guest, following
-/// symlinks) and a valid last name.
-fn parent_and_name<D: ReadAt>(ext: &Ext<D>, path: &[u8]) -> crate::Result<(Ino, Vec<u8>)> {
-    let Some((parent, name)) = copy::split_guest_path(path)? else {
-        return Err(Error::invalid("the guest root has no name"));
-    };
-    if !copy::valid_name(&name) {
-        return Err(Error::invalid(format!(
-            "{}: \"{}\" is not a valid name",
-            String::from_utf8_lossy(path),
-            String::from_utf8_lossy(&name)
-        )));
-    }
-    let dir = ext.resolve(&parent, true)?;
-    if ext.stat(dir)?.file_type() != FileType::Directory {
-        return Err(Error::invalid(format!(
-            "{}: not a directory",
-            String::from_utf8_lossy(&parent)
-        )));
-    }
-    Ok((dir, name))
 }
 
 /// Standard input as a stream of known length: a regular file is streamed; a pipe
@@ -538,29 +297,11 @@ fn stdin_source() -> anyhow::Result<(Box<dyn Read>, u64)> {
 pub fn write(a: WriteArgs) -> anyhow::Result<()> {
     let path = guest_path(&a.path)?;
     let (mut data, len) = stdin_source().context("reading standard input")?;
-    with_ext(&a.target, &a.opts, |ext| {
-        let (parent, name) = parent_and_name(ext, &path)?;
-        match ext.lookup(parent, &name)? {
-            Some(_) => {
-                // Follow a symlink as the shell's `>` would, inside the guest.
-                let ino = ext.resolve(&path, true)?;
-                let st = ext.stat(ino)?;
-                if st.file_type() != FileType::Regular {
-                    return Err(Error::invalid(format!(
-                        "{}: not a regular file ({:?})",
-                        a.path,
-                        st.file_type()
-                    )));
-                }
-                ext.replace_contents(ino, &mut data, len, Timestamp::now())
-            }
-            None => {
-                let node = root_node(0o644);
-                ext.create_file(parent, &name, &node, &mut data, len)
-                    .map(|_| ())
-            }
-        }
-    })
+    let t = &a.target;
+    writer::with_ext(&t.image, t.part, &write_options(&a.opts), |ext| {
+        ops::write_file(ext, &path, &mut data, len)
+    })?;
+    Ok(())
 }
 
 /// Progress bar on stderr for `copy-in`.
@@ -621,7 +362,8 @@ pub fn copy_in(a: CopyInArgs) -> anyhow::Result<()> {
             total: Default::default(),
         }
     });
-    let rep = with_ext(&a.target, &a.opts, |ext| {
+    let t = &a.target;
+    let rep = writer::with_ext(&t.image, t.part, &write_options(&a.opts), |ext| {
         copy::copy_in(
             ext,
             &sources,
@@ -637,53 +379,11 @@ pub fn copy_in(a: CopyInArgs) -> anyhow::Result<()> {
 
 pub fn mkdir(a: MkdirArgs) -> anyhow::Result<()> {
     let path = guest_path(&a.path)?;
-    with_ext(&a.target, &a.opts, |ext| {
-        if !a.parents {
-            let (parent, name) = parent_and_name(ext, &path)?;
-            if ext.lookup(parent, &name)?.is_some() {
-                return Err(Error::new(
-                    ErrorKind::AlreadyExists,
-                    format!("{}: already exists", a.path),
-                ));
-            }
-            return ext.mkdir(parent, &name, &root_node(0o755)).map(|_| ());
-        }
-        // -p: walk from the root, following symlinks inside the guest (a usrmerge
-        // `/lib -> usr/lib` leads into /usr/lib), creating what is missing.
-        let mut so_far: Vec<u8> = Vec::new();
-        let mut dir = ext.resolve(b"/", true)?;
-        for comp in path
-            .split(|&b| b == b'/')
-            .filter(|c| !c.is_empty() && *c != b".")
-        {
-            if !copy::valid_name(comp) {
-                return Err(Error::invalid(format!(
-                    "{}: \"{}\" is not a valid name",
-                    a.path,
-                    String::from_utf8_lossy(comp)
-                )));
-            }
-            so_far.push(b'/');
-            so_far.extend_from_slice(comp);
-            dir = match ext.lookup(dir, comp)? {
-                Some(_) => {
-                    let ino = ext.resolve(&so_far, true)?;
-                    if ext.stat(ino)?.file_type() != FileType::Directory {
-                        return Err(Error::new(
-                            ErrorKind::AlreadyExists,
-                            format!(
-                                "{}: exists and is not a directory",
-                                String::from_utf8_lossy(&so_far)
-                            ),
-                        ));
-                    }
-                    ino
-                }
-                None => ext.mkdir(dir, comp, &root_node(0o755))?,
-            };
-        }
-        Ok(())
-    })
+    let t = &a.target;
+    writer::with_ext(&t.image, t.part, &write_options(&a.opts), |ext| {
+        ops::mkdir(ext, &path, a.parents)
+    })?;
+    Ok(())
 }
 
 pub fn rm(a: RmArgs) -> anyhow::Result<()> {
@@ -691,31 +391,17 @@ pub fn rm(a: RmArgs) -> anyhow::Result<()> {
     if copy::split_guest_path(&path)?.is_none() {
         return Err(UsageError("refusing to remove the guest's root directory".into()).into());
     }
-    with_ext(&a.target, &a.opts, |ext| {
-        let (parent, name) = parent_and_name(ext, &path)?;
-        let Some(ino) = ext.lookup(parent, &name)? else {
-            return Err(Error::not_found(format!(
-                "{}: no such file or directory in the guest",
-                a.path
-            )));
-        };
-        if ext.stat(ino)?.file_type() == FileType::Directory {
-            if !a.recursive {
-                return Err(Error::invalid(format!(
-                    "{}: is a directory (use -r)",
-                    a.path
-                )));
-            }
-            ext.remove_tree(parent, &name)
-        } else {
-            ext.unlink(parent, &name)
-        }
-    })
+    let t = &a.target;
+    writer::with_ext(&t.image, t.part, &write_options(&a.opts), |ext| {
+        ops::remove(ext, &path, a.recursive)
+    })?;
+    Ok(())
 }
 
 pub fn undo(a: UndoArgs) -> anyhow::Result<()> {
     let disk = Disk::open(&a.image, Access::ReadWrite)?;
-    refuse_if_mounted(&disk)?;
+    let _lock = writer::lock::lock_disk(&disk, false)?;
+    writer::mounted::refuse_if_mounted(&disk, None)?;
     let rep = undo::restore(&a.undo_file, &disk)?;
     eprintln!(
         "domuify: restored {} regions ({} bytes) of {}{}",
@@ -764,25 +450,6 @@ mod tests {
             sec: i64::MIN / 2,
             nsec: 0,
         });
-    }
-
-    #[test]
-    fn mount_detection_parses_mountinfo() {
-        let info = "22 1 8:2 / / rw,relatime shared:1 - ext4 /dev/sda2 rw\n\
-                    40 22 7:1 / /mnt/guest rw shared:2 - ext3 /dev/loop1 rw\n\
-                    41 22 0:5 / /proc rw - proc proc rw\n";
-        assert_eq!(mounted_at(info, &["8:2".into()]), vec!["/"]);
-        assert_eq!(
-            mounted_at(info, &["7:0".into(), "7:1".into()]),
-            vec!["/mnt/guest"]
-        );
-        assert!(mounted_at(info, &["8:1".into()]).is_empty());
-        // dev_t encodings: 8:2, and a large minor.
-        assert_eq!(dev_id(0x802), "8:2");
-        assert_eq!(
-            dev_id((259 << 8) | (0x12345 & 0xff) | ((0x12345 & !0xff) << 12)),
-            "259:74565"
-        );
     }
 
     #[test]

@@ -95,6 +95,14 @@ pub struct WriteOpts {
     /// Keep the original bytes of every block overwritten in FILE, for `domuify undo`.
     #[arg(long, value_name = "FILE")]
     pub undo: Option<PathBuf>,
+    /// When another program is writing the image, wait for it to finish instead
+    /// of refusing at once.
+    #[arg(long)]
+    pub wait: bool,
+    /// Write even to a filesystem frozen by a hibernation image (a swap holding
+    /// one means its system was not shut down).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `ls` arguments.
@@ -208,7 +216,12 @@ pub fn main() -> ExitCode {
         Err(e) if e.downcast_ref::<DamageFound>().is_some() => ExitCode::from(1),
         Err(e) => {
             eprintln!("domuify: {e:#}");
-            if e.downcast_ref::<UsageError>().is_some() {
+            let usage = e.downcast_ref::<UsageError>().is_some()
+                || e.chain().any(|c| {
+                    c.downcast_ref::<crate::Error>()
+                        .is_some_and(|e| e.kind() == crate::ErrorKind::Usage)
+                });
+            if usage {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)

@@ -6,44 +6,12 @@
 use std::io::Read;
 
 use super::inode::{Inode, EXT4_EXTENTS_FL, EXT4_INLINE_DATA_FL};
+use super::run::{push_run, Run};
 use super::{Error, Ext, Result};
 use crate::disk::{ReadAt, WriteAt};
 
-/// Most runs (extents, block-map fragments) a mapping may hold in memory
-/// (24 MiB): a bound against hostile trees; real files stay far below.
-pub const MAX_RUNS: usize = 1 << 20;
-
 /// Largest buffer used when streaming file data.
 pub const CHUNK: usize = 4 << 20;
-
-/// A mapped run: `len` blocks from logical `lblk` at physical `pblk`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Run {
-    /// First logical block.
-    pub lblk: u32,
-    /// First physical block.
-    pub pblk: u64,
-    /// Number of blocks.
-    pub len: u32,
-    /// An uninitialised extent (reads as zeros).
-    pub uninit: bool,
-}
-
-/// Append a run, merging with the last one when contiguous.
-pub fn push_run(runs: &mut Vec<Run>, r: Run) {
-    if let Some(last) = runs.last_mut() {
-        if last.uninit == r.uninit
-            && last.lblk.checked_add(last.len) == Some(r.lblk)
-            && last.pblk + u64::from(last.len) == r.pblk
-        {
-            if let Some(n) = last.len.checked_add(r.len) {
-                last.len = n;
-                return;
-            }
-        }
-    }
-    runs.push(r);
-}
 
 impl<D: ReadAt> Ext<D> {
     fn check_mappable(&self, inode: &Inode) -> Result<()> {
@@ -70,7 +38,7 @@ impl<D: ReadAt> Ext<D> {
     }
 
     /// Every data run and every tree block of the inode.
-    pub(super) fn mapping(&self, inode: &Inode) -> Result<(Vec<super::file::Run>, Vec<u64>)> {
+    pub(super) fn mapping(&self, inode: &Inode) -> Result<(Vec<Run>, Vec<u64>)> {
         self.check_mappable(inode)?;
         if self.is_fast_symlink(inode) {
             return Ok((Vec::new(), Vec::new()));

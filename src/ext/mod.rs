@@ -42,24 +42,26 @@ mod bitmap;
 mod blockmap;
 pub mod csum;
 pub mod dir;
+mod dir_block;
 pub mod dirhash;
 mod dirio;
 mod extent;
-mod features;
+pub(crate) mod features;
 mod file;
 mod flush;
 mod group;
 pub mod htree;
 mod inode;
-mod le;
 mod path;
 mod recipe;
-mod superblock;
+mod run;
+pub(crate) mod superblock;
 mod xattr;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 
+use crate::bytes;
 use crate::disk::{ReadAt, WriteAt};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -247,17 +249,26 @@ impl<D: ReadAt> Ext<D> {
     fn open(dev: D, writable: bool) -> Result<Ext<D>> {
         let mut raw = vec![0u8; SUPERBLOCK_SIZE];
         dev.read_exact_at(SUPERBLOCK_OFFSET, &mut raw)?;
-        let sb = Superblock::parse(raw, dev.size())?;
-        features::check_read(&sb)?;
+        let sb = Superblock::parse(raw, dev.size()).map_err(|e| {
+            if e.kind() != ErrorKind::Corrupt {
+                return e;
+            }
+            match superblock::find_backup(&dev) {
+                Some((block, bs)) => Error::corrupt(format!(
+                    "{}; a backup superblock at block {block} ({bs}-byte blocks) looks sound: \
+                     `e2fsck -b {block} -B {bs}` repairs the primary from it",
+                    e.message()
+                )),
+                None => e,
+            }
+        })?;
+        // The writer's refusals first: they name every feature it cannot write
+        // (meta_bg among them), where the reader's would say "cannot read".
         if writable {
-            features::check_write(&sb)?;
+            sb.refuse_unwritable()?;
         }
+        sb.refuse_unreadable()?;
         let meta_csum = sb.has_ro_compat(features::RO_COMPAT_METADATA_CSUM);
-        if meta_csum && !sb.checksum_ok() {
-            return Err(Error::corrupt(
-                "ext superblock at 0x400: checksum does not match (metadata_csum)",
-            ));
-        }
         let csum = if meta_csum {
             CsumKind::Meta
         } else if sb.has_ro_compat(features::RO_COMPAT_GDT_CSUM) {
@@ -283,7 +294,7 @@ impl<D: ReadAt> Ext<D> {
             for g in 0..sb.group_count {
                 let want = gdt.compute_checksum(g, csum, fs_seed, &uuid);
                 let (o, _) = gdt.desc_range(g);
-                if le::u16_at(gdt.raw(), o + 0x1E) != want {
+                if bytes::le16(gdt.raw(), o + 0x1E) != want {
                     return Err(Error::corrupt(format!(
                         "group {g}: descriptor checksum does not match (at {:#x})",
                         gdt_off + o as u64
@@ -307,7 +318,7 @@ impl<D: ReadAt> Ext<D> {
         // Deterministic: the same image and the same operations give the same
         // bytes (reproducible images, comparable undo files).
         let gen_next =
-            csum::crc32c(!0, &uuid) ^ sb.free_inodes_count() ^ le::lo32(sb.free_blocks_count());
+            csum::crc32c(!0, &uuid) ^ sb.free_inodes_count() ^ bytes::lo32(sb.free_blocks_count());
         Ok(Ext {
             dev,
             goal: sb.first_data_block,
@@ -339,7 +350,7 @@ impl<D: ReadAt> Ext<D> {
 
     /// The feature names of the filesystem (dumpe2fs spelling).
     pub fn feature_names(&self) -> Vec<String> {
-        features::feature_names(&self.sb)
+        self.sb.feature_names()
     }
 
     fn huge_file(&self) -> bool {
@@ -464,11 +475,11 @@ impl<D: ReadAt> Ext<D> {
         ) {
             return Ok(None);
         }
-        let old = le::u32_at(inode.i_block(), 0);
+        let old = bytes::le32(inode.i_block(), 0);
         if old != 0 {
             return Ok(Some(((old >> 8) & 0xFF, old & 0xFF)));
         }
-        let new = le::u32_at(inode.i_block(), 4);
+        let new = bytes::le32(inode.i_block(), 4);
         Ok(Some((
             (new & 0xF_FF00) >> 8,
             (new & 0xFF) | ((new >> 12) & 0xF_FF00),

@@ -6,8 +6,8 @@
 use std::collections::HashSet;
 use std::io::Read;
 
-use super::file::Run;
 use super::inode::{self, Inode, Time, S_IFDIR, S_IFLNK, S_IFREG};
+use super::run::Run;
 use super::{features, Error, Ext, FileType, Ino, NewNode, Result, Space, Timestamp};
 use crate::disk::{ReadAt, WriteAt};
 
@@ -60,7 +60,7 @@ impl<D: ReadAt> Ext<D> {
                 want = 32.min(max);
             }
             want = want.max(self.sb.min_extra_isize().min(max) & !3);
-            super::le::put_u16(&mut inode.raw, inode::I_EXTRA_ISIZE, want);
+            crate::bytes::put_le16(&mut inode.raw, inode::I_EXTRA_ISIZE, want);
         }
         inode.set_mode(mode);
         inode.set_uid(node.uid);
@@ -71,7 +71,7 @@ impl<D: ReadAt> Ext<D> {
         inode.set_time(Time::C, node.ctime);
         inode.set_time(Time::Cr, node.ctime);
         let gen = self.next_generation();
-        super::le::put_u32(&mut inode.raw, inode::I_GENERATION, gen);
+        crate::bytes::put_le32(&mut inode.raw, inode::I_GENERATION, gen);
         let t = mode & inode::S_IFMT;
         if self.sb.has_incompat(features::INCOMPAT_EXTENTS) && (t == S_IFREG || t == S_IFDIR) {
             inode.set_flags(inode::EXT4_EXTENTS_FL);
@@ -485,10 +485,10 @@ impl<D: WriteAt> Ext<D> {
             let (major, minor) = rdev;
             let mut ib = [0u8; inode::I_BLOCK_LEN];
             if major < 256 && minor < 256 {
-                super::le::put_u32(&mut ib, 0, (major << 8) | minor);
+                crate::bytes::put_le32(&mut ib, 0, (major << 8) | minor);
             } else {
                 let new = (minor & 0xFF) | ((major & 0xFFF) << 8) | ((minor & !0xFF) << 12);
-                super::le::put_u32(&mut ib, 4, new);
+                crate::bytes::put_le32(&mut ib, 4, new);
             }
             inode.set_i_block(&ib);
         }

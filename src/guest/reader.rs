@@ -78,13 +78,8 @@ pub trait GuestRead {
     fn reader_name(&self) -> &'static str;
 }
 
-/// `s_inodes_count` from the superblock at byte 1024 of a filesystem.
-fn read_inodes_count(read: &mut dyn FnMut(u64, &mut [u8]) -> Result<()>) -> Result<u64> {
-    const S_INODES_COUNT: u64 = 1024;
-    let mut b = [0u8; 4];
-    read(S_INODES_COUNT, &mut b)?;
-    Ok(u64::from(u32::from_le_bytes(b)))
-}
+// `s_inodes_count` is read by the one superblock module.
+use crate::ext::superblock::read_inodes_count;
 
 /// An error with its sources, for messages that are not printed by `main`.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {

@@ -19,9 +19,10 @@
 use serde::Serialize;
 
 use super::{Partition, Slot};
+use crate::bytes::{be16, be32, le32};
 use crate::disk::ReadAt;
 use crate::error::Result;
-use crate::probe::bytes::{self, be16, be32, le32};
+use crate::probe::bytes;
 
 /// A partition table found and not read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

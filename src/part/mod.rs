@@ -134,6 +134,59 @@ impl PartitionTable {
     pub fn data_partitions(&self) -> impl Iterator<Item = &Partition> {
         self.partitions.iter().filter(|p| p.slot != Slot::Extended)
     }
+
+    /// The byte range (start, length) of the filesystem a command names with
+    /// `part`: partition `part`, or, when `part` is `None` on a disk without a
+    /// partition table, the whole disk. `disk` names the disk in messages and
+    /// `disk_size` is its size. Leaving the choice open on a partitioned disk, or
+    /// naming a partition the table lacks, is an [`ErrorKind::Usage`] error that
+    /// lists the partitions there are (and the table's damage, if any).
+    ///
+    /// [`ErrorKind::Usage`]: crate::ErrorKind::Usage
+    pub fn locate(&self, part: Option<u32>, disk: &str, disk_size: u64) -> Result<(u64, u64)> {
+        let damage = if self.problems.is_empty() {
+            String::new()
+        } else {
+            let p: Vec<&str> = self.problems.iter().map(|p| p.message.as_str()).collect();
+            format!(" (the table is damaged: {})", p.join("; "))
+        };
+        // The containers of logical partitions hold no filesystem.
+        let parts: Vec<&Partition> = self.data_partitions().collect();
+        if self.kind == TableKind::None {
+            return match (part, parts.first()) {
+                (None, Some(whole)) => Ok((whole.start_bytes, whole.size_bytes)),
+                (None, None) => Ok((0, disk_size)),
+                (Some(n), _) => Err(Error::usage(format!(
+                    "{disk} has no partition table (it is a bare filesystem): omit --part {n}"
+                ))),
+            };
+        }
+        let list = if parts.is_empty() {
+            "none".to_string()
+        } else {
+            let l: Vec<String> = parts
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} (at {:#x}, {} bytes)",
+                        p.number, p.start_bytes, p.size_bytes
+                    )
+                })
+                .collect();
+            l.join(", ")
+        };
+        match part {
+            None => Err(Error::usage(format!(
+                "{disk} is partitioned: choose one with --part N; partitions: {list}{damage}"
+            ))),
+            Some(n) => match parts.iter().find(|p| p.number == n) {
+                Some(p) => Ok((p.start_bytes, p.size_bytes)),
+                None => Err(Error::usage(format!(
+                    "{disk} has no partition {n}; partitions: {list}{damage}"
+                ))),
+            },
+        }
+    }
 }
 
 impl Partition {

@@ -11,8 +11,9 @@
 //! it is at most [`MAX_BCACHEFS_SB`] bytes. UUID is the user-visible one, the
 //! version is `major.minor`.
 
-use super::bytes::{self, le16, le32, le64};
+use super::bytes;
 use super::{FsInfo, FsType, Label};
+use crate::bytes::{le16, le32, le64};
 use crate::disk::ReadAt;
 use crate::error::Result;
 
@@ -38,7 +39,7 @@ pub(super) fn probe_bcache<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>
         return Ok(None);
     }
     let mut info = FsInfo::new(FsType::Bcache);
-    info.uuid = bytes::uuid_string(&bytes::bytes16(&sb, BCACHE_UUID));
+    info.uuid = bytes::uuid_string(&crate::bytes::bytes16(&sb, BCACHE_UUID));
     Ok(Some(info))
 }
 
@@ -97,7 +98,7 @@ pub(super) fn probe_bcachefs<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInf
             continue;
         }
         let mut info = FsInfo::new(FsType::Bcachefs);
-        info.uuid = bytes::uuid_string(&bytes::bytes16(&sb, BCH_USER_UUID));
+        info.uuid = bytes::uuid_string(&crate::bytes::bytes16(&sb, BCH_USER_UUID));
         info.label = Label::from_raw(bytes::slice(&sb, BCH_LABEL, BCH_LABEL_LEN));
         let version = le16(&sb, BCH_VERSION);
         info.version = Some(format!("{}.{}", version >> 10, version & 0x3ff));

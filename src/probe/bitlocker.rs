@@ -5,8 +5,9 @@
 //! volume serial as 16 decimal digits (blkid's form, absent when zero); the
 //! version is the FVE metadata's.
 
-use super::bytes::{self, le16, le32, le64};
+use super::bytes;
 use super::{FsInfo, FsType};
+use crate::bytes::{le16, le32, le64};
 use crate::disk::ReadAt;
 use crate::error::Result;
 

@@ -4,8 +4,9 @@
 //! entries, read a sector at a time. The UUID is the volume serial as
 //! `XXXX-XXXX`; the version is the boot sector's `major.minor`.
 
-use super::bytes::{self, le32};
+use super::bytes;
 use super::{FsInfo, FsType, Label};
+use crate::bytes::le32;
 use crate::disk::ReadAt;
 use crate::error::Result;
 

@@ -3,8 +3,9 @@
 //! volume name. A version-1.0 superblock has no known layout for the rest: only
 //! the type is named.
 
-use super::bytes::{self, le16};
+use super::bytes;
 use super::{FsInfo, FsType, Label};
+use crate::bytes::le16;
 use crate::disk::ReadAt;
 use crate::error::Result;
 
@@ -32,7 +33,7 @@ pub(super) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
         return Ok(Some(info));
     }
     info.label = Label::from_utf16le(bytes::slice(&sb, VOLUME_NAME, VOLUME_NAME_LEN));
-    info.uuid = bytes::uuid_string(&bytes::bytes16(&sb, UUID));
+    info.uuid = bytes::uuid_string(&crate::bytes::bytes16(&sb, UUID));
     info.version = Some(format!("{major}.{minor}"));
     Ok(Some(info))
 }

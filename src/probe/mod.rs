@@ -227,11 +227,10 @@ pub struct FsInfo {
     /// Format version where blkid reports one (swap: `"1"`, FAT: `"FAT32"`).
     pub version: Option<String>,
     /// The filesystem an external journal or log belongs to (blkid's
-    /// `LOGUUID`: `jbd`, `xfs_external_log`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// `LOGUUID`: `jbd`, `xfs_external_log`); `null` otherwise.
     pub log_uuid: Option<String>,
-    /// A RAID member's role in its array (`"active 0"`, `"spare"`, `"faulty"`).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// A RAID member's role in its array (`"active 0"`, `"spare"`, `"faulty"`,
+    /// `"journal"`); `null` otherwise.
     pub raid_role: Option<String>,
     /// ext facts, for ext2/3/4.
     #[serde(skip_serializing_if = "Option::is_none", flatten)]

@@ -14,8 +14,9 @@
 //! of the logical volume descriptor and its integrity descriptor. At most
 //! [`MAX_UDF_DESCRIPTORS`] descriptors of the sequence are read.
 
-use super::bytes::{self, le16, le32};
+use super::bytes;
 use super::{FsInfo, FsType, Label};
+use crate::bytes::{le16, le32};
 use crate::disk::ReadAt;
 use crate::error::Result;
 

@@ -3,8 +3,9 @@
 //! from its superblock as libblkid reads it. SquashFS has no UUID or label; EROFS
 //! has a UUID and an 8-bit label (blkid 2.38 gives it no version).
 
-use super::bytes::{self, be16, le16};
+use super::bytes;
 use super::{FsInfo, FsType, Label};
+use crate::bytes::{be16, le16};
 use crate::disk::ReadAt;
 use crate::error::Result;
 
@@ -65,7 +66,7 @@ pub(super) fn probe_erofs<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>>
         return Ok(None);
     }
     let mut info = FsInfo::new(FsType::Erofs);
-    info.uuid = bytes::uuid_string(&bytes::bytes16(&sb, EROFS_UUID));
+    info.uuid = bytes::uuid_string(&crate::bytes::bytes16(&sb, EROFS_UUID));
     info.label = Label::from_raw(bytes::slice(&sb, EROFS_VOLUME_NAME, 16));
     Ok(Some(info))
 }

@@ -10,8 +10,9 @@
 //! sector: `"Intel Raid ISM Cfg Sig. "` followed by a six-character version.
 //! Each reads at most one superblock at a fixed offset.
 
-use super::bytes::{self, be32, le16, le32, le64};
+use super::bytes;
 use super::{FsInfo, FsType, Label};
+use crate::bytes::{be32, le16, le32, le64};
 use crate::disk::ReadAt;
 use crate::error::Result;
 
@@ -134,7 +135,7 @@ fn md1<D: ReadAt + ?Sized>(dev: &D, off: u64, version: &str) -> Result<Option<Fs
     }
     let mut info = FsInfo::new(FsType::LinuxRaidMember);
     info.version = Some(version.to_string());
-    info.uuid = bytes::uuid_string(&bytes::bytes16(&sb, MD1_SET_UUID));
+    info.uuid = bytes::uuid_string(&crate::bytes::bytes16(&sb, MD1_SET_UUID));
     info.label = Label::from_raw(bytes::slice(&sb, MD1_SET_NAME, MD1_SET_NAME_LEN));
     let dev_number = le32(&sb, MD1_DEV_NUMBER);
     let max_dev = le32(&sb, MD1_MAX_DEV);

@@ -10,8 +10,9 @@
 //! version-1 header, so UUID and label are still read. The version is blkid's
 //! name of the signature (`s1suspend`, ...).
 
-use super::bytes::{self, le32};
+use super::bytes;
 use super::{FsInfo, FsType, Label};
+use crate::bytes::le32;
 use crate::disk::ReadAt;
 use crate::error::Result;
 
@@ -100,7 +101,7 @@ pub(super) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
         return Ok(Some(info));
     }
     if le32(&h, SWH_PADDING_32) == 0 && le32(&h, SWH_PADDING_33) == 0 {
-        info.uuid = bytes::uuid_string(&bytes::bytes16(&h, SWH_UUID));
+        info.uuid = bytes::uuid_string(&crate::bytes::bytes16(&h, SWH_UUID));
         info.label = Label::from_raw(bytes::slice(&h, SWH_VOLUME_NAME, 16));
     }
     Ok(Some(info))
@@ -113,7 +114,7 @@ fn suspended<D: ReadAt + ?Sized>(dev: &D, name: &str) -> Result<FsInfo> {
     info.version = Some(name.to_string());
     if let Some(h) = bytes::read_opt(dev, HEADER_OFFSET, HEADER_SIZE)? {
         if le32(&h, SWH_PADDING_32) == 0 && le32(&h, SWH_PADDING_33) == 0 {
-            info.uuid = bytes::uuid_string(&bytes::bytes16(&h, SWH_UUID));
+            info.uuid = bytes::uuid_string(&crate::bytes::bytes16(&h, SWH_UUID));
             info.label = Label::from_raw(bytes::slice(&h, SWH_VOLUME_NAME, 16));
         }
     }

@@ -9,8 +9,9 @@
 //! 128 KiB rings and one 4 KiB nvlist. Debian 12 has no ZFS tools; blkid is the
 //! judge.
 
-use super::bytes::{self, be32, be64, le64};
+use super::bytes;
 use super::{FsInfo, FsType, Label};
+use crate::bytes::{be32, be64, le64};
 use crate::disk::ReadAt;
 use crate::error::Result;
 
