@@ -137,7 +137,7 @@ fn templates() -> &'static [Template] {
             image(d, "fat12", 1 << 20, |p| tool("mkfs.vfat", &["-n", "FUZZ", p], None)),
             image(d, "swap", 1 << 20, |p| tool("mkswap", &["-q", "-L", "s", p], None)),
             image(d, "ntfs", 2 << 20, |p| tool("mkntfs", &["-F", "-Q", "-q", p], None)),
-            image(d, "exfat", 1 << 20, |p| tool("mkfs.exfat", &["-L", "Été", p], None)),
+            image(d, "exfat", 4 << 20, |p| tool("mkfs.exfat", &["-L", "Été", p], None)),
             image(d, "jbd", 1 << 20, |p| {
                 tool("mke2fs", &["-q", "-F", "-O", "journal_dev", "-b", "1024", p], None)
             }),
