@@ -9,12 +9,17 @@
 //! - [`ext`]: our ext2/3/4 engine (read and write in place, with undo);
 //! - [`guest`]: the installed system as the planners see it (fstab, kernels,
 //!   module trees, OS release), read through ext4-view;
-//! - [`inspect`]: the whole-disk report behind `domuify inspect`;
+//! - [`inspect`]: the whole-disk report behind `domuify inspect`, with
+//!   [`hash`] (one-pass image and partition hashes) and [`batch`] (many images
+//!   on bounded threads, in order);
+//! - [`plan`]: plans (the device map, the fstab rewrite) as data, and their
+//!   apply step, the only planner code that writes;
 //! - [`cli`]: the command line; `main.rs` only calls it.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batch;
 mod bytes;
 pub mod cli;
 pub mod copy;
@@ -24,9 +29,11 @@ pub mod ext;
 pub mod fault;
 pub mod finding;
 pub mod guest;
+pub mod hash;
 pub mod hibernation;
 pub mod inspect;
 pub mod part;
+pub mod plan;
 pub mod probe;
 pub mod undo;
 pub mod writer;

@@ -7,7 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod docs;
 mod files;
+mod fstab;
+mod help;
 mod inspect;
 
 /// An error in how the command was called: exit code 2.
@@ -36,7 +39,7 @@ impl std::error::Error for DamageFound {}
 
 /// domuify: run an installed system as a Xen domU, offline.
 #[derive(Parser, Debug)]
-#[command(name = "domuify", version, about, long_about = None)]
+#[command(name = "domuify", version, about, long_about = None, after_help = help::DOMUIFY)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -46,37 +49,93 @@ pub struct Cli {
 enum Command {
     /// Read the partition table, identify every filesystem, inspect each installed
     /// system (read-only).
+    #[command(after_help = help::INSPECT)]
     Inspect(InspectArgs),
     /// List a directory of a guest filesystem (read-only).
+    #[command(after_help = help::LS)]
     Ls(LsArgs),
     /// Print a file of a guest filesystem (read-only).
+    #[command(after_help = help::CAT)]
     Cat(PathArgs),
     /// Copy files or trees out of a guest filesystem into a host directory
     /// (read-only on the image).
+    #[command(after_help = help::COPY_OUT)]
     CopyOut(CopyOutArgs),
     /// Replace (or create) a guest file with the contents of standard input.
+    #[command(after_help = help::WRITE)]
     Write(WriteArgs),
     /// Copy host files or trees into a guest directory.
+    #[command(after_help = help::COPY_IN)]
     CopyIn(CopyInArgs),
     /// Create a guest directory.
+    #[command(after_help = help::MKDIR)]
     Mkdir(MkdirArgs),
     /// Remove a guest file, symlink or (with -r) directory tree.
+    #[command(after_help = help::RM)]
     Rm(RmArgs),
     /// Restore an image from an undo file, bit for bit.
+    #[command(after_help = help::UNDO)]
     Undo(UndoArgs),
+    /// Write the man pages (domuify and one per command), made from these same
+    /// definitions.
+    #[command(after_help = help::MAN)]
+    Man(ManArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    #[command(after_help = help::COMPLETIONS)]
+    Completions(CompletionsArgs),
+    /// Rewrite the guest's /etc/fstab for the domU (prints the plan; writes only
+    /// with --apply).
+    #[command(after_help = fstab::AFTER_HELP)]
+    Fstab(FstabArgs),
 }
 
 /// `inspect` arguments.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// Raw disk image or block device.
-    pub image: PathBuf,
-    /// Print one JSON document instead of tables.
+    /// Raw disk images or block devices; several are inspected in parallel and
+    /// reported in the order given.
+    #[arg(required = true, num_args = 1..)]
+    pub images: Vec<PathBuf>,
+    /// Print JSON instead of tables: one document, or with several images one
+    /// document per line (JSON Lines), each with its `image`.
     #[arg(long)]
     pub json: bool,
     /// Print the I/O done (reads, bytes) on stderr.
     #[arg(long)]
     pub stats: bool,
+    /// Images inspected at once (default: the number of CPUs).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<std::num::NonZeroUsize>,
+    /// Hash the whole image and each partition, in one read pass (repeatable).
+    #[arg(long = "hash", value_enum, value_name = "ALGORITHM")]
+    pub hash: Vec<HashArg>,
+}
+
+/// An algorithm `--hash` takes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashArg {
+    /// SHA-256, as sha256sum prints it.
+    Sha256,
+    /// SHA-1, as sha1sum prints it.
+    Sha1,
+    /// MD5, as md5sum prints it.
+    Md5,
+}
+
+/// `man` arguments.
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Directory to write the pages into; created when missing.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+}
+
+/// `completions` arguments.
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// The image and partition every file command takes.
@@ -192,6 +251,73 @@ pub struct RmArgs {
     opts: WriteOpts,
 }
 
+/// `--vdev-style`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
+pub enum VdevStyleArg {
+    /// `/dev/xvdaN`: what every pvops kernel names a vdev.
+    #[default]
+    Xvd,
+    /// `/dev/hdaN`: only old XenLinux kernels honour it.
+    Hd,
+    /// `/dev/sdaN`: only old XenLinux kernels honour it.
+    Sd,
+}
+
+/// The device-map options: the same flags, with the same defaults, in every
+/// command that exports a disk to a domU.
+#[derive(Args, Debug)]
+pub struct DeviceMapArgs {
+    /// The guest's root partition (default: the only installed system found).
+    #[arg(long, value_name = "N")]
+    pub root: Option<u32>,
+    /// The domU's swap partition (default: the swap partition the guest's fstab
+    /// names, if on this disk).
+    #[arg(long, value_name = "N")]
+    pub swap: Option<u32>,
+    /// Export partition N too (partition mode), optionally as VDEV (`xvdb`).
+    #[arg(long, value_name = "N[=VDEV]")]
+    pub export: Vec<crate::plan::devmap::Export>,
+    /// Export the whole image as one virtual disk (default for an image file).
+    #[arg(long, conflicts_with = "partitions")]
+    pub whole_disk: bool,
+    /// Export each partition as its own virtual device (default for a block device).
+    #[arg(long)]
+    pub partitions: bool,
+    /// Device names in the domU (hd and sd only work with old XenLinux kernels).
+    #[arg(long, value_enum, default_value_t = VdevStyleArg::Xvd)]
+    pub vdev_style: VdevStyleArg,
+    /// dom0's own fstab: its root and swap are never exported.
+    #[arg(long, value_name = "FILE")]
+    pub host_fstab: Option<PathBuf>,
+}
+
+/// `fstab` arguments.
+#[derive(Args, Debug)]
+pub struct FstabArgs {
+    /// Raw disk image or block device.
+    pub image: PathBuf,
+    #[command(flatten)]
+    map: DeviceMapArgs,
+    /// Write the new fstab (in place; the old one kept as /etc/fstab.domuify-orig).
+    #[arg(long)]
+    pub apply: bool,
+    /// Plan (or with --apply write) the original fstab back, from domuify's markers.
+    #[arg(long)]
+    pub revert: bool,
+    /// Do not keep /etc/fstab.domuify-orig.
+    #[arg(long)]
+    pub no_backup: bool,
+    /// Print the plan as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    opts: WriteOpts,
+    /// Turn the safety checks (dom0's root or swap exported, a vdev clash, / not
+    /// exported) into warnings.
+    #[arg(long)]
+    pub force: bool,
+}
+
 /// `undo` arguments.
 #[derive(Args, Debug)]
 pub struct UndoArgs {
@@ -241,5 +367,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mkdir(a) => files::mkdir(a),
         Command::Rm(a) => files::rm(a),
         Command::Undo(a) => files::undo(a),
+        Command::Man(a) => docs::man(a),
+        Command::Completions(a) => docs::completions(a),
+        Command::Fstab(a) => fstab::run(a),
     }
 }

@@ -55,6 +55,10 @@ pub const S_IFDIR: u16 = 0o040000;
 /// Symlink.
 pub const S_IFLNK: u16 = 0o120000;
 
+/// Latest time an inode with `_extra` words holds (the kernel's
+/// `EXT4_EXTRA_TIMESTAMP_MAX`: 2446-05-10 22:38:55 UTC).
+const EXTRA_TIMESTAMP_MAX: i64 = (1 << 34) - 1 + i32::MIN as i64;
+
 /// Which timestamp.
 #[derive(Clone, Copy, Debug)]
 pub enum Time {
@@ -236,11 +240,21 @@ impl Inode {
         if matches!(which, Time::Cr) && !self.fits(I_CRTIME + 4) {
             return;
         }
+        // As the kernel: seconds are clamped to what the inode can hold (signed
+        // 32 bits, plus two epoch bits when the `_extra` word fits), never
+        // wrapped.
+        let has_extra = self.fits(extra + 4);
+        let max = if has_extra {
+            EXTRA_TIMESTAMP_MAX
+        } else {
+            i64::from(i32::MAX)
+        };
+        let sec = t.sec.clamp(i64::from(i32::MIN), max);
         // OK to truncate: the low 32 bits are the on-disk field, the epoch bits
         // carry the rest.
-        put_le32(&mut self.raw, lo, t.sec as u32);
-        if self.fits(extra + 4) {
-            let epoch = ((t.sec - i64::from(t.sec as i32)) >> 32) & 3;
+        put_le32(&mut self.raw, lo, sec as u32);
+        if has_extra {
+            let epoch = ((sec - i64::from(sec as i32)) >> 32) & 3;
             let e = (t.nsec.min(999_999_999) << 2) | (epoch as u32);
             put_le32(&mut self.raw, extra, e);
         }

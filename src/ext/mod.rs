@@ -11,14 +11,18 @@
 //! Paths are resolved inside the guest: symlinks (a usrmerge `/lib -> usr/lib`)
 //! are followed from the guest's root, never through the host.
 //!
-//! Modules, split as libext2fs is: `superblock` (fields at named
-//! offsets), `features` (names, the write whitelist, refusals), `group`
-//! (descriptors and their crc32c/crc16), `bitmap`, `alloc` (the only place a
-//! count changes), `inode` (raw records patched in place, checksums), `extent`
-//! and `blockmap` (mappings read and built bottom-up), `xattr` (read; block
-//! refcounts dropped on free), `file` (data streaming, `i_blocks`), `dirio`
-//! (the engine side of [`dir::DirBlocks`]), `path`, `recipe` (the operations),
-//! `flush` (ordered write-out).
+//! Modules, split as libext2fs is: `superblock` (fields at named offsets, one
+//! validation shared with the probe, the refusals of features and states),
+//! `features` (a leaf: the one table of feature names, the read and write sets),
+//! `group` (descriptors and their crc32c/crc16), `bitmap`, `alloc` (the only
+//! place a count changes), `validate` (what the allocator trusts, checked before
+//! it is trusted), `inode` (raw records patched in place, checksums), `run` (a
+//! leaf: mapped runs), `extent` and `blockmap` (mappings read and built
+//! bottom-up), `xattr` (read; block refcounts dropped on free), `file` (data
+//! streaming, `i_blocks`), `dir_block` (a leaf: the directory block format) under
+//! `dir` (whole directories) and `htree` (indexed ones), `dirio` (the engine side
+//! of [`dir::DirBlocks`]), `path`, `recipe` (the operations), `flush` (ordered
+//! write-out).
 //!
 //! Choices worth knowing:
 //! - Blocks reserved for root (`s_r_blocks_count`) are usable, as for root and
@@ -56,6 +60,7 @@ mod path;
 mod recipe;
 mod run;
 pub(crate) mod superblock;
+mod validate;
 mod xattr;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -240,6 +245,14 @@ pub struct Ext<D> {
     /// `bg_flags` and `bg_itable_unused` of the group of the last inode marked,
     /// as they were before (to undo an allocation exactly).
     last_inode_group_state: (u16, u32),
+    /// Damage met and stepped around since the last [`Ext::take_findings`].
+    findings: Vec<crate::finding::Finding>,
+    /// Blocks of the metadata the engine holds (bitmaps, inode tables,
+    /// superblocks and GDTs, journal, listed bad blocks), sorted and disjoint;
+    /// filled at open for writing (see `validate`).
+    held: Vec<validate::Held>,
+    /// Set when an operation met damage: nothing more is written (see `settle`).
+    damaged: Option<String>,
 }
 
 /// Dirty metadata (bytes) past which an operation flushes on its own.
@@ -284,11 +297,23 @@ impl<D: ReadAt> Ext<D> {
         };
         let bs = u64::from(sb.block_size);
         let gdt_len = sb.gdt_blocks() * bs;
-        let gdt_off = (sb.first_data_block + 1) * bs;
+        let gdt_off = sb.gdt_block(0) * bs;
         let mut graw =
             vec![0u8; usize::try_from(gdt_len).map_err(|_| Error::corrupt("gdt too big"))?];
-        dev.read_exact_at(gdt_off, &mut graw)
-            .map_err(|e| e.context(format_args!("group descriptors at {gdt_off:#x}")))?;
+        // Descriptor blocks one by one where they are not contiguous (meta_bg).
+        let mut at = 0u64;
+        while at < sb.gdt_blocks() {
+            let first = sb.gdt_block(at);
+            let mut n = 1;
+            while at + n < sb.gdt_blocks() && sb.gdt_block(at + n) == first + n {
+                n += 1;
+            }
+            // OK to cast: within graw, whose length fits usize.
+            let dst = &mut graw[(at * bs) as usize..((at + n) * bs) as usize];
+            dev.read_exact_at(first * bs, dst)
+                .map_err(|e| e.context(format_args!("group descriptors at {:#x}", first * bs)))?;
+            at += n;
+        }
         let gdt = GroupTable::new(graw, sb.desc_size, sb.group_count)?;
         if writable && csum != CsumKind::None {
             for g in 0..sb.group_count {
@@ -308,9 +333,14 @@ impl<D: ReadAt> Ext<D> {
                 ("inode bitmap", gdt.inode_bitmap(g)),
                 ("inode table", gdt.inode_table(g)),
             ] {
+                if b == 0 {
+                    return Err(Error::corrupt(format!(
+                        "group {g}: the {what} pointer is 0 (group descriptor damaged); run e2fsck -f"
+                    )));
+                }
                 if b < sb.first_data_block || b >= sb.blocks_count {
                     return Err(Error::corrupt(format!(
-                        "group {g}: {what} at block {b} is outside the filesystem"
+                        "group {g}: {what} at block {b} is outside the filesystem; run e2fsck -f"
                     )));
                 }
             }
@@ -319,7 +349,7 @@ impl<D: ReadAt> Ext<D> {
         // bytes (reproducible images, comparable undo files).
         let gen_next =
             csum::crc32c(!0, &uuid) ^ sb.free_inodes_count() ^ bytes::lo32(sb.free_blocks_count());
-        Ok(Ext {
+        let mut ext = Ext {
             dev,
             goal: sb.first_data_block,
             sb,
@@ -339,8 +369,15 @@ impl<D: ReadAt> Ext<D> {
             pending_inodes: Vec::new(),
             gen_next,
             last_inode_group_state: (0, 0),
+            findings: Vec::new(),
             auto_flush_bytes: AUTO_FLUSH_BYTES,
-        })
+            held: Vec::new(),
+            damaged: None,
+        };
+        if writable {
+            ext.validate_for_write()?;
+        }
+        Ok(ext)
     }
 
     /// Open for reading only.
@@ -376,6 +413,11 @@ impl<D: ReadAt> Ext<D> {
 
     /// Fail unless `count` blocks at `pblk` lie inside the filesystem.
     fn check_block(&self, pblk: u64, count: u64) -> Result<()> {
+        if pblk == 0 {
+            return Err(Error::corrupt(
+                "a block pointer is 0 where a block was expected (damaged metadata); run e2fsck -f",
+            ));
+        }
         match pblk.checked_add(count) {
             Some(end) if pblk >= self.sb.first_data_block && end <= self.sb.blocks_count => Ok(()),
             _ => Err(Error::corrupt(format!(
@@ -520,9 +562,23 @@ impl<D: ReadAt> Ext<D> {
     /// What a new regular file of `len` bytes costs: data blocks plus extent-tree or
     /// indirect blocks, and one inode.
     pub fn file_cost(&self, len: u64) -> Space {
-        let data = len.div_ceil(self.bs());
+        self.sparse_file_cost(len, len.div_ceil(self.bs()))
+    }
+
+    /// What a new regular file of `len` bytes costs when at most `data_blocks`
+    /// of its blocks hold data (the rest are holes).
+    pub fn sparse_file_cost(&self, len: u64, data_blocks: u64) -> Space {
+        let span = len.div_ceil(self.bs());
+        let data = data_blocks.min(span);
+        let tree = if data == span || self.sb.has_incompat(features::INCOMPAT_EXTENTS) {
+            self.tree_cost(data)
+        } else {
+            // Indirect blocks cover logical positions: at most one per level
+            // (three) per data block, and never more than the whole span needs.
+            blockmap::indirect_blocks(span, self.sb.block_size).min(3 * data)
+        };
         Space {
-            blocks: data + self.tree_cost(data),
+            blocks: data + tree,
             inodes: 1,
         }
     }
@@ -556,14 +612,26 @@ impl<D: WriteAt> Ext<D> {
     }
 
     fn check_space(&self, need: Space, free: Space) -> Result<()> {
-        if need.blocks > free.blocks || need.inodes > free.inodes {
-            return Err(Error::new(
-                ErrorKind::NoSpace,
-                format!(
-                    "not enough space: need {} blocks and {} inodes, {} blocks and {} inodes free",
-                    need.blocks, need.inodes, free.blocks, free.inodes
-                ),
-            ));
+        let blocks_short = need.blocks > free.blocks;
+        let inodes_short = need.inodes > free.inodes;
+        let what = match (blocks_short, inodes_short) {
+            (false, false) => return Ok(()),
+            (true, false) => format!(
+                "not enough space: need {} blocks, {} free",
+                need.blocks, free.blocks
+            ),
+            (false, true) => format!(
+                "no free inode left: need {} inodes, {} free (space is not the problem: {} blocks \
+                 free); remove files, or make the filesystem with more inodes (mke2fs -N/-i)",
+                need.inodes, free.inodes, free.blocks
+            ),
+            (true, true) => format!(
+                "not enough space and inodes: need {} blocks and {} inodes, {} blocks and {} inodes free",
+                need.blocks, need.inodes, free.blocks, free.inodes
+            ),
+        };
+        if blocks_short || inodes_short {
+            return Err(Error::new(ErrorKind::NoSpace, what));
         }
         Ok(())
     }
@@ -580,6 +648,20 @@ impl<D: WriteAt> Ext<D> {
             self.flush()?;
         }
         self.check_space(need, self.free_space())
+    }
+
+    /// After an operation: a corrupt result poisons the session (as the kernel
+    /// remounts read-only on an error), so that what the failed operation left in
+    /// memory is never written; otherwise flush if the dirty cache is too big.
+    fn settle<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            if e.kind() == ErrorKind::Corrupt {
+                self.damaged.get_or_insert_with(|| e.message().to_string());
+                return r;
+            }
+        }
+        self.maybe_flush()?;
+        r
     }
 
     /// Flush when the dirty cache has grown past its bound (between operations).
@@ -610,9 +692,26 @@ impl<D: WriteAt> Ext<D> {
         data: &mut dyn Read,
         len: u64,
     ) -> Result<Ino> {
-        let r = self.do_create_file(parent, name, node, data, len);
-        self.maybe_flush()?;
-        r
+        let r = self.do_create_file(parent, name, node, data, len, len.div_ceil(self.bs()));
+        self.settle(r)
+    }
+
+    /// [`Ext::create_file`] for a sparse source: `data` reads as the whole file
+    /// (holes as zeros), of which at most `data_blocks` blocks hold data (as
+    /// `SEEK_DATA`/`SEEK_HOLE` found them). Space is reserved for those blocks
+    /// only; every all-zero block becomes a hole. More non-zero blocks than
+    /// announced (a source that changed) is an error.
+    pub fn create_sparse_file(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        node: &NewNode,
+        data: &mut dyn Read,
+        len: u64,
+        data_blocks: u64,
+    ) -> Result<Ino> {
+        let r = self.do_create_file(parent, name, node, data, len, data_blocks);
+        self.settle(r)
     }
 
     /// Replace a regular file's contents in place (same inode, mode, owner, xattrs),
@@ -625,16 +724,28 @@ impl<D: WriteAt> Ext<D> {
         len: u64,
         when: Timestamp,
     ) -> Result<()> {
-        let r = self.do_replace_contents(ino, data, len, when);
-        self.maybe_flush()?;
-        r
+        let r = self.do_replace_contents(ino, data, len, len.div_ceil(self.bs()), when);
+        self.settle(r)
+    }
+
+    /// [`Ext::replace_contents`] for a sparse source (see
+    /// [`Ext::create_sparse_file`]).
+    pub fn replace_sparse_contents(
+        &mut self,
+        ino: Ino,
+        data: &mut dyn Read,
+        len: u64,
+        data_blocks: u64,
+        when: Timestamp,
+    ) -> Result<()> {
+        let r = self.do_replace_contents(ino, data, len, data_blocks, when);
+        self.settle(r)
     }
 
     /// Create a directory.
     pub fn mkdir(&mut self, parent: Ino, name: &[u8], node: &NewNode) -> Result<Ino> {
         let r = self.do_mkdir(parent, name, node);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// Create a symlink (fast up to 59 bytes, else one data block).
@@ -646,8 +757,7 @@ impl<D: WriteAt> Ext<D> {
         node: &NewNode,
     ) -> Result<Ino> {
         let r = self.do_symlink(parent, name, target, node);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// Create a character or block device (`rdev` = major, minor), a fifo or a
@@ -661,15 +771,13 @@ impl<D: WriteAt> Ext<D> {
         node: &NewNode,
     ) -> Result<Ino> {
         let r = self.do_mknod(parent, name, file_type, rdev, node);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// Add a hard link `name` in `parent` to the existing non-directory `ino`.
     pub fn link(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Result<()> {
         let r = self.do_link(parent, name, ino);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// Set mode bits, owner and times of an existing inode.
@@ -692,22 +800,27 @@ impl<D: WriteAt> Ext<D> {
     /// Remove a non-directory name; the inode is freed at link count 0.
     pub fn unlink(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
         let r = self.do_unlink(parent, name);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// Remove an empty directory.
     pub fn rmdir(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
         let r = self.do_rmdir(parent, name);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
-    /// Remove a name and, for a directory, everything below it.
+    /// What the operations since the last call met and stepped around (a
+    /// directory hard link not descended into), for the caller to show.
+    pub fn take_findings(&mut self) -> Vec<crate::finding::Finding> {
+        std::mem::take(&mut self.findings)
+    }
+
+    /// Remove a name and, for a directory, everything below it. A directory
+    /// met twice (a directory hard link, a loop) is not descended into again:
+    /// see [`Ext::take_findings`].
     pub fn remove_tree(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
         let r = self.do_remove_tree(parent, name);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// Write every pending change in order and sync: afterwards the filesystem is
@@ -715,6 +828,20 @@ impl<D: WriteAt> Ext<D> {
     pub fn flush(&mut self) -> Result<()> {
         if !self.writable {
             return Ok(());
+        }
+        if let Some(why) = &self.damaged {
+            let clean = self.inodes.is_empty()
+                && self.meta.is_empty()
+                && self.dirty_groups.is_empty()
+                && !self.sb_dirty
+                && self.pending_blocks.is_empty()
+                && self.pending_inodes.is_empty();
+            if clean {
+                return Ok(());
+            }
+            return Err(Error::refused(format!(
+                "refusing to write: damage was found during this session ({why})"
+            )));
         }
         self.write_all_pending()
     }

@@ -704,6 +704,32 @@ impl Superblock {
             .div_ceil(u64::from(self.block_size))
     }
 
+    /// Block holding descriptor block `i` of the primary group descriptor
+    /// table, as libext2fs's `ext2fs_descriptor_block_loc2` finds it: right
+    /// after the superblock's block (block 2 when 1 KiB blocks start at block 0,
+    /// as with bigalloc), or with meta_bg, from `s_first_meta_bg` on, in the
+    /// first group of each meta group (after its superblock backup, if any).
+    pub fn gdt_block(&self, i: u64) -> u64 {
+        let sb_block = if self.first_data_block == 0 && self.block_size == 1024 {
+            1
+        } else {
+            self.first_data_block
+        };
+        let meta_bg = self.has_incompat(super::features::INCOMPAT_META_BG);
+        let first_meta_bg = u64::from(le32(&self.raw, S_FIRST_META_BG));
+        if !meta_bg || i < first_meta_bg {
+            return sb_block + 1 + i;
+        }
+        let per_block = u64::from(self.block_size / u32::from(self.desc_size.max(1)));
+        // OK to truncate: i is below gdt_blocks, so bg is below group_count.
+        let bg = (per_block * i) as u32;
+        let mut b = self.group_first_block(bg) + u64::from(self.group_has_super(bg));
+        if bg == 0 && sb_block != self.first_data_block {
+            b += 1;
+        }
+        b
+    }
+
     /// First block of group `g`.
     pub fn group_first_block(&self, g: u32) -> u64 {
         self.first_data_block + u64::from(g) * u64::from(self.blocks_per_group)
