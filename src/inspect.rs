@@ -12,10 +12,12 @@ use serde::Serialize;
 
 use crate::disk::{Disk, ReadAhead, ReadAt};
 use crate::error::{ErrorKind, Result};
+use crate::finding::Finding;
 use crate::guest::reader::{self, GuestRead};
 use crate::guest::resolve::{DiskView, PartView};
 use crate::guest::{self, Guest};
 use crate::hash::{self, Algorithm, Hashes};
+use crate::hibernation::{self, Hibernation};
 use crate::part::{self, Partition, PartitionTable, Slot, TableKind};
 use crate::probe::{self, FsInfo, FsType};
 
@@ -68,8 +70,13 @@ pub struct Report {
     pub systems: Vec<Guest>,
     /// Damage found; non-empty means exit code 1.
     pub problems: Vec<Problem>,
-    /// Limits met that are not damage (a filesystem the reader cannot open).
+    /// Limits met that are not damage (a filesystem the reader cannot open, a
+    /// partition table not read).
     pub notes: Vec<String>,
+    /// What a user must know before writing: a hibernation image in a swap.
+    pub warnings: Vec<Finding>,
+    /// Every hibernation image found, with the filesystems it freezes.
+    pub hibernation: Vec<Hibernation>,
     /// Hashes of the whole image, when asked for ([`add_hashes`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub hashes: Option<Hashes>,
@@ -91,6 +98,19 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         offset: p.offset,
         message: p.message.clone(),
     }));
+    let mut notes = Vec::new();
+    for f in &table.foreign {
+        notes.push(match f.partition {
+            None => format!(
+                "partition table: a {} disklabel at byte {:#x}, which domuify does not read: its partitions are not listed",
+                f.name, f.offset
+            ),
+            Some(n) => format!(
+                "partition {n}: a {} disklabel at byte {:#x} inside the slice, which domuify does not read: its partitions are not listed",
+                f.name, f.offset
+            ),
+        });
+    }
 
     let mut partitions = Vec::with_capacity(table.partitions.len());
     for p in &table.partitions {
@@ -128,7 +148,11 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
                     .map(|f| f.fstype.as_str().to_string())
                     .unwrap_or_default(),
                 uuid: r.filesystem.as_ref().and_then(|f| f.uuid.clone()),
-                label: r.filesystem.as_ref().and_then(|f| f.label.clone()),
+                label: r
+                    .filesystem
+                    .as_ref()
+                    .and_then(|f| f.label.as_ref())
+                    .map(ToString::to_string),
                 partuuid: r.partition.partuuid.clone(),
                 partlabel: r.partition.partlabel.clone(),
                 extended: r.partition.slot == Slot::Extended,
@@ -138,7 +162,6 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
     };
 
     let mut systems = Vec::new();
-    let mut notes = Vec::new();
     for r in &partitions {
         let Some(fs) = &r.filesystem else { continue };
         // A damaged ext (cut short by a truncated acquisition, a second
@@ -195,7 +218,7 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         }
     }
 
-    Ok(Report {
+    let mut report = Report {
         image: disk.path().display().to_string(),
         device_kind: match disk.kind() {
             crate::disk::DiskKind::ImageFile => "image-file",
@@ -210,7 +233,16 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         problems,
         notes,
         hashes: None,
-    })
+        warnings: Vec::new(),
+        hibernation: Vec::new(),
+    };
+    report.hibernation = hibernation::find(&report);
+    report.warnings = report
+        .hibernation
+        .iter()
+        .map(Hibernation::finding)
+        .collect();
+    Ok(report)
 }
 
 /// No table and no filesystem (and not already reported as empty or damaged):

@@ -32,6 +32,7 @@ pub mod fault;
 pub mod finding;
 pub mod guest;
 pub mod hash;
+pub mod hibernation;
 pub mod inspect;
 pub mod kernel;
 pub mod part;

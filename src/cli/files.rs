@@ -251,7 +251,7 @@ fn write_options(o: &WriteOpts) -> WriteOptions {
     WriteOptions {
         undo: o.undo.clone(),
         wait: o.wait,
-        force: false,
+        force: o.force,
     }
 }
 

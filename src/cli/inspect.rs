@@ -300,7 +300,9 @@ fn human(r: &Report) -> String {
             ty,
             fs.map(|f| f.fstype.as_str().to_string())
                 .unwrap_or_else(|| "-".into()),
-            fs.and_then(|f| f.label.clone()).unwrap_or_default(),
+            fs.and_then(|f| f.label.as_ref())
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             fs.and_then(|f| f.uuid.clone()).unwrap_or_default(),
             state,
         ]);
@@ -381,6 +383,9 @@ fn human(r: &Report) -> String {
     }
     for n in &r.notes {
         let _ = writeln!(o, "\nnote: {}", shown(n));
+    }
+    for w in &r.warnings {
+        let _ = writeln!(o, "\n{}", shown(&w.to_string()));
     }
     if !r.problems.is_empty() {
         let _ = writeln!(o, "\nProblems found:");

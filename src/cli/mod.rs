@@ -9,8 +9,8 @@ use clap::{Args, Parser, Subcommand};
 
 mod docs;
 mod files;
-mod help;
 mod fstab;
+mod help;
 mod inspect;
 mod kernels;
 
@@ -223,6 +223,10 @@ pub struct WriteOpts {
     /// of refusing at once.
     #[arg(long)]
     pub wait: bool,
+    /// Write even to a filesystem frozen by a hibernation image (a swap holding
+    /// one means its system was not shut down).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `ls` arguments.

@@ -94,6 +94,7 @@ pub(super) fn read<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Part
         sector_size: ss,
         partitions: Vec::new(),
         problems: Vec::new(),
+        foreign: Vec::new(),
     };
     let ss64 = u64::from(ss);
     let n_sectors = dev.size() / ss64;

@@ -107,6 +107,7 @@ pub(super) fn read<D: ReadAt + ?Sized>(
         sector_size,
         partitions: Vec::new(),
         problems: Vec::new(),
+        foreign: Vec::new(),
     };
     let primaries = entries(sector0);
     for (i, e) in primaries.iter().enumerate() {

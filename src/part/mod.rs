@@ -20,9 +20,11 @@ use crate::disk::ReadAt;
 use crate::error::{Error, Result};
 use crate::probe::bytes;
 
+mod foreign;
 mod gpt;
 mod mbr;
 
+pub use foreign::ForeignTable;
 pub use gpt::MAX_ENTRY_ARRAY;
 pub use mbr::{MAX_EBRS, MAX_LOGICALS};
 
@@ -101,6 +103,9 @@ pub struct PartitionTable {
     pub partitions: Vec<Partition>,
     /// Damage found while reading; empty for a healthy table.
     pub problems: Vec<Problem>,
+    /// Partition tables found and not read (BSD, Sun, SGI, Atari): on the
+    /// whole disk when `kind` is `none`, or BSD labels nested in MBR slices.
+    pub foreign: Vec<ForeignTable>,
 }
 
 /// Logical sector sizes [`read_table`] accepts.
@@ -222,11 +227,26 @@ impl Partition {
 /// - otherwise MBR.
 ///
 /// With no table the result is one [`Slot::Whole`] partition numbered 0 spanning
-/// the disk. Damage (entries past the end of the disk, a looping EBR chain, a bad
+/// the disk; a table of a kind not read (BSD, Sun, SGI, Atari) is then named in
+/// [`PartitionTable::foreign`], as is a BSD label nested in an MBR slice. Damage (entries past the end of the disk, a looping EBR chain, a bad
 /// GPT header or checksum) is reported in [`PartitionTable::problems`] next to
 /// whatever could still be read; errors are I/O failures and an unsupported
 /// sector size only.
 pub fn read_table<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<PartitionTable> {
+    let mut t = read_known(dev, sector_size)?;
+    match t.kind {
+        TableKind::None => t.foreign.extend(foreign::whole_disk(dev, sector_size)?),
+        TableKind::Mbr => {
+            let nested = foreign::nested(dev, &t.partitions)?;
+            t.foreign = nested;
+        }
+        TableKind::Gpt => {}
+    }
+    Ok(t)
+}
+
+/// MBR, GPT or none, as [`read_table`] decides.
+fn read_known<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<PartitionTable> {
     if !SECTOR_SIZES.contains(&sector_size) {
         return Err(Error::unsupported(format!(
             "logical sector size {sector_size} is not supported (supported: 512, 1024, 2048, 4096)"
@@ -282,6 +302,7 @@ fn whole_disk<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> PartitionTable {
             bootable: false,
         }],
         problems: Vec::new(),
+        foreign: Vec::new(),
     }
 }
 

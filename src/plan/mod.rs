@@ -70,7 +70,7 @@ pub fn gather(disk: Arc<Disk>, root: Option<u32>) -> Result<FstabInputs> {
                         .map(|f| f.fstype.as_str().to_string())
                         .unwrap_or_default(),
                     uuid: fs.and_then(|f| f.uuid.clone()),
-                    label: fs.and_then(|f| f.label.clone()),
+                    label: fs.and_then(|f| f.label.as_ref()).map(ToString::to_string),
                     partuuid: r.partition.partuuid.clone(),
                     partlabel: r.partition.partlabel.clone(),
                     extended: r.partition.slot == Slot::Extended,

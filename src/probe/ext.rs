@@ -9,11 +9,11 @@
 //! zero counts, a filesystem larger than its partition) is reported in
 //! [`FsInfo::problem`] with the type still named. Feature names and their order
 //! are those of `dumpe2fs -h`. An ext4 with the `test_fs` flag (blkid's
-//! "ext4dev") is reported as ext4; an external journal (blkid's "jbd") as
-//! unknown.
+//! "ext4dev") is reported as ext4; an external journal as blkid's `jbd`, with
+//! its UUID also as the `LOGUUID` the filesystems using it name.
 
 use super::bytes;
-use super::{ExtInfo, ExtState, FsInfo, FsType};
+use super::{ExtInfo, ExtState, FsInfo, FsType, Label};
 use crate::disk::ReadAt;
 use crate::error::Result;
 pub use crate::ext::features::feature_names;
@@ -80,7 +80,7 @@ fn describe(sb: &Superblock, dev_size: u64) -> FsInfo {
     let fstype = match classify(compat, incompat, ro_compat) {
         Some(t) => t,
         // An external journal (blkid's "jbd"): not a filesystem, not damage.
-        None if incompat & INCOMPAT_JOURNAL_DEV != 0 => FsType::Unknown,
+        None if incompat & INCOMPAT_JOURNAL_DEV != 0 => FsType::Jbd,
         None => {
             problems.push(format!(
                 "feature set compat {compat:#x} incompat {incompat:#x} ro_compat {ro_compat:#x} is none of ext2/ext3/ext4"
@@ -90,10 +90,11 @@ fn describe(sb: &Superblock, dev_size: u64) -> FsInfo {
     };
     let mut info = FsInfo::new(fstype);
     info.uuid = bytes::uuid_string(&sb.uuid());
-    info.label = bytes::label(sb.volume_name());
+    info.label = Label::from_raw(sb.volume_name());
     info.version = Some(format!("{}.{}", sb.rev_level(), sb.minor_rev_level()));
     if !fstype.is_ext() {
         // An external journal: its superblock has no filesystem counts to check.
+        info.log_uuid = info.uuid.clone();
         return info;
     }
     // The engine's own validation, reported instead of refused; a geometry the

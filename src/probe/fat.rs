@@ -11,7 +11,7 @@
 //! most [`MAX_LABEL_SEARCH_ENTRIES`] entries are read in all.
 
 use super::bytes;
-use super::{FsInfo, FsType};
+use super::{FsInfo, FsType, Label};
 use crate::bytes::{le16, le32};
 use crate::disk::ReadAt;
 use crate::error::Result;
@@ -276,7 +276,7 @@ fn search_label<D: ReadAt + ?Sized>(
     off: u64,
     entries: usize,
     budget: &mut usize,
-) -> Result<Option<String>> {
+) -> Result<Option<Label>> {
     let mut done = 0usize;
     while done < entries && *budget > 0 {
         let n = (entries - done)
@@ -313,14 +313,8 @@ fn search_label<D: ReadAt + ?Sized>(
     Ok(None)
 }
 
-/// A FAT label: 8-bit OEM characters, blank-padded. Bytes above 0x7F are taken as
-/// Latin-1 (blkid passes them through raw).
-fn fat_label(raw: &[u8]) -> Option<String> {
-    let s: String = raw
-        .iter()
-        .take_while(|&&b| b != 0)
-        .map(|&b| char::from(b))
-        .collect();
-    let t = s.trim_end();
-    (!t.is_empty()).then(|| t.to_string())
+/// A FAT label: 8-bit OEM characters, blank-padded, kept as raw bytes (blkid
+/// passes them through without a code page).
+fn fat_label(raw: &[u8]) -> Option<Label> {
+    Label::from_raw(raw)
 }

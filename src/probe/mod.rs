@@ -3,20 +3,36 @@
 //! Owns [`FsInfo`]: the type name as blkid spells it, UUID, label, and for ext the
 //! superblock facts a converter needs before it writes (state, needs_recovery,
 //! features). Probing reads a few fixed offsets only; it never walks a filesystem.
+//! One module per format or family: `ext` (and its external journal, `jbd`),
+//! `swap` (and hibernation images, `swsuspend`), `fat`, `exfat`, `ntfs`,
+//! `other` (XFS and its external log, Btrfs, LVM2, LUKS), `raid` (Linux md and
+//! Intel RST members), `zfs`, `bcache` (bcache and bcachefs), `f2fs`, `optical`
+//! (ISO 9660 and UDF), `packed` (SquashFS and EROFS), `bitlocker`; [`Label`]
+//! says how labels are decoded.
 
 use serde::Serialize;
 
 use crate::disk::ReadAt;
 use crate::error::Result;
 
+mod bcache;
+mod bitlocker;
 pub(crate) mod bytes;
+mod exfat;
 mod ext;
+mod f2fs;
 pub(crate) mod fat;
+mod label;
 pub(crate) mod ntfs;
+mod optical;
 pub(crate) mod other;
+mod packed;
+mod raid;
 mod swap;
+mod zfs;
 
 pub use ext::feature_names as ext_feature_names;
+pub use label::Label;
 pub use other::lvm2_crc;
 
 /// Filesystem types, named as blkid names them.
@@ -52,6 +68,54 @@ pub enum FsType {
     /// LUKS container.
     #[serde(rename = "crypto_LUKS")]
     CryptoLuks,
+    /// Swap area holding a hibernation image.
+    #[serde(rename = "swsuspend")]
+    Swsuspend,
+    /// Linux software RAID (md) member.
+    #[serde(rename = "linux_raid_member")]
+    LinuxRaidMember,
+    /// Intel Rapid Storage Technology (firmware RAID) member.
+    #[serde(rename = "isw_raid_member")]
+    IswRaidMember,
+    /// ZFS pool member.
+    #[serde(rename = "zfs_member")]
+    ZfsMember,
+    /// bcache backing or cache device.
+    #[serde(rename = "bcache")]
+    Bcache,
+    /// bcachefs.
+    #[serde(rename = "bcachefs")]
+    Bcachefs,
+    /// F2FS.
+    #[serde(rename = "f2fs")]
+    F2fs,
+    /// exFAT.
+    #[serde(rename = "exfat")]
+    Exfat,
+    /// ISO 9660 (CD/DVD image, install or live media).
+    #[serde(rename = "iso9660")]
+    Iso9660,
+    /// UDF.
+    #[serde(rename = "udf")]
+    Udf,
+    /// SquashFS 4.
+    #[serde(rename = "squashfs")]
+    Squashfs,
+    /// SquashFS 3 and older.
+    #[serde(rename = "squashfs3")]
+    Squashfs3,
+    /// EROFS.
+    #[serde(rename = "erofs")]
+    Erofs,
+    /// ext3/ext4 external journal.
+    #[serde(rename = "jbd")]
+    Jbd,
+    /// XFS external log.
+    #[serde(rename = "xfs_external_log")]
+    XfsExternalLog,
+    /// BitLocker encrypted volume.
+    #[serde(rename = "BitLocker")]
+    BitLocker,
     /// Nothing recognised.
     #[serde(rename = "unknown")]
     Unknown,
@@ -71,6 +135,22 @@ impl FsType {
             FsType::Btrfs => "btrfs",
             FsType::Lvm2Member => "LVM2_member",
             FsType::CryptoLuks => "crypto_LUKS",
+            FsType::Swsuspend => "swsuspend",
+            FsType::LinuxRaidMember => "linux_raid_member",
+            FsType::IswRaidMember => "isw_raid_member",
+            FsType::ZfsMember => "zfs_member",
+            FsType::Bcache => "bcache",
+            FsType::Bcachefs => "bcachefs",
+            FsType::F2fs => "f2fs",
+            FsType::Exfat => "exfat",
+            FsType::Iso9660 => "iso9660",
+            FsType::Udf => "udf",
+            FsType::Squashfs => "squashfs",
+            FsType::Squashfs3 => "squashfs3",
+            FsType::Erofs => "erofs",
+            FsType::Jbd => "jbd",
+            FsType::XfsExternalLog => "xfs_external_log",
+            FsType::BitLocker => "BitLocker",
             FsType::Unknown => "unknown",
         }
     }
@@ -78,6 +158,17 @@ impl FsType {
     /// ext2, ext3 or ext4.
     pub fn is_ext(self) -> bool {
         matches!(self, FsType::Ext2 | FsType::Ext3 | FsType::Ext4)
+    }
+
+    /// A filesystem a Linux system mounts read-write (what a hibernated
+    /// system's frozen memory may hold as mounted): ext, XFS, Btrfs, F2FS,
+    /// bcachefs.
+    pub fn is_linux_filesystem(self) -> bool {
+        self.is_ext()
+            || matches!(
+                self,
+                FsType::Xfs | FsType::Btrfs | FsType::F2fs | FsType::Bcachefs
+            )
     }
 }
 
@@ -131,10 +222,16 @@ pub struct FsInfo {
     pub fstype: FsType,
     /// UUID as blkid prints it (FAT: `XXXX-XXXX`, NTFS: 16 hex digits upper case).
     pub uuid: Option<String>,
-    /// Volume label.
-    pub label: Option<String>,
+    /// Volume label, decoded as blkid decodes it (see [`Label`]).
+    pub label: Option<Label>,
     /// Format version where blkid reports one (swap: `"1"`, FAT: `"FAT32"`).
     pub version: Option<String>,
+    /// The filesystem an external journal or log belongs to (blkid's
+    /// `LOGUUID`: `jbd`, `xfs_external_log`); `null` otherwise.
+    pub log_uuid: Option<String>,
+    /// A RAID member's role in its array (`"active 0"`, `"spare"`, `"faulty"`,
+    /// `"journal"`); `null` otherwise.
+    pub raid_role: Option<String>,
     /// ext facts, for ext2/3/4.
     #[serde(skip_serializing_if = "Option::is_none", flatten)]
     pub ext: Option<ExtInfo>,
@@ -152,6 +249,8 @@ impl FsInfo {
             uuid: None,
             label: None,
             version: None,
+            log_uuid: None,
+            raid_role: None,
             ext: None,
             problem: None,
         }
@@ -166,47 +265,84 @@ impl FsInfo {
 /// One signature probe: `Ok(None)` when the device does not carry it.
 type Probe<D> = fn(&D) -> Result<Option<FsInfo>>;
 
+/// How a signature counts when several are found, as blkid counts it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A RAID member or an encrypted container: when found, the search stops
+    /// (what it holds is not this device's filesystem).
+    Container,
+    /// ISO 9660 and UDF: may share a device with each other (hybrid media).
+    Tolerant,
+    /// Any other: a second clean signature makes the result ambivalent.
+    Plain,
+}
+
 /// Identify the filesystem (or container) on `dev`, a partition window or a bare
 /// filesystem image.
 ///
 /// Reads a few fixed offsets only; a device too small for a signature's offset
-/// simply does not carry it. Probes with long magics come first (LUKS, LVM2, XFS,
-/// Btrfs, NTFS, swap), then ext (a 2-byte magic), then FAT (whose signature is
-/// weakest), and the first match wins; every probe runs, and a second clean
-/// signature on the same device is reported in [`FsInfo::problem`] (blkid -p
-/// refuses to name such a device). Where blkid would ignore a signature whose
-/// structure is damaged, we name the type and say what is wrong in
-/// [`FsInfo::problem`] (a damaged part an examiner wants to see); otherwise the
-/// type, UUID, label and version are what `blkid -p` prints. Errors are I/O
-/// failures only.
+/// simply does not carry it. Probes run in libblkid's order (RAID members and
+/// encrypted containers first, then filesystems, FAT last as its signature is
+/// the weakest) and the first match wins. A clean RAID member or encrypted
+/// container ends the search, as blkid's does; otherwise every probe runs, and a
+/// second clean signature on the same device (other than ISO 9660 beside UDF) is
+/// reported in [`FsInfo::problem`] (blkid -p refuses to name such a device).
+/// Where blkid would ignore a signature whose structure is damaged, we name the
+/// type and say what is wrong in [`FsInfo::problem`] (a damaged part an examiner
+/// wants to see); otherwise the type, UUID, label and version are what `blkid -p`
+/// prints. Errors are I/O failures only.
 pub fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<FsInfo> {
-    let probes: [Probe<D>; 8] = [
-        other::probe_luks,
-        other::probe_lvm2,
-        other::probe_xfs,
-        other::probe_btrfs,
-        ntfs::probe,
-        swap::probe,
-        ext::probe,
-        fat::probe,
+    let probes: [(Probe<D>, Kind); 22] = [
+        (raid::probe_md, Kind::Container),
+        (raid::probe_isw, Kind::Container),
+        (bcache::probe_bcache, Kind::Plain),
+        (other::probe_lvm2, Kind::Container),
+        (other::probe_luks, Kind::Container),
+        (bitlocker::probe, Kind::Container),
+        (other::probe_xfs, Kind::Plain),
+        (other::probe_xfs_log, Kind::Plain),
+        (other::probe_btrfs, Kind::Plain),
+        (ntfs::probe, Kind::Plain),
+        (swap::probe, Kind::Plain),
+        (ext::probe, Kind::Plain),
+        (optical::probe_udf, Kind::Tolerant),
+        (optical::probe_iso9660, Kind::Tolerant),
+        (zfs::probe, Kind::Plain),
+        (packed::probe_squashfs, Kind::Plain),
+        (packed::probe_squashfs3, Kind::Plain),
+        (exfat::probe, Kind::Plain),
+        (f2fs::probe, Kind::Plain),
+        (packed::probe_erofs, Kind::Plain),
+        (bcache::probe_bcachefs, Kind::Plain),
+        (fat::probe, Kind::Plain),
     ];
-    let mut found: Option<FsInfo> = None;
-    let mut also = Vec::new();
-    for p in probes {
-        match (p(dev)?, &found) {
-            (Some(info), None) => found = Some(info),
-            // A second clean signature: blkid -p calls the result ambivalent.
-            (Some(other), Some(_)) if other.problem.is_none() => also.push(other.fstype.as_str()),
-            _ => {}
+    let mut found: Option<(FsInfo, Kind)> = None;
+    let mut also: Vec<(&'static str, Kind)> = Vec::new();
+    for (p, kind) in probes {
+        let Some(info) = p(dev)? else { continue };
+        match &found {
+            None => {
+                let stop = kind == Kind::Container && info.problem.is_none();
+                found = Some((info, kind));
+                if stop {
+                    break;
+                }
+            }
+            // A second clean signature: blkid -p calls the result ambivalent
+            // unless every signature found tolerates the others.
+            Some(_) if info.problem.is_none() => also.push((info.fstype.as_str(), kind)),
+            Some(_) => {}
         }
     }
-    let Some(mut info) = found else {
+    let Some((mut info, first_kind)) = found else {
         return Ok(FsInfo::unknown());
     };
-    if !also.is_empty() {
+    let ambivalent = first_kind != Kind::Tolerant || also.iter().any(|(_, k)| *k != Kind::Tolerant);
+    if !also.is_empty() && ambivalent {
+        let names: Vec<&str> = also.iter().map(|(n, _)| *n).collect();
         let note = format!(
             "other signatures are also present: {} (blkid -p calls this ambivalent and names no type)",
-            also.join(", ")
+            names.join(", ")
         );
         info.problem = Some(match info.problem.take() {
             Some(p) => format!("{p}; {note}"),
@@ -222,6 +358,8 @@ pub(crate) fn is_ext<D: ReadAt + ?Sized>(dev: &D) -> Result<bool> {
     Ok(ext::probe(dev)?.is_some_and(|i| i.problem.is_none()))
 }
 
+#[cfg(test)]
+mod identify_tests;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

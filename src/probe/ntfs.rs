@@ -7,7 +7,7 @@
 //! report NTFS with the damage in [`FsInfo::problem`].
 
 use super::bytes;
-use super::{FsInfo, FsType};
+use super::{FsInfo, FsType, Label};
 use crate::bytes::{le16, le32, le64};
 use crate::disk::ReadAt;
 use crate::error::Result;
@@ -79,7 +79,7 @@ pub(crate) fn is_ntfs<D: ReadAt + ?Sized>(dev: &D) -> Result<bool> {
 fn read_volume<D: ReadAt + ?Sized>(
     dev: &D,
     bs: &[u8],
-) -> Result<std::result::Result<Option<String>, String>> {
+) -> Result<std::result::Result<Option<Label>, String>> {
     let sector_size = u64::from(le16(bs, BPB_BYTES_PER_SECTOR));
     if !(256..=4096).contains(&sector_size) || !sector_size.is_power_of_two() {
         return Ok(Err(format!(
@@ -167,7 +167,7 @@ fn read_volume<D: ReadAt + ?Sized>(
 }
 
 /// The `$VOLUME_NAME` attribute of the `$Volume` record, bounded by the record.
-fn volume_name(rec: &[u8], rec_size: u64) -> Option<String> {
+fn volume_name(rec: &[u8], rec_size: u64) -> Option<Label> {
     let allocated = u64::from(le32(rec, MFT_BYTES_ALLOCATED));
     let mut off = u64::from(le16(rec, MFT_ATTRS_OFFSET));
     // Each step advances by a non-zero length, so the walk ends within the record.
@@ -185,7 +185,7 @@ fn volume_name(rec: &[u8], rec_size: u64) -> Option<String> {
             if val_off <= rec_size - off && val_len <= rec_size - off - val_off {
                 // OK to cast: both bounded by the record size.
                 let v = bytes::slice(rec, a + val_off as usize, val_len as usize);
-                return bytes::label_utf16le(v);
+                return Label::from_utf16le(v);
             }
             return None;
         }

@@ -1,10 +1,10 @@
 //! Signatures of filesystems and containers domuify does not open but must name:
-//! XFS, Btrfs, LVM2 physical volumes and LUKS. Each is identified by its magic at
+//! XFS and its external log, Btrfs, LVM2 physical volumes and LUKS. Each is identified by its magic at
 //! a fixed offset, with the UUID and label blkid prints, and a few sanity checks
 //! whose failure is reported in [`FsInfo::problem`].
 
 use super::bytes;
-use super::{FsInfo, FsType};
+use super::{FsInfo, FsType, Label};
 use crate::bytes::{be16, be32, be64, le16, le32, le64};
 use crate::disk::ReadAt;
 use crate::error::Result;
@@ -46,7 +46,7 @@ pub(super) fn probe_xfs<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
     }
     if bad.is_empty() {
         info.uuid = bytes::uuid_string(&crate::bytes::bytes16(&sb, XFS_SB_UUID));
-        info.label = bytes::label(bytes::slice(&sb, XFS_SB_FNAME, XFS_SB_FNAME_LEN));
+        info.label = Label::from_raw(bytes::slice(&sb, XFS_SB_FNAME, XFS_SB_FNAME_LEN));
     } else {
         info.problem = Some(format!(
             "XFS superblock at byte 0: invalid {}",
@@ -54,6 +54,51 @@ pub(super) fn probe_xfs<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
         ));
     }
     Ok(Some(info))
+}
+
+// XFS log record header (`struct xlog_rec_header`, big-endian).
+const XLOG_HEADER_MAGIC_NUM: u32 = 0xFEED_BABE;
+const XLOG_H_VERSION: usize = 0x08;
+const XLOG_H_LEN: usize = 0x0C;
+const XLOG_H_FMT: usize = 0x12C;
+const XLOG_H_UUID: usize = 0x130;
+const XLOG_VERSION_OKBITS: u32 = 0x3;
+/// Linux little-endian, Linux big-endian, IRIX big-endian.
+const XLOG_FMTS: [u32; 3] = [1, 2, 3];
+/// A log record header is in one of the first 512 sectors.
+const XLOG_SCAN: usize = 256 * 1024;
+/// blkid does not look for an external log under 10 MiB.
+const XLOG_MIN_SIZE: u64 = 10 * 1024 * 1024;
+
+/// Probe for an XFS external log device: a valid log record header in one of
+/// the first 512 sectors, before any XFS superblock. Its UUID is the
+/// filesystem's (blkid's `LOGUUID`; the log has no UUID of its own).
+pub(super) fn probe_xfs_log<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
+    if dev.size() < XLOG_MIN_SIZE {
+        return Ok(None);
+    }
+    let Some(buf) = bytes::read_opt(dev, 0, XLOG_SCAN)? else {
+        return Ok(None);
+    };
+    for rec in buf.chunks_exact(512) {
+        if bytes::has(rec, 0, b"XFSB") {
+            return Ok(None);
+        }
+        let version = be32(rec, XLOG_H_VERSION);
+        let len = be32(rec, XLOG_H_LEN);
+        if be32(rec, 0) == XLOG_HEADER_MAGIC_NUM
+            && version != 0
+            && version & !XLOG_VERSION_OKBITS == 0
+            && len != 0
+            && len <= 0x7FFF_FFFF
+            && XLOG_FMTS.contains(&be32(rec, XLOG_H_FMT))
+        {
+            let mut info = FsInfo::new(FsType::XfsExternalLog);
+            info.log_uuid = bytes::uuid_string(&crate::bytes::bytes16(rec, XLOG_H_UUID));
+            return Ok(Some(info));
+        }
+    }
+    Ok(None)
 }
 
 // Btrfs superblock at 64 KiB.
@@ -90,7 +135,7 @@ pub(super) fn probe_btrfs<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>>
         return Ok(Some(info));
     }
     info.uuid = bytes::uuid_string(&crate::bytes::bytes16(&sb, BTRFS_FSID));
-    info.label = bytes::label(bytes::slice(&sb, BTRFS_LABEL, BTRFS_LABEL_LEN));
+    info.label = Label::from_raw(bytes::slice(&sb, BTRFS_LABEL, BTRFS_LABEL_LEN));
     // Only the default checksum is verified (blkid also knows xxhash, sha256
     // and blake2).
     if le16(&sb, BTRFS_CSUM_TYPE) == BTRFS_CSUM_TYPE_CRC32 {
@@ -212,7 +257,7 @@ pub(super) fn probe_luks<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> 
         info.uuid = bytes::label(bytes::slice(&h, LUKS_UUID, LUKS_UUID_LEN));
     }
     if version == 2 {
-        info.label = bytes::label(bytes::slice(&h, LUKS2_LABEL, LUKS2_LABEL_LEN));
+        info.label = Label::from_raw(bytes::slice(&h, LUKS2_LABEL, LUKS2_LABEL_LEN));
     }
     Ok(Some(info))
 }

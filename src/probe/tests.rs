@@ -21,10 +21,12 @@ fn as_blkid(info: &FsInfo) -> BTreeMap<String, String> {
     if info.fstype != FsType::Unknown {
         m.insert("TYPE".to_string(), info.fstype.as_str().to_string());
     }
+    let label = info.label.as_ref().map(ToString::to_string);
     for (k, v) in [
         ("UUID", &info.uuid),
-        ("LABEL", &info.label),
+        ("LABEL", &label),
         ("VERSION", &info.version),
+        ("LOGUUID", &info.log_uuid),
     ] {
         if let Some(v) = v {
             m.insert(k.to_string(), v.clone());
@@ -37,7 +39,12 @@ fn as_blkid(info: &FsInfo) -> BTreeMap<String, String> {
 fn judged(img: &Path, offset: Option<u64>) -> BTreeMap<String, String> {
     blkid(img, offset)
         .into_iter()
-        .filter(|(k, _)| matches!(k.as_str(), "TYPE" | "UUID" | "LABEL" | "VERSION"))
+        .filter(|(k, _)| {
+            matches!(
+                k.as_str(),
+                "TYPE" | "UUID" | "LABEL" | "VERSION" | "LOGUUID"
+            )
+        })
         .collect()
 }
 
@@ -343,7 +350,7 @@ fn swap_matches_blkid() {
         let info = assert_like_blkid(&img);
         assert_eq!(info.fstype, FsType::Swap);
         assert_eq!(info.version.as_deref(), Some("1"));
-        assert_eq!(info.label.as_deref(), label);
+        assert_eq!(info.label.as_ref().and_then(Label::as_str), label);
     }
     // Version 0 signature: no UUID or label.
     let img = dir.path().join("swap0.img");
@@ -406,7 +413,7 @@ fn fat_matches_blkid() {
         if name.starts_with("fat32") {
             run("mlabel", &["-i", &p, "::NEWNAME"], None);
             let info = assert_like_blkid(&img);
-            assert_eq!(info.label.as_deref(), Some("NEWNAME"));
+            assert_eq!(info.label.as_ref().and_then(Label::as_str), Some("NEWNAME"));
         }
     }
 }
@@ -442,7 +449,7 @@ fn fat_inside_a_partition_matches_blkid_at_offset() {
     let w = Window::new(&disk, p.start_bytes, p.size_bytes).expect("window");
     let info = probe(&w).expect("probe");
     assert_eq!(as_blkid(&info), judged(&img, Some(p.start_bytes)));
-    assert_eq!(info.label.as_deref(), Some("ESP"));
+    assert_eq!(info.label.as_ref().and_then(Label::as_str), Some("ESP"));
     // The disk itself is still a GPT, not a FAT.
     assert_eq!(t.kind, crate::part::TableKind::Gpt);
 }
@@ -543,7 +550,7 @@ fn lvm2_luks_btrfs_xfs_signatures_match_blkid() {
     patch(&img, 0x10000, &sb);
     let info = assert_like_blkid(&img);
     assert_eq!(info.fstype, FsType::Btrfs);
-    assert_eq!(info.label.as_deref(), Some("tank1"));
+    assert_eq!(info.label.as_ref().and_then(Label::as_str), Some("tank1"));
     assert_eq!(info.problem, None);
     // A bad checksum: we name it with the damage.
     patch(&img, 0x10000 + 0x12B, b"T");
@@ -579,7 +586,7 @@ fn lvm2_luks_btrfs_xfs_signatures_match_blkid() {
     patch(&img, 0, &sb);
     let info = assert_like_blkid(&img);
     assert_eq!(info.fstype, FsType::Xfs);
-    assert_eq!(info.label.as_deref(), Some("scratch"));
+    assert_eq!(info.label.as_ref().and_then(Label::as_str), Some("scratch"));
 }
 
 #[test]
@@ -624,22 +631,32 @@ fn ntfs_mft_offset_overflow_is_a_problem_not_a_panic() {
 }
 
 #[test]
-fn external_journal_is_not_a_filesystem() {
+fn external_journal_is_jbd_with_its_uuid_as_loguuid() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let img = mke2fs(
-        dir.path(),
-        "jbd.img",
-        8 << 20,
-        &["-O", "journal_dev", "-b", "4096"],
-    );
-    assert_eq!(
-        blkid(&img, None).get("TYPE").map(String::as_str),
-        Some("jbd")
-    );
-    let info = probe_file(&img);
-    assert_eq!(info.fstype, FsType::Unknown);
-    assert_eq!(info.ext, None);
-    assert_eq!(info.problem, None);
+    for (name, args) in [
+        (
+            "jbd4k.img",
+            &["-O", "journal_dev", "-b", "4096", "-L", "jlog"][..],
+        ),
+        (
+            "jbd1k.img",
+            &[
+                "-O",
+                "journal_dev",
+                "-b",
+                "1024",
+                "-U",
+                "0a1b2c3d-0000-4000-8000-00000000000a",
+            ][..],
+        ),
+    ] {
+        let img = mke2fs(dir.path(), name, 8 << 20, args);
+        let info = assert_like_blkid(&img);
+        assert_eq!(info.fstype, FsType::Jbd);
+        assert!(info.uuid.is_some() && info.uuid == info.log_uuid);
+        assert_eq!(info.ext, None);
+        assert_eq!(info.problem, None);
+    }
 }
 
 /// A device that counts the bytes read from it.
@@ -678,10 +695,15 @@ fn fat_label_search_is_bounded_on_a_hostile_root_directory() {
     let counting = Counting(&disk, std::cell::Cell::new(0));
     let info = probe(&counting).expect("probe");
     assert_eq!(info.fstype, FsType::Vfat);
+    // What every other probe reads at its fixed offsets on a device this size.
+    let blank = MemDisk::new(vec![0; disk.size() as usize]);
+    let fixed = Counting(&blank, std::cell::Cell::new(0));
+    assert_eq!(probe(&fixed).expect("probe").fstype, FsType::Unknown);
     assert!(
-        counting.1.get() <= (1 << 20) + (64 << 10),
-        "{} bytes read",
-        counting.1.get()
+        counting.1.get() <= fixed.1.get() + (1 << 20) + (64 << 10),
+        "{} bytes read, {} by the fixed-offset probes",
+        counting.1.get(),
+        fixed.1.get()
     );
 }
 

@@ -11,8 +11,9 @@
 //! in [`ops`]; `copy-in` is [`crate::copy::copy_in`].
 //!
 //! Order of the checks, all before the first byte is written: lock, mount check,
-//! table, then per filesystem the engine's own refusals (features, journal,
-//! errors, orphans) when it is opened.
+//! table, then per filesystem a hibernation image freezing it (unless
+//! `force`, see [`crate::hibernation`]) and the engine's own refusals
+//! (features, journal, errors, orphans) when it is opened.
 
 pub mod lock;
 pub mod mounted;
@@ -128,6 +129,12 @@ impl Writer {
         }
         let shown = self.image.display().to_string();
         let (start, len) = self.table.locate(part, &shown, self.disk.size())?;
+        if !self.opts.force {
+            if let Some(n) = part {
+                crate::hibernation::refuse_if_frozen(&self.disk, &self.table, n)
+                    .map_err(|e| e.context(&shown))?;
+            }
+        }
         if self.disk.kind() == DiskKind::BlockDevice {
             mounted::refuse_if_mounted(&self.disk, part)?;
             let node = part.and_then(|n| self.disk.partition_node(n));

@@ -18,6 +18,7 @@ mod guest_stream;
 mod habits;
 mod harden;
 mod harness;
+mod hibernation;
 mod inspect;
 mod kernels;
 mod lock;

@@ -1,7 +1,11 @@
 //! Robustness of the partition reader and the filesystem probes on hostile bytes:
-//! real images (made with sfdisk, mke2fs, mkfs.vfat, mkswap, mkntfs) with random
+//! real images (made with sfdisk, mke2fs, mkfs.vfat, mkswap, mkntfs, and for the
+//! types of issue 14 mkfs.exfat, xorriso, mkudffs, mksquashfs, mkfs.erofs,
+//! mke2fs -O journal_dev, make-bcache, the head of an mkfs.f2fs image, a
+//! hibernated swap, md and Intel RST superblocks, Sun/SGI/BSD labels) with random
 //! bytes overwritten in their metadata sectors and random truncation, plus plain
-//! random bytes. Every call must return (no panic), read a bounded number of
+//! random bytes; ZFS and the XFS external log (which need 64 and 10 MiB) have
+//! their own test over hostile labels. Every call must return (no panic), read a bounded number of
 //! bytes in bounded pieces (no huge allocation, no endless walk), and report
 //! partitions that the table declares.
 
@@ -91,9 +95,18 @@ fn hot_ranges(b: &[u8]) -> Vec<std::ops::Range<usize>> {
             hot.push(s..s + 512);
         }
     }
-    for start in [1024usize, 0x10000] {
-        if b.len() >= start + 1024 {
-            hot.push(start..start + 1024);
+    // ext/btrfs/f2fs/erofs superblocks, bcache and md 1.2 at 4 KiB, the ISO 9660
+    // and UDF descriptors from 32 KiB, UDF anchors at sector 256.
+    for (start, len) in [
+        (1024usize, 1024usize),
+        (0x10000, 1024),
+        (0x1000, 1024),
+        (0x8000, 16 * 2048),
+        (256 * 512, 512),
+        (256 * 2048, 2048),
+    ] {
+        if b.len() >= start + len {
+            hot.push(start..start + len);
         }
     }
     hot
@@ -124,7 +137,51 @@ fn templates() -> &'static [Template] {
             image(d, "fat12", 1 << 20, |p| tool("mkfs.vfat", &["-n", "FUZZ", p], None)),
             image(d, "swap", 1 << 20, |p| tool("mkswap", &["-q", "-L", "s", p], None)),
             image(d, "ntfs", 2 << 20, |p| tool("mkntfs", &["-F", "-Q", "-q", p], None)),
+            image(d, "exfat", 4 << 20, |p| tool("mkfs.exfat", &["-L", "Été", p], None)),
+            image(d, "jbd", 1 << 20, |p| {
+                tool("mke2fs", &["-q", "-F", "-O", "journal_dev", "-b", "1024", p], None)
+            }),
+            image(d, "udf", 1 << 20, |p| tool("mkudffs", &["--blocksize=512", "--label=日本", p], None)),
+            image(d, "bcache", 1 << 20, |p| tool("make-bcache", &["-B", p], None)),
+            image(d, "swsuspend", 1 << 20, |p| {
+                tool("mkswap", &["-q", "-L", "h", p], None);
+                patch(p, 4096 - 10, b"S1SUSPEND\0");
+            }),
+            image(d, "sun", 1 << 20, |p| tool("sfdisk", &["-q", p], Some("label: sun\n"))),
+            image(d, "sgi", 1 << 20, |p| tool("sfdisk", &["-q", p], Some("label: sgi\n"))),
+            image(d, "bsd", 2 << 20, |p| {
+                tool("sfdisk", &["-q", p], Some("label: dos\nstart=2048, type=a5\n"));
+                tool("fdisk", &[p], Some("b\ny\nw\n"));
+            }),
+            image(d, "md", 1 << 20, |p| patch(p, 0x1000, &md12())),
+            image(d, "isw", 1 << 20, |p| {
+                patch(p, (1 << 20) - 1024, b"Intel Raid ISM Cfg Sig. 1.1.00\0\0")
+            }),
         ];
+        let src = d.join("tree");
+        std::fs::create_dir_all(src.join("etc")).expect("tree");
+        std::fs::write(src.join("etc/hostname"), "live\n").expect("tree");
+        let s = src.display().to_string();
+        let iso = d.join("iso");
+        tool(
+            "xorriso",
+            &["-as", "mkisofs", "-quiet", "-J", "-V", "LIVE", "-o", &iso.display().to_string(), &s],
+            None,
+        );
+        let sq = d.join("sq");
+        tool("mksquashfs", &[&s, &sq.display().to_string(), "-quiet", "-noappend", "-no-progress"], None);
+        let ero = d.join("ero");
+        tool("mkfs.erofs", &["--quiet", &ero.display().to_string(), &s], None);
+        let f2 = d.join("f2fs");
+        std::fs::File::create(&f2).and_then(|f| f.set_len(64 << 20)).expect("f2fs");
+        tool("mkfs.f2fs", &["-q", "-l", "f2", &f2.display().to_string()], None);
+        for f in [iso, sq, ero] {
+            images.push(std::fs::read(f).expect("read"));
+        }
+        // The head of the F2FS image holds both superblocks.
+        let mut head = std::fs::read(&f2).expect("read");
+        head.truncate(64 << 10);
+        images.push(head);
         images.push(vec![0; 70 * 1024]);
         images
             .into_iter()
@@ -134,6 +191,28 @@ fn templates() -> &'static [Template] {
             })
             .collect()
     })
+}
+
+/// Patch `bytes` into the file at `off`.
+fn patch(path: &str, off: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open");
+    f.write_all_at(bytes, off).expect("patch");
+}
+
+/// A minimal md 1.2 superblock (magic, version 1, its own sector, a name).
+fn md12() -> Vec<u8> {
+    let mut sb = vec![0u8; 1024];
+    sb[0..4].copy_from_slice(&0xa92b_4efcu32.to_le_bytes());
+    sb[4..8].copy_from_slice(&1u32.to_le_bytes());
+    sb[0x10..0x20].copy_from_slice(&[0x5e; 16]);
+    sb[0x20..0x26].copy_from_slice(b"fuzz:0");
+    sb[0x90..0x98].copy_from_slice(&8u64.to_le_bytes());
+    sb[0xDC..0xE0].copy_from_slice(&2u32.to_le_bytes());
+    sb
 }
 
 /// Read the table and probe the whole device and every partition that fits;
@@ -262,4 +341,73 @@ fn named_hostile_cases() {
         .problems
         .iter()
         .any(|p| p.message.contains("primary GPT header")));
+}
+
+/// ZFS labels (64 MiB minimum) and an XFS external log (10 MiB minimum): the
+/// nvlist and uberblock rings of a hand-made member, and the first log records
+/// of a log made by mkfs.xfs, overwritten with random bytes; every probe
+/// returns and reads within bounds.
+#[test]
+fn hostile_zfs_labels_and_xfs_logs_never_panic_or_overread() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("xfs");
+    let log = dir.path().join("log");
+    for (p, size) in [(&data, 300u64 << 20), (&log, 70 << 20)] {
+        std::fs::File::create(p)
+            .and_then(|f| f.set_len(size))
+            .expect("image");
+    }
+    tool(
+        "mkfs.xfs",
+        &[
+            "-q",
+            "-l",
+            &format!("logdev={},size=64m", log.display()),
+            &data.display().to_string(),
+        ],
+        None,
+    );
+    let log = std::fs::read(&log).expect("read log");
+    let size: usize = 64 << 20;
+    let mut zfs = vec![0u8; size];
+    let labels = [0, 256 << 10, size - (512 << 10), size - (256 << 10)];
+    for &l in &labels {
+        for slot in 0..8 {
+            let at = l + (128 << 10) + slot * 1024;
+            zfs[at..at + 8].copy_from_slice(&0x00ba_b10cu64.to_le_bytes());
+        }
+    }
+    // A small xorshift generator: reproducible, no dependency.
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    for _ in 0..24 {
+        let mut z = zfs.clone();
+        for &l in &labels {
+            // The nvlist: random words, often small (sizes, lengths, types).
+            for i in (0..4096).step_by(4) {
+                let r = next();
+                let w = if r % 3 == 0 {
+                    (r >> 8) as u32 % 64
+                } else {
+                    (r >> 32) as u32
+                };
+                z[l + (16 << 10) + i..l + (16 << 10) + i + 4].copy_from_slice(&w.to_be_bytes());
+            }
+            let at = l + (128 << 10) + (next() % 128) as usize * 1024;
+            z[at..at + 8].copy_from_slice(&0x0cb1_ba00_0000_0000u64.to_le_bytes());
+        }
+        exercise(z).expect("bounded");
+        let mut x = log.clone();
+        for _ in 0..256 {
+            let r = next();
+            let off = (r % (256 << 10)) as usize;
+            x[off] = (r >> 40) as u8;
+        }
+        exercise(x).expect("bounded");
+    }
 }
