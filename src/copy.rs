@@ -479,7 +479,9 @@ fn now() -> Timestamp {
     Timestamp::now()
 }
 
-fn node_of(meta: &fs::Metadata) -> NewNode {
+/// The node a host entry's metadata gives a new guest inode: permission bits,
+/// owner, access and modification times; change time now.
+pub fn host_node(meta: &fs::Metadata) -> NewNode {
     let ts = |s: i64, ns: i64| Timestamp {
         sec: s,
         nsec: u32::try_from(ns).unwrap_or(0).min(999_999_999),
@@ -589,7 +591,7 @@ impl<D: WriteAt> CopyIn<'_, D> {
 
     fn put(&mut self, parent: Ino, name: &[u8], host: &Path, meta: &fs::Metadata) -> Result<()> {
         let ft = meta.file_type();
-        let node = node_of(meta);
+        let node = host_node(meta);
         if ft.is_dir() {
             let ino = match self.ext.lookup(parent, name)? {
                 Some(old) if self.ext.stat(old)?.file_type() == FileType::Directory => old,

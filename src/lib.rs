@@ -10,6 +10,8 @@
 //! - [`guest`]: the installed system as the planners see it (fstab, kernels,
 //!   module trees, OS release), read through ext4-view;
 //! - [`inspect`]: the whole-disk report behind `domuify inspect`;
+//! - [`modules`]: installing a host module tree into the guest (plan, apply);
+//! - [`xlcfg`]: the domU config text (xl and legacy xm forms), pure;
 //! - [`cli`]: the command line; `main.rs` only calls it.
 
 #![forbid(unsafe_code)]
@@ -24,9 +26,11 @@ pub mod fault;
 pub mod finding;
 pub mod guest;
 pub mod inspect;
+pub mod modules;
 pub mod part;
 pub mod probe;
 pub mod undo;
 pub mod writer;
+pub mod xlcfg;
 
 pub use error::{Error, ErrorKind, Result};

@@ -7,8 +7,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod config;
 mod files;
 mod inspect;
+mod modules;
 
 /// An error in how the command was called: exit code 2.
 #[derive(Debug)]
@@ -64,7 +66,33 @@ enum Command {
     Rm(RmArgs),
     /// Restore an image from an undo file, bit for bit.
     Undo(UndoArgs),
+    /// Copy a host kernel module tree into the guest's /lib/modules/VER.
+    ///
+    /// Reads the host tree DIR and the guest's root filesystem; writes only with
+    /// --apply (the guest's /lib/modules/VER, and --undo FILE). Without --apply it
+    /// prints what would be copied and the space it needs.
+    #[command(after_help = MODULES_EXAMPLES)]
+    Modules(ModulesArgs),
+    /// Write the Xen domU config (xl, or the legacy xm form) for the guest.
+    ///
+    /// Reads the image (partition table, the guest's files, its kernel); writes
+    /// the config to --out (standard output by default) and, with --split-to DIR,
+    /// each exported partition as a sparse file in DIR. Never writes the image.
+    #[command(after_help = CONFIG_EXAMPLES)]
+    Config(config::ConfigArgs),
 }
+
+const MODULES_EXAMPLES: &str = "\
+Examples (the sample disk: `bash scripts/sample-image /tmp/seed.img`; the guest is partition 5):
+  domuify modules /tmp/seed.img --part 5 --from /lib/modules/$(uname -r)
+  domuify modules /tmp/seed.img --part 5 --from ./lib/modules/6.1.0-27-amd64 --apply --undo /tmp/seed.undo
+  domuify modules /tmp/seed.img --part 5 --from ./tree --version 2.6.32-5-xen-686 --replace --apply";
+
+const CONFIG_EXAMPLES: &str = "\
+Examples (the sample disk: `bash scripts/sample-image /tmp/seed.img`; the guest is partition 5):
+  domuify config /tmp/seed.img --root 5 --swap 2 --partitions --split-to /tmp/seed-parts --kernel /boot/vmlinuz-$(uname -r) --force
+  domuify config /tmp/seed.img --root 5 --swap 2 --partitions --split-to /tmp/seed-parts --kernel /boot/vmlinuz --format xm --out seed.cfg
+  domuify config /tmp/gpt.img --whole-disk --bootloader pygrub --memory 1024 --bridge xenbr0";
 
 /// `inspect` arguments.
 #[derive(Args, Debug)]
@@ -188,6 +216,34 @@ pub struct RmArgs {
     opts: WriteOpts,
 }
 
+/// `modules` arguments.
+#[derive(Args, Debug)]
+pub struct ModulesArgs {
+    /// Raw disk image or block device.
+    pub image: PathBuf,
+    /// The guest's root partition; default: the only installed Linux system found.
+    #[arg(long = "part")]
+    pub part: Option<u32>,
+    /// Host module tree to copy (default: /lib/modules/$(uname -r)).
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+    /// Name of the directory in the guest's /lib/modules (default: DIR's name).
+    #[arg(long, value_name = "VER")]
+    pub version: Option<String>,
+    /// Remove the guest's existing /lib/modules/VER first.
+    #[arg(long)]
+    pub replace: bool,
+    /// Copy; without it only the plan is printed and nothing is written.
+    #[arg(long)]
+    pub apply: bool,
+    /// Print the plan (and, with --apply, what was copied) as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+    /// --undo and --wait.
+    #[command(flatten)]
+    pub opts: WriteOpts,
+}
+
 /// `undo` arguments.
 #[derive(Args, Debug)]
 pub struct UndoArgs {
@@ -237,5 +293,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mkdir(a) => files::mkdir(a),
         Command::Rm(a) => files::rm(a),
         Command::Undo(a) => files::undo(a),
+        Command::Modules(a) => modules::run(a),
+        Command::Config(a) => config::run(a),
     }
 }

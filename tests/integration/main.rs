@@ -16,5 +16,6 @@ mod inspect;
 mod lock;
 mod matrix;
 mod model;
+mod modules;
 mod probe_fuzz;
 mod undo;
