@@ -10,6 +10,7 @@
 //! - [`guest`]: the installed system as the planners see it (fstab, kernels,
 //!   module trees, OS release), read through ext4-view;
 //! - [`inspect`]: the whole-disk report behind `domuify inspect`;
+//! - [`domu`]: the domU config plan (device map, boot, memory) and split files;
 //! - [`modules`]: installing a host module tree into the guest (plan, apply);
 //! - [`xlcfg`]: the domU config text (xl and legacy xm forms), pure;
 //! - [`cli`]: the command line; `main.rs` only calls it.
@@ -20,6 +21,7 @@
 pub mod cli;
 pub mod copy;
 pub mod disk;
+pub mod domu;
 pub mod error;
 pub mod ext;
 pub mod fault;

@@ -79,7 +79,7 @@ enum Command {
     /// the config to --out (standard output by default) and, with --split-to DIR,
     /// each exported partition as a sparse file in DIR. Never writes the image.
     #[command(after_help = CONFIG_EXAMPLES)]
-    Config(config::ConfigArgs),
+    Config(Box<config::ConfigArgs>),
 }
 
 const MODULES_EXAMPLES: &str = "\
@@ -294,6 +294,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rm(a) => files::rm(a),
         Command::Undo(a) => files::undo(a),
         Command::Modules(a) => modules::run(a),
-        Command::Config(a) => config::run(a),
+        Command::Config(a) => config::run(*a),
     }
 }

@@ -2,6 +2,7 @@
 //! against images made by `scripts/`, judged by independent tools.
 
 mod blockdev;
+mod config;
 mod dirs;
 mod engine;
 mod engine_bench;
