@@ -12,10 +12,10 @@ use serde_json::Value;
 use crate::fixtures::{self, run};
 
 /// A loop device, detached on drop (also when an assertion fails).
-struct Loop(PathBuf);
+pub(crate) struct Loop(pub(crate) PathBuf);
 
 impl Loop {
-    fn attach(img: &Path, extra: &[&str]) -> Option<Loop> {
+    pub(crate) fn attach(img: &Path, extra: &[&str]) -> Option<Loop> {
         let out = Command::new("losetup")
             .args(["-f", "--show"])
             .args(extra)

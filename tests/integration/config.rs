@@ -513,3 +513,46 @@ fn config_help_has_examples() {
         );
     }
 }
+
+#[test]
+fn config_block_device_partition_nodes() {
+    let Some(check) = xlcheck() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let img = fixtures::copy("seed.img", tmp.path());
+    let Some(dev) = crate::blockdev::Loop::attach(&img, &["-P", "-r"]) else {
+        return;
+    };
+    let name = dev.0.file_name().unwrap().to_str().unwrap().to_string();
+    if !Path::new(&format!("/dev/{name}p5")).exists() {
+        // Without partition scanning (some containers) the kernel makes no node.
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("losetup -P made no /dev/{name}p5");
+        }
+        eprintln!("skipped: losetup -P made no partition nodes here");
+        return;
+    }
+    let k = kernel_kit(&tmp.path().join("kit"), READY);
+    let cfg = tmp.path().join("blk.cfg");
+    // A block device: partition mode by default, each disk its partition's node.
+    bin()
+        .args([
+            "config",
+            s(&dev.0),
+            "--root",
+            "5",
+            "--kernel",
+            s(&k),
+            "--out",
+            s(&cfg),
+        ])
+        .assert()
+        .success();
+    let p = parsed(check, &cfg);
+    let node = |n: u32| format!("{}p{n}", dev.0.display());
+    assert_eq!(p["disk.count"], "2");
+    assert_eq!(p["disk[0].target"], node(5));
+    assert_eq!(p["disk[0].vdev"], "xvda5");
+    assert_eq!(p["disk[1].target"], node(2));
+    assert_eq!(p["disk[1].vdev"], "xvda2");
+    assert_eq!(p["root"], "/dev/xvda5 ro");
+}
