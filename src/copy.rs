@@ -95,6 +95,12 @@ pub struct CopyOutReport {
     pub errors: Vec<String>,
     /// Entries skipped by design (device nodes, fifos, sockets).
     pub notes: Vec<String>,
+    /// Damage met and stepped around: a directory met a second time (a
+    /// directory hard link or a loop) is not copied again.
+    pub warnings: Vec<String>,
+    /// Directories copied so far, by inode number, with the guest path each was
+    /// first met at.
+    seen_dirs: HashMap<u64, Vec<u8>>,
 }
 
 fn system_time(t: Timestamp) -> SystemTime {
@@ -142,7 +148,9 @@ pub fn copy_out(
                 if node.file_type != FileType::Directory {
                     return Err(Error::corrupt("the guest root is not a directory"));
                 }
-                copy_children(r, b"/", host_dir, &mut rep)?;
+                if first_visit(r, b"/", &mut rep)? {
+                    copy_children(r, b"/", host_dir, &mut rep)?;
+                }
             }
             Some((_, name)) => {
                 if !valid_name(&name) {
@@ -161,6 +169,25 @@ pub fn copy_out(
         }
     }
     Ok(rep)
+}
+
+/// Is this the first time the walk meets the directory at `gpath`? A second
+/// meeting (the same inode under another name: a directory hard link, or an
+/// ancestor, a loop) is recorded as a warning.
+fn first_visit(r: &dyn GuestRead, gpath: &[u8], rep: &mut CopyOutReport) -> Result<bool> {
+    let Some((id, _)) = r.dir_id(gpath)? else {
+        return Ok(true);
+    };
+    if let Some(first) = rep.seen_dirs.get(&id) {
+        rep.warnings.push(format!(
+            "{}: skipped: directory inode {id} was already copied as {} (a directory hard link or a loop: the filesystem is damaged, `e2fsck -f` repairs it)",
+            show(gpath),
+            show(first)
+        ));
+        return Ok(false);
+    }
+    rep.seen_dirs.insert(id, gpath.to_vec());
+    Ok(true)
 }
 
 fn copy_children(
@@ -182,9 +209,26 @@ fn copy_children(
             Err(e) => rep.errors.push(format!("skipped an entry: {}", chain(&e))),
         }
     }
+    let here = r.dir_id(gpath)?.map(|(id, _)| id);
     for name in names {
         let child = join_guest(gpath, &name);
         match r.node(&child, false) {
+            Ok(node) if node.file_type == FileType::Directory && here.is_some() => {
+                // A directory whose `..` names another parent is a second name
+                // (a directory hard link): it is copied under its own parent.
+                if let Some((id, up)) = r.dir_id(&child)? {
+                    if up.is_some() && up != here {
+                        rep.warnings.push(format!(
+                            "{}: skipped: a second name of directory inode {id}, whose `..` is inode {} (a directory hard link: the filesystem is damaged, `e2fsck -f` repairs it)",
+                            show(&child),
+                            up.unwrap_or(0)
+                        ));
+                        continue;
+                    }
+                }
+                let to = dest.join(OsStr::from_bytes(&name));
+                copy_out_node(r, &child, &node, &to, rep);
+            }
             Ok(node) => {
                 let to = dest.join(OsStr::from_bytes(&name));
                 copy_out_node(r, &child, &node, &to, rep);
@@ -256,6 +300,9 @@ fn copy_out_dir(
     dest: &Path,
     rep: &mut CopyOutReport,
 ) -> Result<()> {
+    if !first_visit(r, gpath, rep)? {
+        return Ok(());
+    }
     if rep.dirs >= r.inodes_count() {
         return Err(Error::corrupt(format!(
             "more directories than the filesystem has inodes ({}): a directory cycle in a damaged filesystem; not copied",
@@ -383,6 +430,106 @@ fn host_children(p: &Path) -> Result<Vec<(Vec<u8>, PathBuf)>> {
     Ok(v)
 }
 
+/// The data ranges `[start, end)` of the host file `f` of `len` bytes, as
+/// `SEEK_DATA`/`SEEK_HOLE` report them (the whole file where the host
+/// filesystem does not tell holes apart).
+fn data_ranges(f: &File, len: u64) -> Vec<(u64, u64)> {
+    use rustix::fs::{seek, SeekFrom};
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    while at < len {
+        let start = match seek(f, SeekFrom::Data(at)) {
+            Ok(s) => s,
+            // No data after `at`: the rest is a hole.
+            Err(rustix::io::Errno::NXIO) => return out,
+            // SEEK_DATA not supported: all of it is data.
+            Err(_) => {
+                out.push((at, len));
+                return out;
+            }
+        };
+        let Ok(end) = seek(f, SeekFrom::Hole(start)) else {
+            out.push((start.min(at), len));
+            return out;
+        };
+        let end = end.min(len);
+        if end <= start {
+            break;
+        }
+        out.push((start, end));
+        at = end;
+    }
+    out
+}
+
+/// Blocks of `block_size` bytes that hold data in the host file `p` of `len`
+/// bytes (holes excluded).
+fn data_blocks(p: &Path, len: u64, block_size: u64) -> Result<u64> {
+    let f = File::open(p).map_err(|e| Error::io(format!("cannot open {}", p.display()), e))?;
+    Ok(blocks_of(&data_ranges(&f, len), block_size))
+}
+
+fn blocks_of(ranges: &[(u64, u64)], block_size: u64) -> u64 {
+    let mut n = 0u64;
+    let mut last_block: Option<u64> = None;
+    for &(a, b) in ranges {
+        let mut first = a / block_size;
+        let end = b.div_ceil(block_size);
+        if last_block == Some(first) {
+            // A block shared with the previous range counts once.
+            first += 1;
+        }
+        n += end.saturating_sub(first);
+        last_block = Some(end - 1);
+    }
+    n
+}
+
+/// A host file read as a whole, its holes given as zeros without reading them.
+struct Sparse {
+    file: File,
+    ranges: Vec<(u64, u64)>,
+    pos: u64,
+    len: u64,
+}
+
+impl Read for Sparse {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        use std::os::unix::fs::FileExt;
+        if self.pos >= self.len || buf.is_empty() {
+            return Ok(0);
+        }
+        let i = self.ranges.partition_point(|&(_, e)| e <= self.pos);
+        let left = usize::try_from(self.len - self.pos).unwrap_or(usize::MAX);
+        let n = match self.ranges.get(i) {
+            Some(&(s, e)) if s <= self.pos => {
+                let n = buf
+                    .len()
+                    .min(usize::try_from(e - self.pos).unwrap_or(usize::MAX));
+                let got = self.file.read_at(&mut buf[..n], self.pos)?;
+                if got == 0 {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the file shrank while being copied",
+                    ));
+                }
+                got
+            }
+            next => {
+                let hole_end = next.map_or(self.len, |&(s, _)| s);
+                let n = buf
+                    .len()
+                    .min(left)
+                    .min(usize::try_from(hole_end - self.pos).unwrap_or(usize::MAX));
+                buf[..n].fill(0);
+                n
+            }
+        };
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 /// The guest name a host source path gets.
 pub fn source_name(p: &Path) -> Result<Vec<u8>> {
     let name = match p.file_name() {
@@ -433,6 +580,10 @@ fn measure_node<D: ReadAt>(
 ) -> Result<()> {
     let ft = meta.file_type();
     if ft.is_dir() {
+        // A directory met twice (a bind mount inside itself) is copied once.
+        if !seen.insert((meta.dev(), meta.ino())) {
+            return Ok(());
+        }
         m.items += 1;
         m.need.inodes += 1;
         let mut entry_bytes = 0u64;
@@ -448,7 +599,7 @@ fn measure_node<D: ReadAt>(
         if meta.nlink() > 1 && !seen.insert((meta.dev(), meta.ino())) {
             return Ok(());
         }
-        let c = ext.file_cost(meta.len());
+        let c = ext.sparse_file_cost(meta.len(), data_blocks(p, meta.len(), bs)?);
         m.need.blocks += c.blocks;
         m.need.inodes += c.inodes;
         m.files += 1;
@@ -517,6 +668,8 @@ struct CopyIn<'a, D> {
     ext: &'a mut Ext<D>,
     progress: Option<&'a dyn Progress>,
     links: HashMap<(u64, u64), Ino>,
+    /// Host directories copied, by (device, inode).
+    host_dirs: std::collections::HashSet<(u64, u64)>,
     report: CopyInReport,
 }
 
@@ -550,6 +703,7 @@ pub fn copy_in<D: WriteAt>(
         ext,
         progress,
         links: HashMap::new(),
+        host_dirs: std::collections::HashSet::new(),
         report: CopyInReport::default(),
     };
     for s in sources {
@@ -592,6 +746,13 @@ impl<D: WriteAt> CopyIn<'_, D> {
     fn put(&mut self, parent: Ino, name: &[u8], host: &Path, meta: &fs::Metadata) -> Result<()> {
         let ft = meta.file_type();
         let node = host_node(meta);
+        if ft.is_dir() && !self.host_dirs.insert((meta.dev(), meta.ino())) {
+            self.report.skipped.push(format!(
+                "{}: skipped: the same directory was already copied (a bind mount inside itself?)",
+                host.display()
+            ));
+            return Ok(());
+        }
         if ft.is_dir() {
             let ino = match self.ext.lookup(parent, name)? {
                 Some(old) if self.ext.stat(old)?.file_type() == FileType::Directory => old,
@@ -631,8 +792,18 @@ impl<D: WriteAt> CopyIn<'_, D> {
             let f = File::open(host)
                 .map_err(|e| Error::io(format!("cannot open {}", host.display()), e))?;
             let len = meta.len();
+            let ranges = data_ranges(&f, len);
+            let blocks = blocks_of(&ranges, u64::from(self.ext.block_size().max(1024)));
             let mut data = Counted {
-                inner: io::BufReader::with_capacity(1 << 20, f).take(len),
+                inner: io::BufReader::with_capacity(
+                    1 << 20,
+                    Sparse {
+                        file: f,
+                        ranges,
+                        pos: 0,
+                        len,
+                    },
+                ),
                 progress: self.progress,
             };
             let existing = match self.ext.lookup(parent, name)? {
@@ -645,11 +816,14 @@ impl<D: WriteAt> CopyIn<'_, D> {
             };
             let ino = match existing {
                 Some(old) => {
-                    self.ext.replace_contents(old, &mut data, len, node.ctime)?;
+                    self.ext
+                        .replace_sparse_contents(old, &mut data, len, blocks, node.ctime)?;
                     self.ext.set_attrs(old, &node)?;
                     old
                 }
-                None => self.ext.create_file(parent, name, &node, &mut data, len)?,
+                None => self
+                    .ext
+                    .create_sparse_file(parent, name, &node, &mut data, len, blocks)?,
             };
             if meta.nlink() > 1 {
                 self.links.insert(key, ino);

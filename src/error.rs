@@ -37,11 +37,14 @@ pub enum ErrorKind {
     Usage,
 }
 
-/// The error type of every fallible call of the library.
-#[derive(Debug)]
+/// The error type of every fallible call of the library (`Display` is the
+/// message; the I/O error behind it, if any, is its `source`).
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
 pub struct Error {
     kind: ErrorKind,
     message: String,
+    #[source]
     source: Option<io::Error>,
 }
 
@@ -111,20 +114,6 @@ impl Error {
     pub fn context(mut self, prefix: impl fmt::Display) -> Self {
         self.message = format!("{prefix}: {}", self.message);
         self
-    }
-}
-
-impl fmt::Display for Error {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
-    }
-}
-
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.source
-            .as_ref()
-            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

@@ -15,8 +15,9 @@ use crate::error::{ErrorKind, Result};
 use crate::guest::reader::{self, GuestRead};
 use crate::guest::resolve::{DiskView, PartView};
 use crate::guest::{self, Guest};
+use crate::hash::{self, Algorithm, Hashes};
 use crate::part::{self, Partition, PartitionTable, Slot, TableKind};
-use crate::probe::{self, FsInfo};
+use crate::probe::{self, FsInfo, FsType};
 
 /// One damaged part of the disk.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -41,6 +42,9 @@ pub struct PartitionReport {
     /// The kernel's device node of the partition when the image is a block device
     /// (`/dev/sdb5`), found through sysfs; `null` for an image file.
     pub device_node: Option<String>,
+    /// Hashes of the partition's bytes, when asked for ([`add_hashes`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hashes: Option<Hashes>,
 }
 
 /// Everything `inspect` found.
@@ -66,6 +70,9 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// Limits met that are not damage (a filesystem the reader cannot open).
     pub notes: Vec<String>,
+    /// Hashes of the whole image, when asked for ([`add_hashes`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hashes: Option<Hashes>,
 }
 
 /// Inspect `disk`: table, filesystems, systems.
@@ -98,6 +105,15 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
             device_node: disk
                 .partition_node(p.number)
                 .map(|n| n.display().to_string()),
+            hashes: None,
+        });
+    }
+
+    if nothing_recognised(&table, &partitions) {
+        problems.push(Problem {
+            place: "disk".into(),
+            offset: None,
+            message: "nothing recognised: no partition table and no filesystem signature".into(),
         });
     }
 
@@ -191,7 +207,53 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         systems,
         problems,
         notes,
+        hashes: None,
     })
+}
+
+/// No table and no filesystem (and not already reported as empty or damaged):
+/// a disk `blkid` finds nothing on, which is a problem as it is for `blkid`.
+fn nothing_recognised(table: &PartitionTable, partitions: &[PartitionReport]) -> bool {
+    table.kind == TableKind::None
+        && partitions.iter().all(|r| {
+            r.partition.size_bytes > 0
+                && r.filesystem
+                    .as_ref()
+                    .is_none_or(|f| f.fstype == FsType::Unknown && f.problem.is_none())
+        })
+}
+
+/// Add to `report` the hashes of the whole disk and of each partition, read in
+/// one pass ([`hash::hash_disk`]); `progress` gets the bytes done. A read that
+/// fails (a bad sector of a block device) is a problem of the report, and no
+/// hash is given.
+pub fn add_hashes(
+    report: &mut Report,
+    disk: &Disk,
+    algorithms: &[Algorithm],
+    progress: &(dyn Fn(u64) + Sync),
+) {
+    if algorithms.is_empty() {
+        return;
+    }
+    let ranges: Vec<(u64, u64)> = report
+        .partitions
+        .iter()
+        .map(|r| (r.partition.start_bytes, r.partition.size_bytes))
+        .collect();
+    match hash::hash_disk(disk, &ranges, algorithms, progress) {
+        Ok(h) => {
+            report.hashes = Some(h.whole);
+            for (r, h) in report.partitions.iter_mut().zip(h.ranges) {
+                r.hashes = Some(h);
+            }
+        }
+        Err(e) => report.problems.push(Problem {
+            place: "disk".into(),
+            offset: None,
+            message: format!("cannot hash the image: {e}"),
+        }),
+    }
 }
 
 fn partition_place(number: u32) -> String {

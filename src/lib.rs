@@ -9,7 +9,9 @@
 //! - [`ext`]: our ext2/3/4 engine (read and write in place, with undo);
 //! - [`guest`]: the installed system as the planners see it (fstab, kernels,
 //!   module trees, OS release), read through ext4-view;
-//! - [`inspect`]: the whole-disk report behind `domuify inspect`;
+//! - [`inspect`]: the whole-disk report behind `domuify inspect`, with
+//!   [`hash`] (one-pass image and partition hashes) and [`batch`] (many images
+//!   on bounded threads, in order);
 //! - [`domu`]: the domU config plan (device map, boot, memory) and split files;
 //! - [`modules`]: installing a host module tree into the guest (plan, apply);
 //! - [`xlcfg`]: the domU config text (xl and legacy xm forms), pure;
@@ -18,6 +20,8 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod batch;
+mod bytes;
 pub mod cli;
 pub mod copy;
 pub mod disk;
@@ -27,6 +31,7 @@ pub mod ext;
 pub mod fault;
 pub mod finding;
 pub mod guest;
+pub mod hash;
 pub mod inspect;
 pub mod modules;
 pub mod part;

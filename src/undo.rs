@@ -104,6 +104,7 @@ use std::sync::Mutex;
 
 use sha2::{Digest, Sha256};
 
+use crate::bytes::{le32, le64};
 use crate::disk::{check_range, ReadAt, WriteAt};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -152,18 +153,6 @@ const MAX_CHUNK: u32 = 1 << 20;
 const APPEND_FLUSH: usize = 8 << 20;
 /// Piece size for copying payloads back to the image.
 const COPY_PIECE: usize = 1 << 20;
-
-fn le32(b: &[u8], at: usize) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[at..at + 4]);
-    u32::from_le_bytes(a)
-}
-
-fn le64(b: &[u8], at: usize) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[at..at + 8]);
-    u64::from_le_bytes(a)
-}
 
 /// Set of chunk indices, kept as disjoint, non-adjacent half-open ranges.
 #[derive(Debug, Default)]

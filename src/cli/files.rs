@@ -228,6 +228,9 @@ pub fn copy_out(a: CopyOutArgs) -> anyhow::Result<()> {
     for n in &rep.notes {
         eprintln!("domuify: copy-out: note: {n}");
     }
+    for w in &rep.warnings {
+        eprintln!("domuify: copy-out: warning: {w}");
+    }
     for e in &rep.errors {
         eprintln!("domuify: copy-out: {e}");
     }
@@ -398,9 +401,14 @@ pub fn rm(a: RmArgs) -> anyhow::Result<()> {
         return Err(UsageError("refusing to remove the guest's root directory".into()).into());
     }
     let t = &a.target;
-    writer::with_ext(&t.image, t.part, &write_options(&a.opts), |ext| {
-        ops::remove(ext, &path, a.recursive)
+    let findings = writer::with_ext(&t.image, t.part, &write_options(&a.opts), |ext| {
+        ops::remove(ext, &path, a.recursive)?;
+        // Directory hard links met and not descended into.
+        Ok(ext.take_findings())
     })?;
+    for f in findings {
+        eprintln!("domuify: rm: warning: {}: {}", f.place, f.message);
+    }
     Ok(())
 }
 

@@ -1,34 +1,178 @@
-//! Handler of `domuify inspect`: human tables or one JSON document.
+//! Handler of `domuify inspect`: human tables or JSON, for one image or many
+//! (inspected in parallel on bounded threads, reported in the order given), with
+//! the image and partition hashes when asked for.
 
 use std::fmt::Write as _;
+use std::io::IsTerminal;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::Context;
 
-use super::{DamageFound, InspectArgs};
-use crate::disk::{Access, Disk};
+use super::{DamageFound, HashArg, InspectArgs};
+use crate::batch;
+use crate::disk::{Access, Disk, ReadAt};
 use crate::guest::resolve::SourceKind;
+use crate::hash::Algorithm;
 use crate::inspect::{self, Report};
 
+/// What one image gave: its report and the I/O done (reads, bytes), or why it
+/// could not be inspected at all.
+type Outcome = anyhow::Result<(Report, (u64, u64))>;
+
 pub fn run(a: InspectArgs) -> anyhow::Result<()> {
-    let disk = Arc::new(Disk::open(&a.image, Access::ReadOnly)?);
-    let report = inspect::inspect(Arc::clone(&disk))
-        .with_context(|| format!("inspecting {}", a.image.display()))?;
-    if a.json {
-        let mut out = serde_json::to_string_pretty(&report)?;
-        out.push('\n');
-        print_out(&out)?;
-    } else {
-        print_out(&human(&report))?;
+    let algorithms: Vec<Algorithm> = a
+        .hash
+        .iter()
+        .map(|h| match h {
+            HashArg::Sha256 => Algorithm::Sha256,
+            HashArg::Sha1 => Algorithm::Sha1,
+            HashArg::Md5 => Algorithm::Md5,
+        })
+        .collect();
+    // A progress bar per image being hashed, on a terminal only.
+    let bars = (!algorithms.is_empty() && std::io::stderr().is_terminal()).then(|| {
+        indicatif::MultiProgress::with_draw_target(indicatif::ProgressDrawTarget::stderr())
+    });
+    let one = |path: &std::path::PathBuf| inspect_one(path, &algorithms, bars.as_ref());
+
+    if let [path] = a.images.as_slice() {
+        // One image: today's document, and an image that cannot be opened is an
+        // error of the command.
+        let (report, stats) = one(path)?;
+        if a.json {
+            let mut out = serde_json::to_string_pretty(&report)?;
+            out.push('\n');
+            print_out(&out)?;
+        } else {
+            print_out(&human(&report))?;
+        }
+        if a.stats {
+            eprintln!("stats: {} reads, {} bytes read", stats.0, stats.1);
+        }
+        return if report.problems.is_empty() {
+            Ok(())
+        } else {
+            Err(DamageFound.into())
+        };
     }
-    if a.stats {
-        let (reads, bytes, _, _) = disk.stats().snapshot();
-        eprintln!("stats: {reads} reads, {bytes} bytes read");
-    }
-    if report.problems.is_empty() {
-        Ok(())
-    } else {
+
+    let jobs = a.jobs.map(std::num::NonZeroUsize::get).unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    });
+    let mut failed = false;
+    let mut printed = Ok(());
+    batch::ordered(&a.images, jobs, one, |i, outcome: Outcome| {
+        let path = &a.images[i];
+        let text = match &outcome {
+            Ok((report, stats)) => {
+                failed |= !report.problems.is_empty();
+                if a.stats {
+                    eprintln!(
+                        "stats: {}: {} reads, {} bytes read",
+                        path.display(),
+                        stats.0,
+                        stats.1
+                    );
+                }
+                if a.json {
+                    serde_json::to_string(report).map(|mut l| {
+                        l.push('\n');
+                        l
+                    })
+                } else {
+                    Ok(human(report))
+                }
+            }
+            Err(e) => {
+                failed = true;
+                eprintln!("domuify: {e:#}");
+                if a.json {
+                    serde_json::to_string(&unreadable(path, e)).map(|mut l| {
+                        l.push('\n');
+                        l
+                    })
+                } else {
+                    Ok(format!("cannot inspect: {}\n", shown(&format!("{e:#}"))))
+                }
+            }
+        };
+        let text = match text {
+            Ok(t) if a.json => t,
+            Ok(t) => {
+                let sep = if i == 0 { "" } else { "\n" };
+                format!("{sep}==> {} <==\n{t}", shown(&path.display().to_string()))
+            }
+            Err(e) => {
+                printed = Err(e.into());
+                return;
+            }
+        };
+        if printed.is_ok() {
+            printed = print_out(&text);
+        }
+    });
+    printed?;
+    if failed {
         Err(DamageFound.into())
+    } else {
+        Ok(())
+    }
+}
+
+/// Open, inspect and (when asked) hash one image.
+fn inspect_one(
+    path: &Path,
+    algorithms: &[Algorithm],
+    bars: Option<&indicatif::MultiProgress>,
+) -> Outcome {
+    let disk = Arc::new(Disk::open(path, Access::ReadOnly)?);
+    let mut report = inspect::inspect(Arc::clone(&disk))
+        .with_context(|| format!("inspecting {}", path.display()))?;
+    if !algorithms.is_empty() {
+        let bar = bars.map(|m| m.add(hash_bar(disk.size(), path)));
+        let progress = |done: u64| {
+            if let Some(b) = &bar {
+                b.set_position(done);
+            }
+        };
+        inspect::add_hashes(&mut report, &disk, algorithms, &progress);
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+    }
+    let (reads, bytes, _, _) = disk.stats().snapshot();
+    Ok((report, (reads, bytes)))
+}
+
+/// The bar of one image's hash pass: bytes, rate, time left.
+fn hash_bar(size: u64, path: &Path) -> indicatif::ProgressBar {
+    let pb = indicatif::ProgressBar::new(size);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{prefix} {bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+    ) {
+        pb.set_style(style);
+    }
+    pb.set_prefix(format!("hashing {}", shown(&path.display().to_string())));
+    pb
+}
+
+/// The JSON line of an image that could not be inspected at all: its `image`
+/// and `problems`, as in a report.
+#[derive(serde::Serialize)]
+struct Unreadable {
+    image: String,
+    problems: [inspect::Problem; 1],
+}
+
+fn unreadable(path: &Path, e: &anyhow::Error) -> Unreadable {
+    Unreadable {
+        image: path.display().to_string(),
+        problems: [inspect::Problem {
+            place: "image".into(),
+            offset: None,
+            message: format!("cannot inspect: {e:#}"),
+        }],
     }
 }
 
@@ -162,6 +306,9 @@ fn human(r: &Report) -> String {
         ]);
     }
     o.push_str(&table(&rows));
+    if let Some(h) = &r.hashes {
+        o.push_str(&hashes(r, h));
+    }
 
     for g in &r.systems {
         let name = g
@@ -244,6 +391,21 @@ fn human(r: &Report) -> String {
         }
     }
     o
+}
+
+/// The hashes of the image and of each partition, one row per algorithm.
+fn hashes(r: &Report, whole: &crate::hash::Hashes) -> String {
+    let mut rows = vec![["OF", "ALGORITHM", "HASH"].map(String::from).to_vec()];
+    let parts = r.partitions.iter().filter_map(|p| {
+        let h = p.hashes.as_ref()?;
+        Some((format!("partition {}", p.partition.number), h))
+    });
+    for (of, h) in std::iter::once(("image".to_string(), whole)).chain(parts) {
+        for (algorithm, hex) in h {
+            rows.push(vec![of.clone(), algorithm.clone(), hex.clone()]);
+        }
+    }
+    format!("\nHashes:\n{}", table(&rows))
 }
 
 /// The RESOLVES TO column: the partition and how it was found, with the note

@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod config;
+mod docs;
 mod files;
+mod help;
 mod inspect;
 mod modules;
 
@@ -38,7 +40,7 @@ impl std::error::Error for DamageFound {}
 
 /// domuify: run an installed system as a Xen domU, offline.
 #[derive(Parser, Debug)]
-#[command(name = "domuify", version, about, long_about = None)]
+#[command(name = "domuify", version, about, long_about = None, after_help = help::DOMUIFY)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -48,63 +50,103 @@ pub struct Cli {
 enum Command {
     /// Read the partition table, identify every filesystem, inspect each installed
     /// system (read-only).
+    #[command(after_help = help::INSPECT)]
     Inspect(InspectArgs),
     /// List a directory of a guest filesystem (read-only).
+    #[command(after_help = help::LS)]
     Ls(LsArgs),
     /// Print a file of a guest filesystem (read-only).
+    #[command(after_help = help::CAT)]
     Cat(PathArgs),
     /// Copy files or trees out of a guest filesystem into a host directory
     /// (read-only on the image).
+    #[command(after_help = help::COPY_OUT)]
     CopyOut(CopyOutArgs),
     /// Replace (or create) a guest file with the contents of standard input.
+    #[command(after_help = help::WRITE)]
     Write(WriteArgs),
     /// Copy host files or trees into a guest directory.
+    #[command(after_help = help::COPY_IN)]
     CopyIn(CopyInArgs),
     /// Create a guest directory.
+    #[command(after_help = help::MKDIR)]
     Mkdir(MkdirArgs),
     /// Remove a guest file, symlink or (with -r) directory tree.
+    #[command(after_help = help::RM)]
     Rm(RmArgs),
     /// Restore an image from an undo file, bit for bit.
+    #[command(after_help = help::UNDO)]
     Undo(UndoArgs),
     /// Copy a host kernel module tree into the guest's /lib/modules/VER.
     ///
     /// Reads the host tree DIR and the guest's root filesystem; writes only with
     /// --apply (the guest's /lib/modules/VER, and --undo FILE). Without --apply it
     /// prints what would be copied and the space it needs.
-    #[command(after_help = MODULES_EXAMPLES)]
+    #[command(after_help = help::MODULES)]
     Modules(ModulesArgs),
     /// Write the Xen domU config (xl, or the legacy xm form) for the guest.
     ///
     /// Reads the image (partition table, the guest's files, its kernel); writes
     /// the config to --out (standard output by default) and, with --split-to DIR,
     /// each exported partition as a sparse file in DIR. Never writes the image.
-    #[command(after_help = CONFIG_EXAMPLES)]
+    #[command(after_help = help::CONFIG)]
     Config(Box<config::ConfigArgs>),
+    /// Write the man pages (domuify and one per command), made from these same
+    /// definitions.
+    #[command(after_help = help::MAN)]
+    Man(ManArgs),
+    /// Print the shell completion script for bash, zsh or fish.
+    #[command(after_help = help::COMPLETIONS)]
+    Completions(CompletionsArgs),
 }
-
-const MODULES_EXAMPLES: &str = "\
-Examples (the sample disk: `bash scripts/sample-image /tmp/seed.img`; the guest is partition 5):
-  domuify modules /tmp/seed.img --part 5 --from /lib/modules/$(uname -r)
-  domuify modules /tmp/seed.img --part 5 --from ./lib/modules/6.1.0-27-amd64 --apply --undo /tmp/seed.undo
-  domuify modules /tmp/seed.img --part 5 --from ./tree --version 2.6.32-5-xen-686 --replace --apply";
-
-const CONFIG_EXAMPLES: &str = "\
-Examples (the sample disk: `bash scripts/sample-image /tmp/seed.img`; the guest is partition 5):
-  domuify config /tmp/seed.img --root 5 --swap 2 --partitions --split-to /tmp/seed-parts --kernel /boot/vmlinuz-$(uname -r) --force
-  domuify config /tmp/seed.img --root 5 --swap 2 --partitions --split-to /tmp/seed-parts --kernel /boot/vmlinuz --format xm --out seed.cfg
-  domuify config /tmp/gpt.img --whole-disk --bootloader pygrub --memory 1024 --bridge xenbr0";
 
 /// `inspect` arguments.
 #[derive(Args, Debug)]
 pub struct InspectArgs {
-    /// Raw disk image or block device.
-    pub image: PathBuf,
-    /// Print one JSON document instead of tables.
+    /// Raw disk images or block devices; several are inspected in parallel and
+    /// reported in the order given.
+    #[arg(required = true, num_args = 1..)]
+    pub images: Vec<PathBuf>,
+    /// Print JSON instead of tables: one document, or with several images one
+    /// document per line (JSON Lines), each with its `image`.
     #[arg(long)]
     pub json: bool,
     /// Print the I/O done (reads, bytes) on stderr.
     #[arg(long)]
     pub stats: bool,
+    /// Images inspected at once (default: the number of CPUs).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<std::num::NonZeroUsize>,
+    /// Hash the whole image and each partition, in one read pass (repeatable).
+    #[arg(long = "hash", value_enum, value_name = "ALGORITHM")]
+    pub hash: Vec<HashArg>,
+}
+
+/// An algorithm `--hash` takes.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HashArg {
+    /// SHA-256, as sha256sum prints it.
+    Sha256,
+    /// SHA-1, as sha1sum prints it.
+    Sha1,
+    /// MD5, as md5sum prints it.
+    Md5,
+}
+
+/// `man` arguments.
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Directory to write the pages into; created when missing.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
+}
+
+/// `completions` arguments.
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
 }
 
 /// The image and partition every file command takes.
@@ -295,5 +337,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Undo(a) => files::undo(a),
         Command::Modules(a) => modules::run(a),
         Command::Config(a) => config::run(*a),
+        Command::Man(a) => docs::man(a),
+        Command::Completions(a) => docs::completions(a),
     }
 }

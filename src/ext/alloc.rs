@@ -86,12 +86,14 @@ impl<D: ReadAt> Ext<D> {
         Ok(bm)
     }
 
-    fn load_block_bitmap(&mut self, g: u32) -> Result<&mut Bitmap> {
+    pub(super) fn load_block_bitmap(&mut self, g: u32) -> Result<&mut Bitmap> {
         if !self.block_bitmaps.contains_key(&g) {
             let bm = if self.uninit_valid() && self.gdt.flags(g) & EXT4_BG_BLOCK_UNINIT != 0 {
                 self.synth_block_bitmap(g)
             } else {
-                self.read_bitmap(g, BitmapKind::Block)?
+                let bm = self.read_bitmap(g, BitmapKind::Block)?;
+                self.check_block_bitmap(g, &bm)?;
+                bm
             };
             self.block_bitmaps.insert(g, bm);
         }
@@ -100,7 +102,7 @@ impl<D: ReadAt> Ext<D> {
             .ok_or_else(|| Error::corrupt("block bitmap cache"))
     }
 
-    fn load_inode_bitmap(&mut self, g: u32) -> Result<&mut Bitmap> {
+    pub(super) fn load_inode_bitmap(&mut self, g: u32) -> Result<&mut Bitmap> {
         if !self.inode_bitmaps.contains_key(&g) {
             let bs = self.sb.block_size;
             let bm = if self.uninit_valid() && self.gdt.flags(g) & EXT4_BG_INODE_UNINIT != 0 {
@@ -111,7 +113,9 @@ impl<D: ReadAt> Ext<D> {
                 bm.set_range(self.sb.inodes_per_group, bs * 8);
                 bm
             } else {
-                self.read_bitmap(g, BitmapKind::Inode)?
+                let bm = self.read_bitmap(g, BitmapKind::Inode)?;
+                self.check_inode_bitmap(g, &bm)?;
+                bm
             };
             self.inode_bitmaps.insert(g, bm);
         }
@@ -193,6 +197,7 @@ impl<D: ReadAt> Ext<D> {
                 let max = u32::try_from(want).unwrap_or(u32::MAX);
                 let n = bm.clear_run(bit, limit, max);
                 let start = self.sb.group_first_block(g) + u64::from(bit);
+                self.check_not_held(start, u64::from(n))?;
                 self.mark_blocks(start, u64::from(n), true)?;
                 self.goal = start + u64::from(n);
                 return Ok((start, u64::from(n)));
@@ -253,6 +258,33 @@ impl<D: ReadAt> Ext<D> {
             }
         }
         Ok(None)
+    }
+
+    /// Load (and so validate) the block bitmaps of the groups an allocation of
+    /// `count` blocks from `goal` would draw from, by the descriptors' free
+    /// counts: a damaged bitmap is then refused before any data is written.
+    pub(super) fn preload_for(&mut self, goal: u64, count: u64) -> Result<()> {
+        let goal = if goal < self.sb.first_data_block || goal >= self.sb.blocks_count {
+            self.sb.first_data_block
+        } else {
+            goal
+        };
+        let (g0, _) = self.sb.block_group(goal);
+        let groups = self.sb.group_count;
+        let mut got = 0u64;
+        for step in 0..=groups {
+            if got >= count {
+                break;
+            }
+            let g = (g0 + step) % groups;
+            let free = u64::from(self.gdt.free_blocks(g));
+            if free == 0 && step != 0 {
+                continue;
+            }
+            self.load_block_bitmap(g)?;
+            got += free;
+        }
+        Ok(())
     }
 
     /// Allocate exactly `count` blocks as runs (for tree blocks), near `goal`.
@@ -378,6 +410,7 @@ impl<D: ReadAt> Ext<D> {
             let bm = self.load_inode_bitmap(g)?;
             if let Some(idx) = bm.find_clear(from, ipg) {
                 let ino = base + idx + 1;
+                self.check_inode_free(ino)?;
                 self.mark_inode(ino, true, dir)?;
                 return Ok(ino);
             }

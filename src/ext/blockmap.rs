@@ -3,10 +3,10 @@
 //! Reading (map one block, or walk all) and building bottom-up for a list of runs;
 //! indirect blocks are counted in `i_blocks`.
 
-use super::file::Run;
 use super::inode::Inode;
-use super::le::{put_u32, u32_at};
+use super::run::Run;
 use super::{Error, Ext, Result};
+use crate::bytes::{le32, put_le32};
 use crate::disk::ReadAt;
 
 const EXT2_NDIR_BLOCKS: u64 = 12;
@@ -73,7 +73,7 @@ impl<D: ReadAt> Ext<D> {
             }
             span = span.saturating_mul(p);
         }
-        let mut blk = u64::from(u32_at(ib, (EXT2_IND_BLOCK + level as usize - 1) * 4));
+        let mut blk = u64::from(le32(ib, (EXT2_IND_BLOCK + level as usize - 1) * 4));
         let mut span = span / p;
         for depth in 0..level {
             if blk == 0 {
@@ -89,7 +89,7 @@ impl<D: ReadAt> Ext<D> {
                 // OK to cast: a block's pointer count.
                 return Ok(contiguous(&buf, idx, p as usize));
             }
-            blk = u64::from(u32_at(&buf, idx * 4));
+            blk = u64::from(le32(&buf, idx * 4));
         }
         Ok(None)
     }
@@ -100,7 +100,7 @@ impl<D: ReadAt> Ext<D> {
         let mut tree = Vec::new();
         let ib = inode.i_block().to_vec();
         for i in 0..EXT2_NDIR_BLOCKS {
-            let b = u64::from(u32_at(&ib, (i as usize) * 4));
+            let b = u64::from(le32(&ib, (i as usize) * 4));
             push(&mut runs, i, b);
         }
         let p = ptrs(self.sb.block_size);
@@ -109,9 +109,9 @@ impl<D: ReadAt> Ext<D> {
         // Tree blocks visited: a real tree has fewer than its extents (at most
         // MAX_RUNS); a hostile one that points many times at the same blocks
         // stops here instead of after a pass per block of the filesystem.
-        let mut budget = self.sb.blocks_count.min(super::file::MAX_RUNS as u64);
+        let mut budget = self.sb.blocks_count.min(super::run::MAX_RUNS as u64);
         for level in 1..=3u32 {
-            let top = u64::from(u32_at(&ib, (EXT2_IND_BLOCK + level as usize - 1) * 4));
+            let top = u64::from(le32(&ib, (EXT2_IND_BLOCK + level as usize - 1) * 4));
             if top != 0 {
                 self.walk_ind(
                     inode.ino,
@@ -149,17 +149,17 @@ impl<D: ReadAt> Ext<D> {
         let p = ptrs(self.sb.block_size);
         let child_span = p.pow(level - 1);
         for i in 0..p {
-            let b = u64::from(u32_at(&buf, (i as usize) * 4));
+            let b = u64::from(le32(&buf, (i as usize) * 4));
             if b == 0 {
                 continue;
             }
             let lb = base + i * child_span;
             if level == 1 {
                 self.check_block(b, 1)?;
-                if runs.len() >= super::file::MAX_RUNS {
+                if runs.len() >= super::run::MAX_RUNS {
                     return Err(Error::unsupported(format!(
                         "inode {ino}: more than {} fragments",
-                        super::file::MAX_RUNS
+                        super::run::MAX_RUNS
                     )));
                 }
                 push(runs, lb, b);
@@ -194,7 +194,7 @@ impl<D: ReadAt> Ext<D> {
         let mut root = [0u8; super::inode::I_BLOCK_LEN];
         for l in 0..EXT2_NDIR_BLOCKS.min(end) {
             if let Some(b) = lookup(runs, l) {
-                put_u32(&mut root, (l as usize) * 4, super::le::lo32(b));
+                put_le32(&mut root, (l as usize) * 4, crate::bytes::lo32(b));
             }
         }
         let mut count = 0;
@@ -206,10 +206,10 @@ impl<D: ReadAt> Ext<D> {
                 break;
             }
             let top = self.build_ind(runs, level, base, end, &mut goal, &mut count)?;
-            put_u32(
+            put_le32(
                 &mut root,
                 (EXT2_IND_BLOCK + level as usize - 1) * 4,
-                super::le::lo32(top),
+                crate::bytes::lo32(top),
             );
             base += span;
             span *= p;
@@ -248,7 +248,7 @@ impl<D: ReadAt> Ext<D> {
             } else {
                 self.build_ind(runs, level - 1, lb, end, goal, count)?
             };
-            put_u32(&mut buf, (i as usize) * 4, super::le::lo32(b));
+            put_le32(&mut buf, (i as usize) * 4, crate::bytes::lo32(b));
         }
         self.put_meta(me, buf, true);
         Ok(me)
@@ -283,7 +283,7 @@ fn push(runs: &mut Vec<Run>, lblk: u64, pblk: u64) {
 /// The pointer at index `idx` of `ptrs` (`n` pointers) and how many of the
 /// following ones continue it block by block; None for a hole.
 fn contiguous(ptrs: &[u8], idx: usize, n: usize) -> Option<(u64, u32)> {
-    let first = u32_at(ptrs, idx * 4);
+    let first = le32(ptrs, idx * 4);
     if first == 0 {
         return None;
     }
@@ -291,7 +291,7 @@ fn contiguous(ptrs: &[u8], idx: usize, n: usize) -> Option<(u64, u32)> {
     while idx + (len as usize) < n
         && first
             .checked_add(len)
-            .is_some_and(|want| u32_at(ptrs, (idx + len as usize) * 4) == want)
+            .is_some_and(|want| le32(ptrs, (idx + len as usize) * 4) == want)
     {
         len += 1;
     }

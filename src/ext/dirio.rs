@@ -5,9 +5,9 @@
 //! lives here.
 
 use super::dir::{self, DirBlocks, DirCtx, HashParams, RawEntry};
-use super::file::{push_run, Run};
 use super::group::CsumKind;
 use super::inode::{dirent_file_type, Inode, EXT4_INDEX_FL};
+use super::run::{push_run, Run};
 use super::superblock::EXT2_FLAGS_UNSIGNED_HASH;
 use super::{features, DirEntry, Error, Ext, FileType, Ino, Result};
 use crate::disk::ReadAt;

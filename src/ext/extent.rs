@@ -4,10 +4,10 @@
 //! metadata_csum tail at `12 + 12 * eh_max`) under index levels. An initialised
 //! extent covers at most 32,768 blocks.
 
-use super::file::Run;
 use super::inode::Inode;
-use super::le::{put_u16, put_u32, u16_at, u32_at};
+use super::run::Run;
 use super::{csum, Error, Ext, Result};
+use crate::bytes::{le16, le32, put_le16, put_le32};
 use crate::disk::ReadAt;
 
 const EH_MAGIC: usize = 0x0;
@@ -57,11 +57,11 @@ pub fn worst_tree_blocks(data: u64, block_size: u32) -> u64 {
 }
 
 fn header(buf: &mut [u8], entries: usize, max: usize, depth: u16) {
-    put_u16(buf, EH_MAGIC, EXT4_EXT_MAGIC);
-    put_u16(buf, EH_ENTRIES, entries as u16);
-    put_u16(buf, EH_MAX, max as u16);
-    put_u16(buf, EH_DEPTH, depth);
-    put_u32(buf, EH_GENERATION, 0);
+    put_le16(buf, EH_MAGIC, EXT4_EXT_MAGIC);
+    put_le16(buf, EH_ENTRIES, entries as u16);
+    put_le16(buf, EH_MAX, max as u16);
+    put_le16(buf, EH_DEPTH, depth);
+    put_le32(buf, EH_GENERATION, 0);
 }
 
 struct Node {
@@ -71,10 +71,10 @@ struct Node {
 }
 
 fn parse_header(buf: &[u8], what: &dyn std::fmt::Display) -> Result<Node> {
-    let magic = u16_at(buf, EH_MAGIC);
-    let entries = usize::from(u16_at(buf, EH_ENTRIES));
-    let max = usize::from(u16_at(buf, EH_MAX));
-    let depth = u16_at(buf, EH_DEPTH);
+    let magic = le16(buf, EH_MAGIC);
+    let entries = usize::from(le16(buf, EH_ENTRIES));
+    let max = usize::from(le16(buf, EH_MAX));
+    let depth = le16(buf, EH_DEPTH);
     if magic != EXT4_EXT_MAGIC
         || entries > max
         || HDR + max * ENTRY > buf.len()
@@ -91,16 +91,15 @@ fn parse_header(buf: &[u8], what: &dyn std::fmt::Display) -> Result<Node> {
 
 fn extent_at(buf: &[u8], i: usize) -> Run {
     let o = HDR + i * ENTRY;
-    let raw_len = u32::from(u16_at(buf, o + EE_LEN));
+    let raw_len = u32::from(le16(buf, o + EE_LEN));
     let (len, uninit) = if raw_len > EXT_INIT_MAX_LEN {
         (raw_len - EXT_INIT_MAX_LEN, true)
     } else {
         (raw_len, false)
     };
     Run {
-        lblk: u32_at(buf, o + EE_BLOCK),
-        pblk: u64::from(u32_at(buf, o + EE_START_LO))
-            | (u64::from(u16_at(buf, o + EE_START_HI)) << 32),
+        lblk: le32(buf, o + EE_BLOCK),
+        pblk: u64::from(le32(buf, o + EE_START_LO)) | (u64::from(le16(buf, o + EE_START_HI)) << 32),
         len,
         uninit,
     }
@@ -109,8 +108,8 @@ fn extent_at(buf: &[u8], i: usize) -> Run {
 fn index_at(buf: &[u8], i: usize) -> (u32, u64) {
     let o = HDR + i * ENTRY;
     (
-        u32_at(buf, o + EI_BLOCK),
-        u64::from(u32_at(buf, o + EI_LEAF_LO)) | (u64::from(u16_at(buf, o + EI_LEAF_HI)) << 32),
+        le32(buf, o + EI_BLOCK),
+        u64::from(le32(buf, o + EI_LEAF_LO)) | (u64::from(le16(buf, o + EI_LEAF_HI)) << 32),
     )
 }
 
@@ -128,7 +127,7 @@ impl<D: ReadAt> Ext<D> {
         if self.csum == super::group::CsumKind::Meta {
             let end = HDR + h.max * ENTRY;
             let ok = buf.get(..end).is_some_and(|body| {
-                csum::crc32c(inode.csum_seed(self.fs_seed), body) == u32_at(buf, end)
+                csum::crc32c(inode.csum_seed(self.fs_seed), body) == le32(buf, end)
             });
             if !ok {
                 return Err(Error::corrupt(format!("{what}: checksum does not match")));
@@ -146,7 +145,7 @@ impl<D: ReadAt> Ext<D> {
         // Tree blocks visited: a real tree has fewer than its extents (at most
         // MAX_RUNS); a hostile one that points many times at the same blocks
         // stops here instead of after a pass per block of the filesystem.
-        let mut budget = self.sb.blocks_count.min(super::file::MAX_RUNS as u64);
+        let mut budget = self.sb.blocks_count.min(super::run::MAX_RUNS as u64);
         self.walk(
             inode,
             inode.i_block(),
@@ -175,11 +174,11 @@ impl<D: ReadAt> Ext<D> {
                 }
                 self.check_block(r.pblk, u64::from(r.len))
                     .map_err(|e| e.context(format_args!("inode {}", inode.ino)))?;
-                if runs.len() >= super::file::MAX_RUNS {
+                if runs.len() >= super::run::MAX_RUNS {
                     return Err(Error::unsupported(format!(
                         "inode {}: more than {} extents",
                         inode.ino,
-                        super::file::MAX_RUNS
+                        super::run::MAX_RUNS
                     )));
                 }
                 runs.push(r);
@@ -274,15 +273,15 @@ impl<D: ReadAt> Ext<D> {
             .iter()
             .map(|r| {
                 let mut e = [0u8; ENTRY];
-                put_u32(&mut e, EE_BLOCK, r.lblk);
+                put_le32(&mut e, EE_BLOCK, r.lblk);
                 let len = if r.uninit {
                     r.len + EXT_INIT_MAX_LEN
                 } else {
                     r.len
                 };
-                put_u16(&mut e, EE_LEN, len as u16);
-                put_u16(&mut e, EE_START_HI, super::le::hi16(r.pblk));
-                put_u32(&mut e, EE_START_LO, super::le::lo32(r.pblk));
+                put_le16(&mut e, EE_LEN, len as u16);
+                put_le16(&mut e, EE_START_HI, crate::bytes::hi16(r.pblk));
+                put_le32(&mut e, EE_START_LO, crate::bytes::lo32(r.pblk));
                 (r.lblk, e)
             })
             .collect();
@@ -303,14 +302,14 @@ impl<D: ReadAt> Ext<D> {
                 if meta {
                     let end = HDR + per * ENTRY;
                     let c = csum::crc32c(seed, &buf[..end]);
-                    put_u32(&mut buf, end, c);
+                    put_le32(&mut buf, end, c);
                 }
                 self.put_meta(pblk, buf, true);
                 let first = chunk.first().map(|c| c.0).unwrap_or(0);
                 let mut e = [0u8; ENTRY];
-                put_u32(&mut e, EI_BLOCK, first);
-                put_u32(&mut e, EI_LEAF_LO, super::le::lo32(pblk));
-                put_u16(&mut e, EI_LEAF_HI, super::le::hi16(pblk));
+                put_le32(&mut e, EI_BLOCK, first);
+                put_le32(&mut e, EI_LEAF_LO, crate::bytes::lo32(pblk));
+                put_le16(&mut e, EI_LEAF_HI, crate::bytes::hi16(pblk));
                 next.push((first, e));
             }
             count += blocks.len() as u64;

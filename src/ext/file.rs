@@ -6,44 +6,12 @@
 use std::io::Read;
 
 use super::inode::{Inode, EXT4_EXTENTS_FL, EXT4_INLINE_DATA_FL};
+use super::run::{push_run, Run};
 use super::{Error, Ext, Result};
 use crate::disk::{ReadAt, WriteAt};
 
-/// Most runs (extents, block-map fragments) a mapping may hold in memory
-/// (24 MiB): a bound against hostile trees; real files stay far below.
-pub const MAX_RUNS: usize = 1 << 20;
-
 /// Largest buffer used when streaming file data.
 pub const CHUNK: usize = 4 << 20;
-
-/// A mapped run: `len` blocks from logical `lblk` at physical `pblk`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Run {
-    /// First logical block.
-    pub lblk: u32,
-    /// First physical block.
-    pub pblk: u64,
-    /// Number of blocks.
-    pub len: u32,
-    /// An uninitialised extent (reads as zeros).
-    pub uninit: bool,
-}
-
-/// Append a run, merging with the last one when contiguous.
-pub fn push_run(runs: &mut Vec<Run>, r: Run) {
-    if let Some(last) = runs.last_mut() {
-        if last.uninit == r.uninit
-            && last.lblk.checked_add(last.len) == Some(r.lblk)
-            && last.pblk + u64::from(last.len) == r.pblk
-        {
-            if let Some(n) = last.len.checked_add(r.len) {
-                last.len = n;
-                return;
-            }
-        }
-    }
-    runs.push(r);
-}
 
 impl<D: ReadAt> Ext<D> {
     fn check_mappable(&self, inode: &Inode) -> Result<()> {
@@ -70,7 +38,7 @@ impl<D: ReadAt> Ext<D> {
     }
 
     /// Every data run and every tree block of the inode.
-    pub(super) fn mapping(&self, inode: &Inode) -> Result<(Vec<super::file::Run>, Vec<u64>)> {
+    pub(super) fn mapping(&self, inode: &Inode) -> Result<(Vec<Run>, Vec<u64>)> {
         self.check_mappable(inode)?;
         if self.is_fast_symlink(inode) {
             return Ok((Vec::new(), Vec::new()));
@@ -177,6 +145,7 @@ impl<D: ReadAt> Ext<D> {
     /// Free (at the next flush) every data and tree block of the inode.
     pub(super) fn release_mapping(&mut self, inode: &Inode) -> Result<()> {
         let (runs, tree) = self.mapping(inode)?;
+        self.check_owned(inode, &runs, &tree)?;
         for r in runs {
             self.free_blocks_later(r.pblk, u64::from(r.len));
         }
@@ -189,15 +158,19 @@ impl<D: ReadAt> Ext<D> {
 
 impl<D: WriteAt> Ext<D> {
     /// Stream `len` bytes from `data` into newly allocated runs near `goal`; one
-    /// write per run (or per chunk). On failure the blocks are given back.
+    /// write per run (or per chunk). A block of zeros is left a hole (as
+    /// `mke2fs -d` does); at most `data_blocks` blocks are allocated (more is an
+    /// error: the source changed after it was measured). On failure the blocks
+    /// are given back.
     pub(super) fn write_stream(
         &mut self,
         data: &mut dyn Read,
         len: u64,
+        data_blocks: u64,
         goal: u64,
     ) -> Result<Vec<Run>> {
         let mut runs = Vec::new();
-        let r = self.write_stream_inner(data, len, goal, &mut runs);
+        let r = self.write_stream_inner(data, len, data_blocks, goal, &mut runs);
         if let Err(e) = r {
             for run in &runs {
                 let _ = self.unalloc_blocks(run.pblk, u64::from(run.len));
@@ -211,6 +184,7 @@ impl<D: WriteAt> Ext<D> {
         &mut self,
         data: &mut dyn Read,
         len: u64,
+        data_blocks: u64,
         goal: u64,
         runs: &mut Vec<Run>,
     ) -> Result<()> {
@@ -225,6 +199,7 @@ impl<D: WriteAt> Ext<D> {
         let mut lblk = 0u64;
         let mut left = len;
         let mut goal = goal;
+        let mut allocated = 0u64;
         while left > 0 {
             // Read the chunk first: a short source fails before anything is
             // allocated or written for it.
@@ -239,26 +214,50 @@ impl<D: WriteAt> Ext<D> {
             let blocks = (take as u64).div_ceil(bs);
             let bytes = (blocks * bs) as usize;
             buf[take..bytes].fill(0);
-            let mut done = 0u64;
-            while done < blocks {
-                let (start, n) = self.alloc_run(goal, blocks - done)?;
-                push_run(
-                    runs,
-                    Run {
-                        // OK to cast: total fits u32 (checked above).
-                        lblk: (lblk + done) as u32,
-                        pblk: start,
-                        len: n as u32,
-                        uninit: false,
-                    },
-                );
-                let from = (done * bs) as usize;
-                let to = ((done + n) * bs) as usize;
-                self.dev
-                    .write_all_at(start * bs, &buf[from..to])
-                    .map_err(|e| e.context(format_args!("writing data at block {start}")))?;
-                done += n;
-                goal = start + n;
+            let zero = |i: u64| {
+                buf[(i * bs) as usize..((i + 1) * bs) as usize]
+                    .iter()
+                    .all(|&b| b == 0)
+            };
+            // Each stretch of non-zero blocks [seg, end) is written; zeros stay holes.
+            let mut seg = 0u64;
+            while seg < blocks {
+                if zero(seg) {
+                    seg += 1;
+                    continue;
+                }
+                let mut end = seg + 1;
+                while end < blocks && !zero(end) {
+                    end += 1;
+                }
+                allocated += end - seg;
+                if allocated > data_blocks {
+                    return Err(Error::invalid(format!(
+                        "the source holds more data than the {data_blocks} blocks measured before the copy (did it change?)"
+                    )));
+                }
+                let mut done = seg;
+                while done < end {
+                    let (start, n) = self.alloc_run(goal, end - done)?;
+                    push_run(
+                        runs,
+                        Run {
+                            // OK to cast: total fits u32 (checked above).
+                            lblk: (lblk + done) as u32,
+                            pblk: start,
+                            len: n as u32,
+                            uninit: false,
+                        },
+                    );
+                    let from = (done * bs) as usize;
+                    let to = ((done + n) * bs) as usize;
+                    self.dev
+                        .write_all_at(start * bs, &buf[from..to])
+                        .map_err(|e| e.context(format_args!("writing data at block {start}")))?;
+                    done += n;
+                    goal = start + n;
+                }
+                seg = end;
             }
             left -= take as u64;
             lblk += blocks;

@@ -118,7 +118,8 @@ impl<D: WriteAt> Ext<D> {
         }
         batch.finish()?;
         // 6. Group descriptors of the changed groups (primary table only).
-        let gdt_off = (self.sb.first_data_block + 1) * bs;
+        // Contiguous: the writer refuses meta_bg (features::check_write).
+        let gdt_off = self.sb.gdt_block(0) * bs;
         let mut batch = Batch::new(&self.dev);
         for &g in &groups {
             self.gdt

@@ -4,7 +4,7 @@
 //! only compares their geometry, not their counts.
 
 use super::csum::{crc16, crc32c};
-use super::le::{put_u16, u16_at, u32_at};
+use crate::bytes::{le16, le32, put_le16};
 use crate::error::{Error, Result};
 
 const BG_BLOCK_BITMAP_LO: usize = 0x0;
@@ -84,18 +84,18 @@ impl GroupTable {
 
     fn get32(&self, g: u32, lo: usize, hi: usize) -> u64 {
         let d = self.d(g);
-        let mut v = u64::from(u32_at(d, lo));
+        let mut v = u64::from(le32(d, lo));
         if self.wide() {
-            v |= u64::from(u32_at(d, hi)) << 32;
+            v |= u64::from(le32(d, hi)) << 32;
         }
         v
     }
 
     fn get16(&self, g: u32, lo: usize, hi: usize) -> u32 {
         let d = self.d(g);
-        let mut v = u32::from(u16_at(d, lo));
+        let mut v = u32::from(le16(d, lo));
         if self.wide() {
-            v |= u32::from(u16_at(d, hi)) << 16;
+            v |= u32::from(le16(d, hi)) << 16;
         }
         v
     }
@@ -103,9 +103,9 @@ impl GroupTable {
     fn set16(&mut self, g: u32, lo: usize, hi: usize, v: u32) {
         let wide = self.wide();
         let d = self.dm(g);
-        put_u16(d, lo, (v & 0xFFFF) as u16);
+        put_le16(d, lo, (v & 0xFFFF) as u16);
         if wide {
-            put_u16(d, hi, (v >> 16) as u16);
+            put_le16(d, hi, (v >> 16) as u16);
         }
     }
 
@@ -155,11 +155,11 @@ impl GroupTable {
     }
     /// `bg_flags`.
     pub fn flags(&self, g: u32) -> u16 {
-        u16_at(self.d(g), BG_FLAGS)
+        le16(self.d(g), BG_FLAGS)
     }
     /// Set `bg_flags`.
     pub fn set_flags(&mut self, g: u32, v: u16) {
-        put_u16(self.dm(g), BG_FLAGS, v)
+        put_le16(self.dm(g), BG_FLAGS, v)
     }
     /// Store the block bitmap checksum (lo, and hi with 64-byte descriptors).
     pub fn set_block_bitmap_csum(&mut self, g: u32, c: u32) {
@@ -197,7 +197,7 @@ impl GroupTable {
             CsumKind::None => 0,
             CsumKind::Meta => {
                 let mut copy = d.to_vec();
-                put_u16(&mut copy, BG_CHECKSUM, 0);
+                put_le16(&mut copy, BG_CHECKSUM, 0);
                 let c = crc32c(crc32c(fs_seed, &le_g), &copy);
                 (c & 0xFFFF) as u16
             }
@@ -219,7 +219,7 @@ impl GroupTable {
             return;
         }
         let c = self.compute_checksum(g, kind, fs_seed, uuid);
-        put_u16(self.dm(g), BG_CHECKSUM, c);
+        put_le16(self.dm(g), BG_CHECKSUM, c);
     }
 
     /// Byte range in the table of group `g`'s descriptor.

@@ -22,13 +22,13 @@ use std::collections::BTreeSet;
 use crate::error::{Error, Result};
 
 use super::csum::crc32c;
-use super::dir::{
-    self, build_leaf, collect_live, corrupt_at, find_in, get16, get32, get8, leaf_insert, put16,
-    put32, put8, read_leaf, rec_len_from_disk, rec_len_to_disk, rec_size, usable_end, DirBlocks,
-    DirCtx, RawEntry,
+use super::dir_block::{
+    self, build_leaf, collect_live, corrupt_at, find_in, leaf_insert, read_leaf, rec_len_from_disk,
+    rec_len_to_disk, rec_size, usable_end, DirBlocks, DirCtx, RawEntry,
 };
 use super::dirhash;
 use super::Ino;
+use crate::bytes::{le16, le32, put_le16, put_le32, put_u8, u8_at};
 
 // dx_root: the `.` and `..` entries, then dx_root_info.
 /// `.`'s `rec_len` (12).
@@ -99,17 +99,17 @@ impl DxBlock {
         if i == 0 {
             0
         } else {
-            get32(&self.buf, self.eo + i * DX_ENTRY + DX_HASH)
+            le32(&self.buf, self.eo + i * DX_ENTRY + DX_HASH)
         }
     }
 
     fn block(&self, i: usize) -> u32 {
-        get32(&self.buf, self.eo + i * DX_ENTRY + DX_BLOCK)
+        le32(&self.buf, self.eo + i * DX_ENTRY + DX_BLOCK)
     }
 
     fn set_count(&mut self, count: usize) {
         self.count = count;
-        put16(
+        put_le16(
             &mut self.buf,
             self.eo + CL_COUNT,
             u16::try_from(count).unwrap_or(u16::MAX),
@@ -118,9 +118,9 @@ impl DxBlock {
 
     fn set_entry(&mut self, i: usize, hash: u32, block: u32) {
         if i != 0 {
-            put32(&mut self.buf, self.eo + i * DX_ENTRY + DX_HASH, hash);
+            put_le32(&mut self.buf, self.eo + i * DX_ENTRY + DX_HASH, hash);
         }
-        put32(&mut self.buf, self.eo + i * DX_ENTRY + DX_BLOCK, block);
+        put_le32(&mut self.buf, self.eo + i * DX_ENTRY + DX_BLOCK, block);
     }
 
     /// Insert `(hash, block)` at position `at` (>= 1), shifting the rest up.
@@ -153,7 +153,7 @@ impl DxBlock {
         if let Some(seed) = ctx.csum_seed {
             let t = self.eo + self.limit * DX_ENTRY;
             let c = dx_csum(seed, &self.buf, self.eo, self.count, t);
-            put32(&mut self.buf, t + DT_CHECKSUM, c);
+            put_le32(&mut self.buf, t + DT_CHECKSUM, c);
         }
     }
 }
@@ -179,8 +179,8 @@ fn expected_limit(ctx: &DirCtx, eo: usize) -> usize {
 
 /// Parse and check an index block's count/limit, checksum and entries.
 fn parse_dx(ctx: &DirCtx, nblocks: u32, lblk: u32, buf: Vec<u8>, eo: usize) -> Result<DxBlock> {
-    let limit = usize::from(get16(&buf, eo + CL_LIMIT));
-    let count = usize::from(get16(&buf, eo + CL_COUNT));
+    let limit = usize::from(le16(&buf, eo + CL_LIMIT));
+    let count = usize::from(le16(&buf, eo + CL_COUNT));
     let want = expected_limit(ctx, eo);
     if limit != want {
         return Err(corrupt_at(
@@ -200,7 +200,7 @@ fn parse_dx(ctx: &DirCtx, nblocks: u32, lblk: u32, buf: Vec<u8>, eo: usize) -> R
     }
     if let Some(seed) = ctx.csum_seed {
         let t = eo + limit * DX_ENTRY;
-        let have = get32(&buf, t + DT_CHECKSUM);
+        let have = le32(&buf, t + DT_CHECKSUM);
         let want = dx_csum(seed, &buf, eo, count, t);
         if have != want {
             return Err(corrupt_at(
@@ -269,20 +269,20 @@ fn read_root(blocks: &mut dyn DirBlocks, ctx: &DirCtx) -> Result<Root> {
         return Err(Error::invalid("directory block buffer of the wrong size"));
     }
     let bs = ctx.block_size;
-    let dot_ok = rec_len_from_disk(get16(&buf, ROOT_DOT_REC_LEN), bs) == 12
-        && get8(&buf, ROOT_DOT_NAME_LEN) == 1
-        && get8(&buf, ROOT_DOT_NAME) == b'.';
-    let dotdot_ok = rec_len_from_disk(get16(&buf, ROOT_DOTDOT + ROOT_DOT_REC_LEN), bs) == bs - 12
-        && get8(&buf, ROOT_DOTDOT + ROOT_DOT_NAME_LEN) == 2
+    let dot_ok = rec_len_from_disk(le16(&buf, ROOT_DOT_REC_LEN), bs) == 12
+        && u8_at(&buf, ROOT_DOT_NAME_LEN) == 1
+        && u8_at(&buf, ROOT_DOT_NAME) == b'.';
+    let dotdot_ok = rec_len_from_disk(le16(&buf, ROOT_DOTDOT + ROOT_DOT_REC_LEN), bs) == bs - 12
+        && u8_at(&buf, ROOT_DOTDOT + ROOT_DOT_NAME_LEN) == 2
         && buf.get(ROOT_DOTDOT + ROOT_DOT_NAME..ROOT_DOTDOT + ROOT_DOT_NAME + 2) == Some(b"..");
     if !dot_ok || !dotdot_ok {
         return Err(corrupt_at(ctx, 0, 0, "htree root without '.' and '..'"));
     }
-    let stored = get8(&buf, ROOT_HASH_VERSION);
-    let info_length = get8(&buf, ROOT_INFO_LENGTH);
-    let levels = get8(&buf, ROOT_INDIRECT_LEVELS);
-    let flags = get8(&buf, ROOT_UNUSED_FLAGS);
-    if get32(&buf, ROOT_RESERVED_ZERO) != 0 {
+    let stored = u8_at(&buf, ROOT_HASH_VERSION);
+    let info_length = u8_at(&buf, ROOT_INFO_LENGTH);
+    let levels = u8_at(&buf, ROOT_INDIRECT_LEVELS);
+    let flags = u8_at(&buf, ROOT_UNUSED_FLAGS);
+    if le32(&buf, ROOT_RESERVED_ZERO) != 0 {
         return Err(corrupt_at(
             ctx,
             0,
@@ -341,8 +341,8 @@ fn read_root(blocks: &mut dyn DirBlocks, ctx: &DirCtx) -> Result<Root> {
 
 fn read_node(blocks: &mut dyn DirBlocks, ctx: &DirCtx, lblk: u32) -> Result<DxBlock> {
     let buf = read_block(blocks, ctx, lblk)?;
-    let fake_ok = get32(&buf, 0) == 0
-        && rec_len_from_disk(get16(&buf, NODE_FAKE_REC_LEN), ctx.block_size) == ctx.block_size;
+    let fake_ok = le32(&buf, 0) == 0
+        && rec_len_from_disk(le16(&buf, NODE_FAKE_REC_LEN), ctx.block_size) == ctx.block_size;
     if !fake_ok {
         return Err(corrupt_at(
             ctx,
@@ -487,9 +487,9 @@ pub(crate) fn remove_entry(
 ) -> Result<RawEntry> {
     let (leaf, _) = find_leaf(blocks, ctx, name)?;
     match leaf {
-        Some(lblk) => dir::remove_from_leaf(blocks, ctx, lblk, name)?
-            .ok_or_else(|| dir::not_found_error(ctx, name)),
-        None => Err(dir::not_found_error(ctx, name)),
+        Some(lblk) => dir_block::remove_from_leaf(blocks, ctx, lblk, name)?
+            .ok_or_else(|| dir_block::not_found_error(ctx, name)),
+        None => Err(dir_block::not_found_error(ctx, name)),
     }
 }
 
@@ -558,7 +558,7 @@ pub(crate) fn add_entry(
     ft: u8,
 ) -> Result<()> {
     if find_leaf(blocks, ctx, name)?.0.is_some() {
-        return Err(dir::exists_error(ctx, name));
+        return Err(dir_block::exists_error(ctx, name));
     }
     let root = read_root(blocks, ctx)?;
     let (hash, _) = name_hash(root.version, ctx, name)?;
@@ -621,7 +621,7 @@ pub(crate) fn add_entry(
             blocks.write(node.lblk, &node.buf)?;
             parent.set_count(1);
             parent.set_entry(0, 0, node_lblk);
-            put8(&mut parent.buf, ROOT_INDIRECT_LEVELS, 1);
+            put_u8(&mut parent.buf, ROOT_INDIRECT_LEVELS, 1);
             parent.seal(ctx);
             blocks.write(parent.lblk, &parent.buf)?;
         }
@@ -726,10 +726,10 @@ fn split_leaf(
 fn empty_node(ctx: &DirCtx, lblk: u32) -> DxBlock {
     let bs = ctx.block_size;
     let mut buf = vec![0u8; bs];
-    put32(&mut buf, 0, 0);
-    put16(&mut buf, NODE_FAKE_REC_LEN, rec_len_to_disk(bs, bs));
+    put_le32(&mut buf, 0, 0);
+    put_le16(&mut buf, NODE_FAKE_REC_LEN, rec_len_to_disk(bs, bs));
     let limit = expected_limit(ctx, NODE_ENTRIES);
-    put16(
+    put_le16(
         &mut buf,
         NODE_ENTRIES + CL_LIMIT,
         u16::try_from(limit).unwrap_or(u16::MAX),
@@ -862,15 +862,15 @@ pub(crate) fn verify(blocks: &mut dyn DirBlocks, ctx: &DirCtx) -> Result<()> {
 pub fn make_linear(blocks: &mut dyn DirBlocks, ctx: &DirCtx) -> Result<()> {
     let root = read_root(blocks, ctx)?;
     let nodes = node_blocks(blocks, ctx, &root)?;
-    let dot = get32(&root.dx.buf, 0);
-    let dotdot = get32(&root.dx.buf, ROOT_DOTDOT);
+    let dot = le32(&root.dx.buf, 0);
+    let dotdot = le32(&root.dx.buf, ROOT_DOTDOT);
     let mut linear_ctx = *ctx;
     linear_ctx.indexed = false;
     for lblk in nodes {
         blocks.write(lblk, &build_leaf(&linear_ctx, &[]))?;
     }
     // '.' keeps the inode the root names (normally ctx.ino).
-    let first = dir::new_dir_block(
+    let first = dir_block::new_dir_block(
         &DirCtx {
             ino: dot,
             ..linear_ctx
@@ -885,7 +885,7 @@ mod tests {
     use super::*;
     use crate::error::ErrorKind;
     use crate::ext::dir as d;
-    use crate::ext::dir::tests::{ctx, MemDir};
+    use crate::ext::dir_block::tests::{ctx, MemDir};
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
@@ -903,15 +903,15 @@ mod tests {
         // '..' spans the whole block in a dx_root; the dx data replaces the tail.
         root.truncate(24);
         root.resize(bs, 0);
-        put16(
+        put_le16(
             &mut root,
             ROOT_DOTDOT + ROOT_DOT_REC_LEN,
             rec_len_to_disk(bs - 12, bs),
         );
-        put8(&mut root, ROOT_HASH_VERSION, c.hash.default_version);
-        put8(&mut root, ROOT_INFO_LENGTH, ROOT_INFO_LEN);
+        put_u8(&mut root, ROOT_HASH_VERSION, c.hash.default_version);
+        put_u8(&mut root, ROOT_INFO_LENGTH, ROOT_INFO_LEN);
         let limit = expected_limit(c, ROOT_ENTRIES);
-        put16(&mut root, ROOT_ENTRIES + CL_LIMIT, limit as u16);
+        put_le16(&mut root, ROOT_ENTRIES + CL_LIMIT, limit as u16);
         let mut dx = DxBlock {
             lblk: 0,
             buf: root,
@@ -923,7 +923,7 @@ mod tests {
         dx.set_entry(0, 0, 1);
         dx.seal(c);
         MemDir {
-            blocks: vec![dx.buf, d::build_leaf(c, &[])],
+            blocks: vec![dx.buf, dir_block::build_leaf(c, &[])],
             block_size: bs,
             max_blocks: None,
         }
@@ -994,8 +994,8 @@ mod tests {
         loop {
             let n = long_name(i);
             let mut buf = dir.blocks[1].clone();
-            let slots = d::parse_leaf(&c, 1, &buf).unwrap();
-            if !d::leaf_insert(&c, &mut buf, &slots, &n, 5, 1) {
+            let slots = dir_block::parse_leaf(&c, 1, &buf).unwrap();
+            if !dir_block::leaf_insert(&c, &mut buf, &slots, &n, 5, 1) {
                 break;
             }
             dir.blocks[1] = buf;
@@ -1016,7 +1016,7 @@ mod tests {
         for j in 0..root_limit {
             root.set_entry(j, 0, 2);
         }
-        put8(&mut root.buf, ROOT_INDIRECT_LEVELS, 1);
+        put_u8(&mut root.buf, ROOT_INDIRECT_LEVELS, 1);
         root.seal(&c);
         dir.blocks[0] = root.buf;
         let snapshot = dir.blocks.clone();
@@ -1052,7 +1052,7 @@ mod tests {
         }
         // The extra block is a valid empty leaf; everything else is intact.
         let last = dir.blocks.len() - 1;
-        let slots = d::parse_leaf(&c, last as u32, &dir.blocks[last]).unwrap();
+        let slots = dir_block::parse_leaf(&c, last as u32, &dir.blocks[last]).unwrap();
         assert!(slots.iter().all(|s| s.ino == 0));
         for j in 0..i {
             assert!(d::lookup(&mut dir, &c, &long_name(j)).unwrap().is_some());
@@ -1077,8 +1077,8 @@ mod tests {
                 file_type: 1,
             })
             .collect();
-        dir.blocks[1] = d::build_leaf(&c, &small);
-        dir.blocks.push(d::build_leaf(
+        dir.blocks[1] = dir_block::build_leaf(&c, &small);
+        dir.blocks.push(dir_block::build_leaf(
             &c,
             &[RawEntry {
                 name: x.clone(),
@@ -1227,7 +1227,7 @@ mod tests {
             csum in any::<bool>(),
         ) {
             let c = ctx(1024, csum);
-            let mut dir = d::tests::new_dir(&c);
+            let mut dir = crate::ext::dir_block::tests::new_dir(&c);
             let mut model = BTreeMap::new();
             for (add, i) in ops {
                 let n = long_name(i);

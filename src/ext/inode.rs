@@ -4,8 +4,8 @@
 //! nanosecond words, `i_blocks` units (huge_file), and the inode checksum.
 
 use super::csum::crc32c;
-use super::le::{put_u16, put_u32, u16_at, u32_at};
 use super::{FileType, Ino, Stat, Timestamp};
+use crate::bytes::{le16, le32, put_le16, put_le32};
 
 pub const I_MODE: usize = 0x0;
 pub const I_UID: usize = 0x2;
@@ -55,6 +55,10 @@ pub const S_IFDIR: u16 = 0o040000;
 /// Symlink.
 pub const S_IFLNK: u16 = 0o120000;
 
+/// Latest time an inode with `_extra` words holds (the kernel's
+/// `EXT4_EXTRA_TIMESTAMP_MAX`: 2446-05-10 22:38:55 UTC).
+const EXTRA_TIMESTAMP_MAX: i64 = (1 << 34) - 1 + i32::MIN as i64;
+
 /// Which timestamp.
 #[derive(Clone, Copy, Debug)]
 pub enum Time {
@@ -91,11 +95,11 @@ pub struct Inode {
 impl Inode {
     /// `i_mode`.
     pub fn mode(&self) -> u16 {
-        u16_at(&self.raw, I_MODE)
+        le16(&self.raw, I_MODE)
     }
     /// Set `i_mode`.
     pub fn set_mode(&mut self, m: u16) {
-        put_u16(&mut self.raw, I_MODE, m)
+        put_le16(&mut self.raw, I_MODE, m)
     }
     /// The type from the mode.
     pub fn file_type(&self) -> FileType {
@@ -107,50 +111,50 @@ impl Inode {
     }
     /// Owner (lo | hi).
     pub fn uid(&self) -> u32 {
-        u32::from(u16_at(&self.raw, I_UID)) | (u32::from(u16_at(&self.raw, L_I_UID_HIGH)) << 16)
+        u32::from(le16(&self.raw, I_UID)) | (u32::from(le16(&self.raw, L_I_UID_HIGH)) << 16)
     }
     /// Set the owner.
     pub fn set_uid(&mut self, v: u32) {
-        put_u16(&mut self.raw, I_UID, (v & 0xFFFF) as u16);
-        put_u16(&mut self.raw, L_I_UID_HIGH, (v >> 16) as u16);
+        put_le16(&mut self.raw, I_UID, (v & 0xFFFF) as u16);
+        put_le16(&mut self.raw, L_I_UID_HIGH, (v >> 16) as u16);
     }
     /// Group (lo | hi).
     pub fn gid(&self) -> u32 {
-        u32::from(u16_at(&self.raw, I_GID)) | (u32::from(u16_at(&self.raw, L_I_GID_HIGH)) << 16)
+        u32::from(le16(&self.raw, I_GID)) | (u32::from(le16(&self.raw, L_I_GID_HIGH)) << 16)
     }
     /// Set the group.
     pub fn set_gid(&mut self, v: u32) {
-        put_u16(&mut self.raw, I_GID, (v & 0xFFFF) as u16);
-        put_u16(&mut self.raw, L_I_GID_HIGH, (v >> 16) as u16);
+        put_le16(&mut self.raw, I_GID, (v & 0xFFFF) as u16);
+        put_le16(&mut self.raw, L_I_GID_HIGH, (v >> 16) as u16);
     }
     /// `i_size` (lo | high).
     pub fn size(&self) -> u64 {
-        u64::from(u32_at(&self.raw, I_SIZE_LO)) | (u64::from(u32_at(&self.raw, I_SIZE_HIGH)) << 32)
+        u64::from(le32(&self.raw, I_SIZE_LO)) | (u64::from(le32(&self.raw, I_SIZE_HIGH)) << 32)
     }
     /// Set `i_size`.
     pub fn set_size(&mut self, v: u64) {
-        put_u32(&mut self.raw, I_SIZE_LO, super::le::lo32(v));
-        put_u32(&mut self.raw, I_SIZE_HIGH, super::le::hi32(v));
+        put_le32(&mut self.raw, I_SIZE_LO, crate::bytes::lo32(v));
+        put_le32(&mut self.raw, I_SIZE_HIGH, crate::bytes::hi32(v));
     }
     /// `i_links_count`.
     pub fn links(&self) -> u16 {
-        u16_at(&self.raw, I_LINKS_COUNT)
+        le16(&self.raw, I_LINKS_COUNT)
     }
     /// Set `i_links_count`.
     pub fn set_links(&mut self, v: u16) {
-        put_u16(&mut self.raw, I_LINKS_COUNT, v)
+        put_le16(&mut self.raw, I_LINKS_COUNT, v)
     }
     /// `i_flags`.
     pub fn flags(&self) -> u32 {
-        u32_at(&self.raw, I_FLAGS)
+        le32(&self.raw, I_FLAGS)
     }
     /// Set `i_flags`.
     pub fn set_flags(&mut self, v: u32) {
-        put_u32(&mut self.raw, I_FLAGS, v)
+        put_le32(&mut self.raw, I_FLAGS, v)
     }
     /// `i_generation`.
     pub fn generation(&self) -> u32 {
-        u32_at(&self.raw, I_GENERATION)
+        le32(&self.raw, I_GENERATION)
     }
     /// `i_block` (60 bytes).
     pub fn i_block(&self) -> &[u8] {
@@ -164,19 +168,19 @@ impl Inode {
     }
     /// `i_file_acl` (the xattr block), lo | high.
     pub fn file_acl(&self) -> u64 {
-        u64::from(u32_at(&self.raw, I_FILE_ACL_LO))
-            | (u64::from(u16_at(&self.raw, L_I_FILE_ACL_HIGH)) << 32)
+        u64::from(le32(&self.raw, I_FILE_ACL_LO))
+            | (u64::from(le16(&self.raw, L_I_FILE_ACL_HIGH)) << 32)
     }
     /// Set `i_dtime`.
     pub fn set_dtime(&mut self, v: u32) {
-        put_u32(&mut self.raw, I_DTIME, v)
+        put_le32(&mut self.raw, I_DTIME, v)
     }
     /// `i_extra_isize` (0 for 128-byte inodes).
     pub fn extra_isize(&self) -> usize {
         if self.raw.len() <= EXT2_GOOD_OLD_INODE_SIZE {
             0
         } else {
-            usize::from(u16_at(&self.raw, I_EXTRA_ISIZE))
+            usize::from(le16(&self.raw, I_EXTRA_ISIZE))
         }
     }
     /// Does the field ending at byte `end` fit in the extra space?
@@ -186,9 +190,9 @@ impl Inode {
 
     /// `i_blocks` in 512-byte units.
     pub fn blocks_512(&self, huge_file: bool, block_size: u32) -> u64 {
-        let mut v = u64::from(u32_at(&self.raw, I_BLOCKS_LO));
+        let mut v = u64::from(le32(&self.raw, I_BLOCKS_LO));
         if huge_file {
-            v |= u64::from(u16_at(&self.raw, L_I_BLOCKS_HIGH)) << 32;
+            v |= u64::from(le16(&self.raw, L_I_BLOCKS_HIGH)) << 32;
             if self.flags() & EXT4_HUGE_FILE_FL != 0 {
                 v = v.saturating_mul(u64::from(block_size / 512));
             }
@@ -203,12 +207,12 @@ impl Inode {
         if huge_file && v >> 48 != 0 {
             // Count in filesystem blocks instead.
             flags |= EXT4_HUGE_FILE_FL;
-            put_u32(&mut self.raw, I_BLOCKS_LO, super::le::lo32(n));
-            put_u16(&mut self.raw, L_I_BLOCKS_HIGH, super::le::hi16(n));
+            put_le32(&mut self.raw, I_BLOCKS_LO, crate::bytes::lo32(n));
+            put_le16(&mut self.raw, L_I_BLOCKS_HIGH, crate::bytes::hi16(n));
         } else {
-            put_u32(&mut self.raw, I_BLOCKS_LO, super::le::lo32(v));
+            put_le32(&mut self.raw, I_BLOCKS_LO, crate::bytes::lo32(v));
             if huge_file {
-                put_u16(&mut self.raw, L_I_BLOCKS_HIGH, super::le::hi16(v));
+                put_le16(&mut self.raw, L_I_BLOCKS_HIGH, crate::bytes::hi16(v));
             }
         }
         self.set_flags(flags);
@@ -220,10 +224,10 @@ impl Inode {
         if matches!(which, Time::Cr) && !self.fits(I_CRTIME + 4) {
             return None;
         }
-        let mut sec = i64::from(u32_at(&self.raw, lo) as i32);
+        let mut sec = i64::from(le32(&self.raw, lo) as i32);
         let mut nsec = 0;
         if self.fits(extra + 4) {
-            let e = u32_at(&self.raw, extra);
+            let e = le32(&self.raw, extra);
             sec += i64::from(e & 3) << 32;
             nsec = (e >> 2).min(999_999_999);
         }
@@ -236,13 +240,23 @@ impl Inode {
         if matches!(which, Time::Cr) && !self.fits(I_CRTIME + 4) {
             return;
         }
+        // As the kernel: seconds are clamped to what the inode can hold (signed
+        // 32 bits, plus two epoch bits when the `_extra` word fits), never
+        // wrapped.
+        let has_extra = self.fits(extra + 4);
+        let max = if has_extra {
+            EXTRA_TIMESTAMP_MAX
+        } else {
+            i64::from(i32::MAX)
+        };
+        let sec = t.sec.clamp(i64::from(i32::MIN), max);
         // OK to truncate: the low 32 bits are the on-disk field, the epoch bits
         // carry the rest.
-        put_u32(&mut self.raw, lo, t.sec as u32);
-        if self.fits(extra + 4) {
-            let epoch = ((t.sec - i64::from(t.sec as i32)) >> 32) & 3;
+        put_le32(&mut self.raw, lo, sec as u32);
+        if has_extra {
+            let epoch = ((sec - i64::from(sec as i32)) >> 32) & 3;
             let e = (t.nsec.min(999_999_999) << 2) | (epoch as u32);
-            put_u32(&mut self.raw, extra, e);
+            put_le32(&mut self.raw, extra, e);
         }
     }
 
@@ -257,17 +271,17 @@ impl Inode {
     /// Recompute the inode checksum (metadata_csum).
     pub fn update_checksum(&mut self, fs_seed: u32) {
         let c = self.compute_checksum(fs_seed);
-        put_u16(&mut self.raw, L_I_CHECKSUM_LO, (c & 0xFFFF) as u16);
+        put_le16(&mut self.raw, L_I_CHECKSUM_LO, (c & 0xFFFF) as u16);
         if self.fits(I_CHECKSUM_HI + 2) {
-            put_u16(&mut self.raw, I_CHECKSUM_HI, (c >> 16) as u16);
+            put_le16(&mut self.raw, I_CHECKSUM_HI, (c >> 16) as u16);
         }
     }
 
     fn compute_checksum(&self, fs_seed: u32) -> u32 {
         let mut copy = self.raw.clone();
-        put_u16(&mut copy, L_I_CHECKSUM_LO, 0);
+        put_le16(&mut copy, L_I_CHECKSUM_LO, 0);
         if self.fits(I_CHECKSUM_HI + 2) {
-            put_u16(&mut copy, I_CHECKSUM_HI, 0);
+            put_le16(&mut copy, I_CHECKSUM_HI, 0);
         }
         crc32c(self.csum_seed(fs_seed), &copy)
     }
@@ -285,9 +299,9 @@ impl Inode {
             return true;
         }
         let c = self.compute_checksum(fs_seed);
-        let lo = u16_at(&self.raw, L_I_CHECKSUM_LO);
+        let lo = le16(&self.raw, L_I_CHECKSUM_LO);
         if self.fits(I_CHECKSUM_HI + 2) {
-            lo == (c & 0xFFFF) as u16 && u16_at(&self.raw, I_CHECKSUM_HI) == (c >> 16) as u16
+            lo == (c & 0xFFFF) as u16 && le16(&self.raw, I_CHECKSUM_HI) == (c >> 16) as u16
         } else {
             lo == (c & 0xFFFF) as u16
         }

@@ -11,14 +11,18 @@
 //! Paths are resolved inside the guest: symlinks (a usrmerge `/lib -> usr/lib`)
 //! are followed from the guest's root, never through the host.
 //!
-//! Modules, split as libext2fs is: `superblock` (fields at named
-//! offsets), `features` (names, the write whitelist, refusals), `group`
-//! (descriptors and their crc32c/crc16), `bitmap`, `alloc` (the only place a
-//! count changes), `inode` (raw records patched in place, checksums), `extent`
-//! and `blockmap` (mappings read and built bottom-up), `xattr` (read; block
-//! refcounts dropped on free), `file` (data streaming, `i_blocks`), `dirio`
-//! (the engine side of [`dir::DirBlocks`]), `path`, `recipe` (the operations),
-//! `flush` (ordered write-out).
+//! Modules, split as libext2fs is: `superblock` (fields at named offsets, one
+//! validation shared with the probe, the refusals of features and states),
+//! `features` (a leaf: the one table of feature names, the read and write sets),
+//! `group` (descriptors and their crc32c/crc16), `bitmap`, `alloc` (the only
+//! place a count changes), `validate` (what the allocator trusts, checked before
+//! it is trusted), `inode` (raw records patched in place, checksums), `run` (a
+//! leaf: mapped runs), `extent` and `blockmap` (mappings read and built
+//! bottom-up), `xattr` (read; block refcounts dropped on free), `file` (data
+//! streaming, `i_blocks`), `dir_block` (a leaf: the directory block format) under
+//! `dir` (whole directories) and `htree` (indexed ones), `dirio` (the engine side
+//! of [`dir::DirBlocks`]), `path`, `recipe` (the operations), `flush` (ordered
+//! write-out).
 //!
 //! Choices worth knowing:
 //! - Blocks reserved for root (`s_r_blocks_count`) are usable, as for root and
@@ -42,24 +46,27 @@ mod bitmap;
 mod blockmap;
 pub mod csum;
 pub mod dir;
+mod dir_block;
 pub mod dirhash;
 mod dirio;
 mod extent;
-mod features;
+pub(crate) mod features;
 mod file;
 mod flush;
 mod group;
 pub mod htree;
 mod inode;
-mod le;
 mod path;
 mod recipe;
-mod superblock;
+mod run;
+pub(crate) mod superblock;
+mod validate;
 mod xattr;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::Read;
 
+use crate::bytes;
 use crate::disk::{ReadAt, WriteAt};
 use crate::error::{Error, ErrorKind, Result};
 
@@ -238,6 +245,12 @@ pub struct Ext<D> {
     /// `bg_flags` and `bg_itable_unused` of the group of the last inode marked,
     /// as they were before (to undo an allocation exactly).
     last_inode_group_state: (u16, u32),
+    /// Damage met and stepped around since the last [`Ext::take_findings`].
+    findings: Vec<crate::finding::Finding>,
+    /// Blocks of the metadata the engine holds (bitmaps, inode tables,
+    /// superblocks and GDTs, journal, listed bad blocks), sorted and disjoint;
+    /// filled at open for writing (see `validate`).
+    held: Vec<validate::Held>,
 }
 
 /// Dirty metadata (bytes) past which an operation flushes on its own.
@@ -247,17 +260,26 @@ impl<D: ReadAt> Ext<D> {
     fn open(dev: D, writable: bool) -> Result<Ext<D>> {
         let mut raw = vec![0u8; SUPERBLOCK_SIZE];
         dev.read_exact_at(SUPERBLOCK_OFFSET, &mut raw)?;
-        let sb = Superblock::parse(raw, dev.size())?;
-        features::check_read(&sb)?;
+        let sb = Superblock::parse(raw, dev.size()).map_err(|e| {
+            if e.kind() != ErrorKind::Corrupt {
+                return e;
+            }
+            match superblock::find_backup(&dev) {
+                Some((block, bs)) => Error::corrupt(format!(
+                    "{}; a backup superblock at block {block} ({bs}-byte blocks) looks sound: \
+                     `e2fsck -b {block} -B {bs}` repairs the primary from it",
+                    e.message()
+                )),
+                None => e,
+            }
+        })?;
+        // The writer's refusals first: they name every feature it cannot write
+        // (meta_bg among them), where the reader's would say "cannot read".
         if writable {
-            features::check_write(&sb)?;
+            sb.refuse_unwritable()?;
         }
+        sb.refuse_unreadable()?;
         let meta_csum = sb.has_ro_compat(features::RO_COMPAT_METADATA_CSUM);
-        if meta_csum && !sb.checksum_ok() {
-            return Err(Error::corrupt(
-                "ext superblock at 0x400: checksum does not match (metadata_csum)",
-            ));
-        }
         let csum = if meta_csum {
             CsumKind::Meta
         } else if sb.has_ro_compat(features::RO_COMPAT_GDT_CSUM) {
@@ -273,17 +295,29 @@ impl<D: ReadAt> Ext<D> {
         };
         let bs = u64::from(sb.block_size);
         let gdt_len = sb.gdt_blocks() * bs;
-        let gdt_off = (sb.first_data_block + 1) * bs;
+        let gdt_off = sb.gdt_block(0) * bs;
         let mut graw =
             vec![0u8; usize::try_from(gdt_len).map_err(|_| Error::corrupt("gdt too big"))?];
-        dev.read_exact_at(gdt_off, &mut graw)
-            .map_err(|e| e.context(format_args!("group descriptors at {gdt_off:#x}")))?;
+        // Descriptor blocks one by one where they are not contiguous (meta_bg).
+        let mut at = 0u64;
+        while at < sb.gdt_blocks() {
+            let first = sb.gdt_block(at);
+            let mut n = 1;
+            while at + n < sb.gdt_blocks() && sb.gdt_block(at + n) == first + n {
+                n += 1;
+            }
+            // OK to cast: within graw, whose length fits usize.
+            let dst = &mut graw[(at * bs) as usize..((at + n) * bs) as usize];
+            dev.read_exact_at(first * bs, dst)
+                .map_err(|e| e.context(format_args!("group descriptors at {:#x}", first * bs)))?;
+            at += n;
+        }
         let gdt = GroupTable::new(graw, sb.desc_size, sb.group_count)?;
         if writable && csum != CsumKind::None {
             for g in 0..sb.group_count {
                 let want = gdt.compute_checksum(g, csum, fs_seed, &uuid);
                 let (o, _) = gdt.desc_range(g);
-                if le::u16_at(gdt.raw(), o + 0x1E) != want {
+                if bytes::le16(gdt.raw(), o + 0x1E) != want {
                     return Err(Error::corrupt(format!(
                         "group {g}: descriptor checksum does not match (at {:#x})",
                         gdt_off + o as u64
@@ -297,9 +331,14 @@ impl<D: ReadAt> Ext<D> {
                 ("inode bitmap", gdt.inode_bitmap(g)),
                 ("inode table", gdt.inode_table(g)),
             ] {
+                if b == 0 {
+                    return Err(Error::corrupt(format!(
+                        "group {g}: the {what} pointer is 0 (group descriptor damaged); run e2fsck -f"
+                    )));
+                }
                 if b < sb.first_data_block || b >= sb.blocks_count {
                     return Err(Error::corrupt(format!(
-                        "group {g}: {what} at block {b} is outside the filesystem"
+                        "group {g}: {what} at block {b} is outside the filesystem; run e2fsck -f"
                     )));
                 }
             }
@@ -307,8 +346,8 @@ impl<D: ReadAt> Ext<D> {
         // Deterministic: the same image and the same operations give the same
         // bytes (reproducible images, comparable undo files).
         let gen_next =
-            csum::crc32c(!0, &uuid) ^ sb.free_inodes_count() ^ le::lo32(sb.free_blocks_count());
-        Ok(Ext {
+            csum::crc32c(!0, &uuid) ^ sb.free_inodes_count() ^ bytes::lo32(sb.free_blocks_count());
+        let mut ext = Ext {
             dev,
             goal: sb.first_data_block,
             sb,
@@ -328,8 +367,14 @@ impl<D: ReadAt> Ext<D> {
             pending_inodes: Vec::new(),
             gen_next,
             last_inode_group_state: (0, 0),
+            findings: Vec::new(),
             auto_flush_bytes: AUTO_FLUSH_BYTES,
-        })
+            held: Vec::new(),
+        };
+        if writable {
+            ext.validate_for_write()?;
+        }
+        Ok(ext)
     }
 
     /// Open for reading only.
@@ -339,7 +384,7 @@ impl<D: ReadAt> Ext<D> {
 
     /// The feature names of the filesystem (dumpe2fs spelling).
     pub fn feature_names(&self) -> Vec<String> {
-        features::feature_names(&self.sb)
+        self.sb.feature_names()
     }
 
     fn huge_file(&self) -> bool {
@@ -365,6 +410,11 @@ impl<D: ReadAt> Ext<D> {
 
     /// Fail unless `count` blocks at `pblk` lie inside the filesystem.
     fn check_block(&self, pblk: u64, count: u64) -> Result<()> {
+        if pblk == 0 {
+            return Err(Error::corrupt(
+                "a block pointer is 0 where a block was expected (damaged metadata); run e2fsck -f",
+            ));
+        }
         match pblk.checked_add(count) {
             Some(end) if pblk >= self.sb.first_data_block && end <= self.sb.blocks_count => Ok(()),
             _ => Err(Error::corrupt(format!(
@@ -464,11 +514,11 @@ impl<D: ReadAt> Ext<D> {
         ) {
             return Ok(None);
         }
-        let old = le::u32_at(inode.i_block(), 0);
+        let old = bytes::le32(inode.i_block(), 0);
         if old != 0 {
             return Ok(Some(((old >> 8) & 0xFF, old & 0xFF)));
         }
-        let new = le::u32_at(inode.i_block(), 4);
+        let new = bytes::le32(inode.i_block(), 4);
         Ok(Some((
             (new & 0xF_FF00) >> 8,
             (new & 0xFF) | ((new >> 12) & 0xF_FF00),
@@ -509,9 +559,23 @@ impl<D: ReadAt> Ext<D> {
     /// What a new regular file of `len` bytes costs: data blocks plus extent-tree or
     /// indirect blocks, and one inode.
     pub fn file_cost(&self, len: u64) -> Space {
-        let data = len.div_ceil(self.bs());
+        self.sparse_file_cost(len, len.div_ceil(self.bs()))
+    }
+
+    /// What a new regular file of `len` bytes costs when at most `data_blocks`
+    /// of its blocks hold data (the rest are holes).
+    pub fn sparse_file_cost(&self, len: u64, data_blocks: u64) -> Space {
+        let span = len.div_ceil(self.bs());
+        let data = data_blocks.min(span);
+        let tree = if data == span || self.sb.has_incompat(features::INCOMPAT_EXTENTS) {
+            self.tree_cost(data)
+        } else {
+            // Indirect blocks cover logical positions: at most one per level
+            // (three) per data block, and never more than the whole span needs.
+            blockmap::indirect_blocks(span, self.sb.block_size).min(3 * data)
+        };
         Space {
-            blocks: data + self.tree_cost(data),
+            blocks: data + tree,
             inodes: 1,
         }
     }
@@ -545,14 +609,26 @@ impl<D: WriteAt> Ext<D> {
     }
 
     fn check_space(&self, need: Space, free: Space) -> Result<()> {
-        if need.blocks > free.blocks || need.inodes > free.inodes {
-            return Err(Error::new(
-                ErrorKind::NoSpace,
-                format!(
-                    "not enough space: need {} blocks and {} inodes, {} blocks and {} inodes free",
-                    need.blocks, need.inodes, free.blocks, free.inodes
-                ),
-            ));
+        let blocks_short = need.blocks > free.blocks;
+        let inodes_short = need.inodes > free.inodes;
+        let what = match (blocks_short, inodes_short) {
+            (false, false) => return Ok(()),
+            (true, false) => format!(
+                "not enough space: need {} blocks, {} free",
+                need.blocks, free.blocks
+            ),
+            (false, true) => format!(
+                "no free inode left: need {} inodes, {} free (space is not the problem: {} blocks \
+                 free); remove files, or make the filesystem with more inodes (mke2fs -N/-i)",
+                need.inodes, free.inodes, free.blocks
+            ),
+            (true, true) => format!(
+                "not enough space and inodes: need {} blocks and {} inodes, {} blocks and {} inodes free",
+                need.blocks, need.inodes, free.blocks, free.inodes
+            ),
+        };
+        if blocks_short || inodes_short {
+            return Err(Error::new(ErrorKind::NoSpace, what));
         }
         Ok(())
     }
@@ -599,7 +675,26 @@ impl<D: WriteAt> Ext<D> {
         data: &mut dyn Read,
         len: u64,
     ) -> Result<Ino> {
-        let r = self.do_create_file(parent, name, node, data, len);
+        let r = self.do_create_file(parent, name, node, data, len, len.div_ceil(self.bs()));
+        self.maybe_flush()?;
+        r
+    }
+
+    /// [`Ext::create_file`] for a sparse source: `data` reads as the whole file
+    /// (holes as zeros), of which at most `data_blocks` blocks hold data (as
+    /// `SEEK_DATA`/`SEEK_HOLE` found them). Space is reserved for those blocks
+    /// only; every all-zero block becomes a hole. More non-zero blocks than
+    /// announced (a source that changed) is an error.
+    pub fn create_sparse_file(
+        &mut self,
+        parent: Ino,
+        name: &[u8],
+        node: &NewNode,
+        data: &mut dyn Read,
+        len: u64,
+        data_blocks: u64,
+    ) -> Result<Ino> {
+        let r = self.do_create_file(parent, name, node, data, len, data_blocks);
         self.maybe_flush()?;
         r
     }
@@ -614,7 +709,22 @@ impl<D: WriteAt> Ext<D> {
         len: u64,
         when: Timestamp,
     ) -> Result<()> {
-        let r = self.do_replace_contents(ino, data, len, when);
+        let r = self.do_replace_contents(ino, data, len, len.div_ceil(self.bs()), when);
+        self.maybe_flush()?;
+        r
+    }
+
+    /// [`Ext::replace_contents`] for a sparse source (see
+    /// [`Ext::create_sparse_file`]).
+    pub fn replace_sparse_contents(
+        &mut self,
+        ino: Ino,
+        data: &mut dyn Read,
+        len: u64,
+        data_blocks: u64,
+        when: Timestamp,
+    ) -> Result<()> {
+        let r = self.do_replace_contents(ino, data, len, data_blocks, when);
         self.maybe_flush()?;
         r
     }
@@ -692,7 +802,15 @@ impl<D: WriteAt> Ext<D> {
         r
     }
 
-    /// Remove a name and, for a directory, everything below it.
+    /// What the operations since the last call met and stepped around (a
+    /// directory hard link not descended into), for the caller to show.
+    pub fn take_findings(&mut self) -> Vec<crate::finding::Finding> {
+        std::mem::take(&mut self.findings)
+    }
+
+    /// Remove a name and, for a directory, everything below it. A directory
+    /// met twice (a directory hard link, a loop) is not descended into again:
+    /// see [`Ext::take_findings`].
     pub fn remove_tree(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
         let r = self.do_remove_tree(parent, name);
         self.maybe_flush()?;

@@ -6,10 +6,11 @@
 use std::collections::HashSet;
 use std::io::Read;
 
-use super::file::Run;
 use super::inode::{self, Inode, Time, S_IFDIR, S_IFLNK, S_IFREG};
+use super::run::Run;
 use super::{features, Error, Ext, FileType, Ino, NewNode, Result, Space, Timestamp};
 use crate::disk::{ReadAt, WriteAt};
+use crate::finding::Finding;
 
 /// `EXT4_LINK_MAX`: past it a directory's link count is 1 (dir_nlink).
 const EXT4_LINK_MAX: u16 = 65000;
@@ -60,7 +61,7 @@ impl<D: ReadAt> Ext<D> {
                 want = 32.min(max);
             }
             want = want.max(self.sb.min_extra_isize().min(max) & !3);
-            super::le::put_u16(&mut inode.raw, inode::I_EXTRA_ISIZE, want);
+            crate::bytes::put_le16(&mut inode.raw, inode::I_EXTRA_ISIZE, want);
         }
         inode.set_mode(mode);
         inode.set_uid(node.uid);
@@ -71,7 +72,7 @@ impl<D: ReadAt> Ext<D> {
         inode.set_time(Time::C, node.ctime);
         inode.set_time(Time::Cr, node.ctime);
         let gen = self.next_generation();
-        super::le::put_u32(&mut inode.raw, inode::I_GENERATION, gen);
+        crate::bytes::put_le32(&mut inode.raw, inode::I_GENERATION, gen);
         let t = mode & inode::S_IFMT;
         if self.sb.has_incompat(features::INCOMPAT_EXTENTS) && (t == S_IFREG || t == S_IFDIR) {
             inode.set_flags(inode::EXT4_EXTENTS_FL);
@@ -189,6 +190,7 @@ impl<D: WriteAt> Ext<D> {
         need: Space,
         goal: u64,
         len: u64,
+        data_blocks: u64,
         insert: Option<(Ino, &[u8])>,
     ) -> Result<()> {
         let first = match insert {
@@ -197,12 +199,15 @@ impl<D: WriteAt> Ext<D> {
         };
         let e = match first {
             Err(e) if e.kind() == super::ErrorKind::NoSpace => e,
+            Ok(()) => return self.preload_for(goal, need.blocks),
             r => return r,
         };
-        if !self.sb.has_incompat(features::INCOMPAT_EXTENTS) {
+        let data = len.div_ceil(self.bs());
+        // The simulation knows contiguous free space, not where holes break
+        // extents: only a file without holes can be reserved that exactly.
+        if !self.sb.has_incompat(features::INCOMPAT_EXTENTS) || data_blocks < data {
             return Err(e);
         }
-        let data = len.div_ceil(self.bs());
         let Some(extents) = self.simulate_extents(goal, data)? else {
             return Err(e);
         };
@@ -211,9 +216,10 @@ impl<D: WriteAt> Ext<D> {
             inodes: need.inodes,
         };
         match insert {
-            Some((parent, name)) => self.reserve_with_insert(exact, parent, name),
-            None => self.reserve(exact),
+            Some((parent, name)) => self.reserve_with_insert(exact, parent, name)?,
+            None => self.reserve(exact)?,
         }
+        self.preload_for(goal, exact.blocks)
     }
 
     pub(super) fn do_create_file(
@@ -223,18 +229,19 @@ impl<D: WriteAt> Ext<D> {
         node: &NewNode,
         data: &mut dyn Read,
         len: u64,
+        data_blocks: u64,
     ) -> Result<Ino> {
         // 1. Check, and reserve the worst case before any change.
         self.require_dir(parent)?;
         self.check_new_name(name)?;
-        let need = self.file_cost(len);
+        let need = self.sparse_file_cost(len, data_blocks);
         let goal = self.data_goal(parent);
-        self.reserve_file(need, goal, len, Some((parent, name)))?;
+        self.reserve_file(need, goal, len, data_blocks, Some((parent, name)))?;
         // 2. The inode, near its parent, and its name (the duplicate check).
         let (ino, saved) = self.alloc_inode_saving(self.inode_group(parent), false)?;
         let undo = self.link_new(parent, name, ino, FileType::Regular, saved)?;
         // 3. Data into new runs (from the goal the space check simulated).
-        let runs = match self.write_stream(data, len, goal) {
+        let runs = match self.write_stream(data, len, data_blocks, goal) {
             Ok(r) => r,
             Err(e) => {
                 self.dir_undo(undo)?;
@@ -278,6 +285,7 @@ impl<D: WriteAt> Ext<D> {
         ino: Ino,
         data: &mut dyn Read,
         len: u64,
+        data_blocks: u64,
         when: Timestamp,
     ) -> Result<()> {
         let mut inode = self.read_inode(ino)?;
@@ -286,7 +294,8 @@ impl<D: WriteAt> Ext<D> {
         }
         // 1. The old mapping (freed only after the switch), and space for the new.
         let (old_runs, old_tree) = self.mapping(&inode)?;
-        let mut need = self.file_cost(len);
+        self.check_owned(&inode, &old_runs, &old_tree)?;
+        let mut need = self.sparse_file_cost(len, data_blocks);
         need.inodes = 0;
         let goal = old_runs
             .first()
@@ -297,7 +306,7 @@ impl<D: WriteAt> Ext<D> {
         } else {
             goal
         };
-        self.reserve_file(need, goal, len, None)?;
+        self.reserve_file(need, goal, len, data_blocks, None)?;
         // 2. New data into new blocks (old ones are still in use: never reused).
         let goal = old_runs
             .first()
@@ -308,7 +317,7 @@ impl<D: WriteAt> Ext<D> {
         } else {
             goal
         };
-        let runs = self.write_stream(data, len, goal)?;
+        let runs = self.write_stream(data, len, data_blocks, goal)?;
         // 3. Switch the inode.
         let goal = runs
             .last()
@@ -485,10 +494,10 @@ impl<D: WriteAt> Ext<D> {
             let (major, minor) = rdev;
             let mut ib = [0u8; inode::I_BLOCK_LEN];
             if major < 256 && minor < 256 {
-                super::le::put_u32(&mut ib, 0, (major << 8) | minor);
+                crate::bytes::put_le32(&mut ib, 0, (major << 8) | minor);
             } else {
                 let new = (minor & 0xFF) | ((major & 0xFFF) << 8) | ((minor & !0xFF) << 12);
-                super::le::put_u32(&mut ib, 4, new);
+                crate::bytes::put_le32(&mut ib, 4, new);
             }
             inode.set_i_block(&ib);
         }
@@ -587,7 +596,10 @@ impl<D: WriteAt> Ext<D> {
         // are gone, drop its other names' links, free it and take its name out
         // of its parent. Each such step leaves a consistent filesystem, so the
         // dirty cache may be flushed between steps (huge trees stay in bounded
-        // memory). A directory met twice (a loop) is corruption.
+        // memory). A subdirectory met a second time (a directory hard link: a
+        // loop back to an ancestor, or a second name of a directory elsewhere,
+        // one whose `..` names another parent) is not descended into: its
+        // entry goes with the directory that holds it, and a warning says so.
         struct Frame {
             dir: Ino,
             parent: Ino,
@@ -601,7 +613,7 @@ impl<D: WriteAt> Ext<D> {
         let now = Timestamp::now();
         loop {
             if let Some((dir, par, nm)) = open.take() {
-                if !seen.insert(dir) || dir == parent || dir == super::ROOT_INO {
+                if dir == parent || dir == super::ROOT_INO || !seen.insert(dir) {
                     return Err(Error::corrupt(format!(
                         "directory inode {dir} appears twice under {}",
                         String::from_utf8_lossy(name)
@@ -626,7 +638,27 @@ impl<D: WriteAt> Ext<D> {
             }
             let Some(top) = stack.last_mut() else { break };
             if let Some((nm, ino)) = top.subdirs.pop() {
-                open = Some((ino, top.dir, nm));
+                let dir = top.dir;
+                let dotdot = if seen.contains(&ino) || ino == parent || ino == super::ROOT_INO {
+                    None
+                } else {
+                    self.lookup(ino, b"..")?
+                };
+                if dotdot == Some(dir) {
+                    open = Some((ino, dir, nm));
+                } else {
+                    let why = match dotdot {
+                        None => "met before in this removal: a loop".to_string(),
+                        Some(p) => format!("its `..` names inode {p}"),
+                    };
+                    self.findings.push(Finding::warning(
+                        format!("directory inode {dir}"),
+                        format!(
+                            "entry {} is a second name of directory inode {ino} (a directory hard link, {why}; `e2fsck -f` repairs it): not descended into, the entry goes with inode {dir}",
+                            String::from_utf8_lossy(&nm),
+                        ),
+                    ));
+                }
                 continue;
             }
             // Every subdirectory is gone: finish this one.

@@ -3,8 +3,8 @@
 //! block's reference count is dropped (or the block freed) when an inode goes.
 
 use super::inode::{Inode, EXT2_GOOD_OLD_INODE_SIZE};
-use super::le::{put_u32, u16_at, u32_at, u8_at};
 use super::{csum, Error, Ext, Result};
+use crate::bytes::{le16, le32, put_le32, u8_at};
 use crate::disk::ReadAt;
 
 const EXT4_XATTR_MAGIC: u32 = 0xEA02_0000;
@@ -50,7 +50,7 @@ fn parse_entries(
 ) -> Result<()> {
     let mut o = first;
     loop {
-        if o + 4 > area.len() || u32_at(area, o) == 0 {
+        if o + 4 > area.len() || le32(area, o) == 0 {
             return Ok(());
         }
         if o + ENTRY_HEADER > area.len() {
@@ -60,9 +60,9 @@ fn parse_entries(
         }
         let name_len = usize::from(u8_at(area, o + E_NAME_LEN));
         let index = u8_at(area, o + E_NAME_INDEX);
-        let offs = usize::from(u16_at(area, o + E_VALUE_OFFS));
-        let inum = u32_at(area, o + E_VALUE_INUM);
-        let size = u32_at(area, o + E_VALUE_SIZE) as usize;
+        let offs = usize::from(le16(area, o + E_VALUE_OFFS));
+        let inum = le32(area, o + E_VALUE_INUM);
+        let size = le32(area, o + E_VALUE_SIZE) as usize;
         let name = area
             .get(o + ENTRY_HEADER..o + ENTRY_HEADER + name_len)
             .ok_or_else(|| Error::corrupt(format!("{what}: xattr name runs past the end")))?;
@@ -87,15 +87,15 @@ impl<D: ReadAt> Ext<D> {
         self.check_block(blk, 1)?;
         let mut buf = vec![0u8; self.sb.block_size as usize];
         self.read_block(blk, &mut buf)?;
-        if u32_at(&buf, H_MAGIC) != EXT4_XATTR_MAGIC || u32_at(&buf, H_BLOCKS) != 1 {
+        if le32(&buf, H_MAGIC) != EXT4_XATTR_MAGIC || le32(&buf, H_BLOCKS) != 1 {
             return Err(Error::corrupt(format!(
                 "inode {ino}: bad xattr block {blk}"
             )));
         }
         if self.csum == super::group::CsumKind::Meta {
-            let stored = u32_at(&buf, H_CHECKSUM);
+            let stored = le32(&buf, H_CHECKSUM);
             let mut copy = buf.clone();
-            put_u32(&mut copy, H_CHECKSUM, 0);
+            put_le32(&mut copy, H_CHECKSUM, 0);
             if xattr_csum(self.fs_seed, blk, &copy) != stored {
                 return Err(Error::corrupt(format!(
                     "inode {ino}: xattr block {blk}: checksum does not match"
@@ -113,7 +113,7 @@ impl<D: ReadAt> Ext<D> {
         if ex > 0 {
             let start = EXT2_GOOD_OLD_INODE_SIZE + ex;
             if let Some(area) = inode.raw.get(start..) {
-                if u32_at(area, 0) == EXT4_XATTR_MAGIC {
+                if le32(area, 0) == EXT4_XATTR_MAGIC {
                     let body = &area[4..];
                     parse_entries(body, 0, 0, &what, &mut out)?;
                 }
@@ -135,16 +135,16 @@ impl<D: ReadAt> Ext<D> {
             return Ok(());
         }
         let mut buf = self.read_xattr_block(inode.ino, blk)?;
-        let refs = u32_at(&buf, H_REFCOUNT);
+        let refs = le32(&buf, H_REFCOUNT);
         if refs <= 1 {
             self.free_blocks_later(blk, 1);
             return Ok(());
         }
-        put_u32(&mut buf, H_REFCOUNT, refs - 1);
+        put_le32(&mut buf, H_REFCOUNT, refs - 1);
         if self.csum == super::group::CsumKind::Meta {
-            put_u32(&mut buf, H_CHECKSUM, 0);
+            put_le32(&mut buf, H_CHECKSUM, 0);
             let c = xattr_csum(self.fs_seed, blk, &buf);
-            put_u32(&mut buf, H_CHECKSUM, c);
+            put_le32(&mut buf, H_CHECKSUM, c);
         }
         self.put_meta(blk, buf, false);
         Ok(())

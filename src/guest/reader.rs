@@ -76,15 +76,18 @@ pub trait GuestRead {
     fn inodes_count(&self) -> u64;
     /// Which reader this is, for notes (`"ext4-view"`).
     fn reader_name(&self) -> &'static str;
+    /// The inode number of the directory at `path` (following symlinks) and
+    /// the inode its `..` entry names, when this reader can tell: a tree walk
+    /// meets a directory twice (a directory hard link, a loop in a damaged
+    /// filesystem) when it meets its number twice, or a `..` that names another
+    /// parent.
+    fn dir_id(&self, _path: &[u8]) -> Result<Option<(u64, Option<u64>)>> {
+        Ok(None)
+    }
 }
 
-/// `s_inodes_count` from the superblock at byte 1024 of a filesystem.
-fn read_inodes_count(read: &mut dyn FnMut(u64, &mut [u8]) -> Result<()>) -> Result<u64> {
-    const S_INODES_COUNT: u64 = 1024;
-    let mut b = [0u8; 4];
-    read(S_INODES_COUNT, &mut b)?;
-    Ok(u64::from(u32::from_le_bytes(b)))
-}
+// `s_inodes_count` is read by the one superblock module.
+use crate::ext::superblock::read_inodes_count;
 
 /// An error with its sources, for messages that are not printed by `main`.
 pub(crate) fn chain(e: &dyn std::error::Error) -> String {
@@ -149,10 +152,29 @@ fn view_time(t: ext4_view::Timestamp) -> Timestamp {
 /// Most memory one directory listing may take.
 const MAX_LISTING_BYTES: usize = 256 << 20;
 
-/// ext4-view as a [`GuestRead`].
+/// Opens the engine reader of the same filesystem, when first needed.
+type OpenEngine = Box<dyn Fn() -> Result<Box<dyn GuestRead>>>;
+
+/// ext4-view as a [`GuestRead`]. What ext4-view cannot tell or refuses on a
+/// valid filesystem is asked of the engine reader of the same filesystem, when
+/// one is given ([`ViewReader::with_engine`]): inode numbers (for loop
+/// detection), and inodes whose times ext4-view refuses (before 1970 or after
+/// 2038: it reads `i_*time` as unsigned).
 pub struct ViewReader {
     fs: ext4_view::Ext4,
     inodes: u64,
+    open_engine: Option<OpenEngine>,
+    engine: std::cell::OnceCell<Option<Box<dyn GuestRead>>>,
+}
+
+/// Is this ext4-view refusing what the kernel and e2fsck read: an inode's
+/// timestamp before 1970 or after 2038, or a lookup in a directory indexed
+/// with a hash it does not know (the legacy one: reading never needs the hash,
+/// the engine walks the leaves)?
+fn refused_time(e: &Error) -> bool {
+    let msg = e.to_string();
+    (e.kind() == ErrorKind::Corrupt && msg.contains("invalid timestamp"))
+        || (e.kind() == ErrorKind::Unsupported && msg.contains("directory hash"))
 }
 
 impl ViewReader {
@@ -168,7 +190,39 @@ impl ViewReader {
         // caller can fall back to another reader.
         fs.metadata(ext4_view::Path::ROOT)
             .map_err(|e| view_error(b"/", e))?;
-        Ok(ViewReader { fs, inodes })
+        Ok(ViewReader {
+            fs,
+            inodes,
+            open_engine: None,
+            engine: std::cell::OnceCell::new(),
+        })
+    }
+
+    /// Give the reader a way to open the engine reader of the same filesystem
+    /// (called at most once, when first needed).
+    pub fn with_engine(
+        mut self,
+        open: impl Fn() -> Result<Box<dyn GuestRead>> + 'static,
+    ) -> ViewReader {
+        self.open_engine = Some(Box::new(open));
+        self
+    }
+
+    fn engine(&self) -> Option<&dyn GuestRead> {
+        self.engine
+            .get_or_init(|| self.open_engine.as_ref().and_then(|open| open().ok()))
+            .as_deref()
+    }
+
+    /// `r`, or where ext4-view refused a timestamp, the engine's answer.
+    fn or_engine<T>(&self, r: Result<T>, f: impl FnOnce(&dyn GuestRead) -> Result<T>) -> Result<T> {
+        match r {
+            Err(e) if refused_time(&e) => match self.engine() {
+                Some(engine) => f(engine),
+                None => Err(e),
+            },
+            r => r,
+        }
     }
 
     fn path<'p>(&self, path: &'p [u8]) -> Result<ext4_view::Path<'p>> {
@@ -179,6 +233,42 @@ impl ViewReader {
 
 impl GuestRead for ViewReader {
     fn node(&self, path: &[u8], follow: bool) -> Result<Node> {
+        self.or_engine(self.view_node(path, follow), |e| e.node(path, follow))
+    }
+
+    fn list(&self, path: &[u8]) -> Result<Vec<Result<Vec<u8>>>> {
+        self.or_engine(self.view_list(path), |e| e.list(path))
+    }
+
+    fn read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
+        self.or_engine(self.view_read_link(path), |e| e.read_link(path))
+    }
+
+    fn copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
+        // ext4-view reads every inode of the path before the first byte is
+        // written, so a refused timestamp fails before `out` sees anything.
+        let r = self.view_copy_file(path, out);
+        self.or_engine(r, |e| e.copy_file(path, out))
+    }
+
+    fn inodes_count(&self) -> u64 {
+        self.inodes
+    }
+
+    fn reader_name(&self) -> &'static str {
+        "ext4-view"
+    }
+
+    fn dir_id(&self, path: &[u8]) -> Result<Option<(u64, Option<u64>)>> {
+        match self.engine() {
+            Some(e) => e.dir_id(path),
+            None => Ok(None),
+        }
+    }
+}
+
+impl ViewReader {
+    fn view_node(&self, path: &[u8], follow: bool) -> Result<Node> {
         let p = self.path(path)?;
         let m = if follow {
             self.fs.metadata(p)
@@ -198,7 +288,7 @@ impl GuestRead for ViewReader {
         })
     }
 
-    fn list(&self, path: &[u8]) -> Result<Vec<Result<Vec<u8>>>> {
+    fn view_list(&self, path: &[u8]) -> Result<Vec<Result<Vec<u8>>>> {
         let p = self.path(path)?;
         let iter = self.fs.read_dir(p).map_err(|e| view_error(path, e))?;
         let mut out = Vec::new();
@@ -227,13 +317,13 @@ impl GuestRead for ViewReader {
         Ok(out)
     }
 
-    fn read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
+    fn view_read_link(&self, path: &[u8]) -> Result<Vec<u8>> {
         let p = self.path(path)?;
         let t = self.fs.read_link(p).map_err(|e| view_error(path, e))?;
         Ok(t.as_ref().to_vec())
     }
 
-    fn copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
+    fn view_copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
         let p = self.path(path)?;
         let mut f = self.fs.open(p).map_err(|e| view_error(path, e))?;
         let mut buf = vec![0u8; 1 << 20];
@@ -247,14 +337,6 @@ impl GuestRead for ViewReader {
                 .map_err(|e| Error::io(format!("{}: writing the copy", show(path)), e))?;
             total += n as u64;
         }
-    }
-
-    fn inodes_count(&self) -> u64 {
-        self.inodes
-    }
-
-    fn reader_name(&self) -> &'static str {
-        "ext4-view"
     }
 }
 
@@ -345,6 +427,12 @@ impl<D: ReadAt> GuestRead for EngineReader<D> {
     fn reader_name(&self) -> &'static str {
         "domuify's own ext reader"
     }
+
+    fn dir_id(&self, path: &[u8]) -> Result<Option<(u64, Option<u64>)>> {
+        let ino = self.ext.resolve(path, true)?;
+        let up = self.ext.lookup(ino, b"..")?;
+        Ok(Some((u64::from(ino), up.map(u64::from))))
+    }
 }
 
 /// Open a guest filesystem for reading: ext4-view, or our engine when ext4-view
@@ -367,7 +455,13 @@ pub fn open<D: ReadAt + Clone + 'static>(
         }
     }
     let view_err = match ViewReader::load(win.clone()) {
-        Ok(r) => return Ok((Box::new(r), None)),
+        Ok(r) => {
+            let w = win.clone();
+            let r = r.with_engine(move || {
+                EngineReader::open(w.clone()).map(|e| Box::new(e) as Box<dyn GuestRead>)
+            });
+            return Ok((Box::new(r), None));
+        }
         Err(e) => e,
     };
     match EngineReader::open(win) {

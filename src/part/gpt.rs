@@ -148,15 +148,15 @@ pub(super) fn read<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Part
     }
     let entries_off = header.entries_offset;
     for (i, entry) in header.entries.chunks_exact(header.entry_size).enumerate() {
-        let type_guid = bytes::bytes16(entry, PE_TYPE_GUID);
+        let type_guid = crate::bytes::bytes16(entry, PE_TYPE_GUID);
         if type_guid == [0; 16] {
             continue;
         }
         // OK to cast: at most MAX_ENTRY_ARRAY / PE_MIN_SIZE entries.
         let number = i as u32 + 1;
         let entry_off = entries_off + (i * header.entry_size) as u64;
-        let first = bytes::le64(entry, PE_STARTING_LBA);
-        let last = bytes::le64(entry, PE_ENDING_LBA);
+        let first = crate::bytes::le64(entry, PE_STARTING_LBA);
+        let last = crate::bytes::le64(entry, PE_ENDING_LBA);
         let Some(sectors) = last.checked_sub(first).and_then(|d| d.checked_add(1)) else {
             t.problems.push(Problem::at(
                 entry_off,
@@ -192,9 +192,12 @@ pub(super) fn read<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Part
             slot: Slot::Gpt,
             type_name: type_name(&type_id).map(str::to_string),
             type_id,
-            partuuid: Some(bytes::guid_string(&bytes::bytes16(entry, PE_UNIQUE_GUID))),
+            partuuid: Some(bytes::guid_string(&crate::bytes::bytes16(
+                entry,
+                PE_UNIQUE_GUID,
+            ))),
             partlabel: bytes::label_utf16le(bytes::slice(entry, PE_NAME, PE_NAME_LEN)),
-            bootable: bytes::le64(entry, PE_ATTRIBUTES) & ATTR_LEGACY_BIOS_BOOTABLE != 0,
+            bootable: crate::bytes::le64(entry, PE_ATTRIBUTES) & ATTR_LEGACY_BIOS_BOOTABLE != 0,
         });
     }
     Ok(t)
@@ -242,13 +245,13 @@ fn read_header<D: ReadAt + ?Sized>(
     if !bytes::has(&h, GPT_SIGNATURE, b"EFI PART") {
         return Ok(Err("no \"EFI PART\" signature".to_string()));
     }
-    let header_size = bytes::le32(&h, GPT_HEADER_SIZE);
+    let header_size = crate::bytes::le32(&h, GPT_HEADER_SIZE);
     if header_size < GPT_MIN_HEADER_SIZE || header_size > ss {
         return Ok(Err(format!(
             "header size {header_size} is not within {GPT_MIN_HEADER_SIZE}..={ss}"
         )));
     }
-    let stored = bytes::le32(&h, GPT_HEADER_CRC32);
+    let stored = crate::bytes::le32(&h, GPT_HEADER_CRC32);
     let mut covered = bytes::slice(&h, 0, header_size as usize).to_vec();
     covered
         .get_mut(GPT_HEADER_CRC32..GPT_HEADER_CRC32 + 4)
@@ -261,14 +264,14 @@ fn read_header<D: ReadAt + ?Sized>(
             "header CRC32 is {stored:#010x}, computed {computed:#010x}"
         )));
     }
-    let my_lba = bytes::le64(&h, GPT_MY_LBA);
+    let my_lba = crate::bytes::le64(&h, GPT_MY_LBA);
     if my_lba != lba {
         return Ok(Err(format!(
             "the header says it is at LBA {my_lba}, but it was read at LBA {lba}"
         )));
     }
-    let first_usable = bytes::le64(&h, GPT_FIRST_USABLE_LBA);
-    let last_usable = bytes::le64(&h, GPT_LAST_USABLE_LBA);
+    let first_usable = crate::bytes::le64(&h, GPT_FIRST_USABLE_LBA);
+    let last_usable = crate::bytes::le64(&h, GPT_LAST_USABLE_LBA);
     // A usable area past the disk's end is a truncated disk, reported by the
     // caller; the header itself can still be right.
     if last_usable < first_usable || first_usable > last_lba {
@@ -276,8 +279,8 @@ fn read_header<D: ReadAt + ?Sized>(
             "usable area LBA {first_usable}..{last_usable} is empty or outside the disk (last LBA {last_lba})"
         )));
     }
-    let n = bytes::le32(&h, GPT_NUM_PARTITION_ENTRIES);
-    let esz = bytes::le32(&h, GPT_SIZEOF_PARTITION_ENTRY);
+    let n = crate::bytes::le32(&h, GPT_NUM_PARTITION_ENTRIES);
+    let esz = crate::bytes::le32(&h, GPT_SIZEOF_PARTITION_ENTRY);
     if !(PE_MIN_SIZE..=PE_MAX_SIZE).contains(&esz) || esz % 8 != 0 {
         return Ok(Err(format!(
             "partition entry size {esz} is not a multiple of 8 in {PE_MIN_SIZE}..={PE_MAX_SIZE}"
@@ -292,7 +295,7 @@ fn read_header<D: ReadAt + ?Sized>(
             "the entry array ({n} entries of {esz} bytes) is larger than {MAX_ENTRY_ARRAY} bytes"
         )));
     }
-    let entries_lba = bytes::le64(&h, GPT_PARTITION_ENTRY_LBA);
+    let entries_lba = crate::bytes::le64(&h, GPT_PARTITION_ENTRY_LBA);
     let Some(entries_off) = entries_lba.checked_mul(ss64) else {
         return Ok(Err(format!(
             "entry array LBA {entries_lba} overflows a byte offset"
@@ -304,7 +307,7 @@ fn read_header<D: ReadAt + ?Sized>(
             "the entry array at LBA {entries_lba} ({array} bytes) is past the end of the disk"
         )));
     };
-    let stored = bytes::le32(&h, GPT_PARTITION_ENTRY_ARRAY_CRC32);
+    let stored = crate::bytes::le32(&h, GPT_PARTITION_ENTRY_ARRAY_CRC32);
     let computed = CRC32.checksum(&entries);
     if computed != stored {
         return Ok(Err(format!(
@@ -313,10 +316,10 @@ fn read_header<D: ReadAt + ?Sized>(
     }
     Ok(Ok(Header {
         lba,
-        alternate_lba: bytes::le64(&h, GPT_ALTERNATE_LBA),
+        alternate_lba: crate::bytes::le64(&h, GPT_ALTERNATE_LBA),
         first_usable,
         last_usable,
-        disk_guid: bytes::bytes16(&h, GPT_DISK_GUID),
+        disk_guid: crate::bytes::bytes16(&h, GPT_DISK_GUID),
         entry_size: esz as usize,
         entries,
         entries_offset: entries_off,

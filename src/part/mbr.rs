@@ -79,8 +79,8 @@ pub(super) fn entries(sector: &[u8]) -> [Entry; 4] {
         Entry {
             boot_ind: sector.get(e + PE_BOOT_IND).copied().unwrap_or(0),
             sys_ind: sector.get(e + PE_SYS_IND).copied().unwrap_or(0),
-            start_sect: bytes::le32(sector, e + PE_START_SECT),
-            nr_sects: bytes::le32(sector, e + PE_NR_SECTS),
+            start_sect: crate::bytes::le32(sector, e + PE_START_SECT),
+            nr_sects: crate::bytes::le32(sector, e + PE_NR_SECTS),
         }
     })
 }
@@ -99,7 +99,7 @@ pub(super) fn read<D: ReadAt + ?Sized>(
 ) -> Result<PartitionTable> {
     let ss = u64::from(sector_size);
     let disk_size = dev.size();
-    let signature = bytes::le32(sector0, MBR_DISK_SIGNATURE);
+    let signature = crate::bytes::le32(sector0, MBR_DISK_SIGNATURE);
     let mut t = PartitionTable {
         kind: TableKind::Mbr,
         // As sfdisk prints it; blkid and Linux give no id (and no PARTUUID) for 0.

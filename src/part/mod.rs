@@ -216,6 +216,9 @@ impl Partition {
 /// - a sector 0 that is a valid FAT, exFAT or NTFS boot sector: no table (their
 ///   boot sectors also end in `0x55 0xAA`);
 /// - no entry used, and an LVM2 label: no table (a boot loader in front of a PV);
+/// - no entry used, and a clean ext superblock at byte 1024: no table (the
+///   first 1024 bytes of an ext filesystem are free and may end in `0x55 0xAA`;
+///   blkid calls the device ext);
 /// - otherwise MBR.
 ///
 /// With no table the result is one [`Slot::Whole`] partition numbered 0 spanning
@@ -248,7 +251,8 @@ pub fn read_table<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Parti
         || crate::probe::fat::is_fat_boot_sector(&sector0)
         || bytes::has(&sector0, 3, b"EXFAT   ")
         || crate::probe::ntfs::is_ntfs(dev)?
-        || (entries.iter().all(|e| e.nr_sects == 0) && is_lvm2(dev)?)
+        || (entries.iter().all(|e| e.nr_sects == 0)
+            && (is_lvm2(dev)? || crate::probe::is_ext(dev)?))
     {
         return Ok(whole_disk(dev, sector_size));
     }

@@ -1,58 +1,10 @@
-//! Small readers shared by the probes and the partition-table readers: fixed-width
-//! integers at named offsets of a buffer we sized ourselves, optional reads that
-//! treat "past the end of the device" as "not there", and the string forms blkid
-//! prints (UUIDs, labels).
-//!
-//! Every integer reader takes a buffer and an offset; the buffers are always
-//! allocated by the caller with a constant size that covers every field read from
-//! them, so a short buffer is a programming error. It still never panics: a field
-//! that does not fit reads as zero.
+//! Small readers shared by the probes and the partition-table readers: optional
+//! reads that treat "past the end of the device" as "not there", byte slices that
+//! never panic, and the string forms blkid prints (UUIDs, labels). Integers at
+//! named offsets are read with [`crate::bytes`].
 
 use crate::disk::ReadAt;
 use crate::error::Result;
-
-fn array<const N: usize>(b: &[u8], off: usize) -> [u8; N] {
-    let mut out = [0u8; N];
-    if let Some(src) = off.checked_add(N).and_then(|end| b.get(off..end)) {
-        out.copy_from_slice(src);
-    }
-    out
-}
-
-/// Little-endian u16 at `off`.
-pub(crate) fn le16(b: &[u8], off: usize) -> u16 {
-    u16::from_le_bytes(array(b, off))
-}
-
-/// Little-endian u32 at `off`.
-pub(crate) fn le32(b: &[u8], off: usize) -> u32 {
-    u32::from_le_bytes(array(b, off))
-}
-
-/// Little-endian u64 at `off`.
-pub(crate) fn le64(b: &[u8], off: usize) -> u64 {
-    u64::from_le_bytes(array(b, off))
-}
-
-/// Big-endian u16 at `off`.
-pub(crate) fn be16(b: &[u8], off: usize) -> u16 {
-    u16::from_be_bytes(array(b, off))
-}
-
-/// Big-endian u32 at `off`.
-pub(crate) fn be32(b: &[u8], off: usize) -> u32 {
-    u32::from_be_bytes(array(b, off))
-}
-
-/// Big-endian u64 at `off`.
-pub(crate) fn be64(b: &[u8], off: usize) -> u64 {
-    u64::from_be_bytes(array(b, off))
-}
-
-/// The 16 bytes at `off`.
-pub(crate) fn bytes16(b: &[u8], off: usize) -> [u8; 16] {
-    array(b, off)
-}
 
 /// `len` bytes of `b` at `off`, or an empty slice when they do not fit.
 pub(crate) fn slice(b: &[u8], off: usize, len: usize) -> &[u8] {
@@ -150,11 +102,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn short_buffers_read_as_zero_without_panicking() {
+    fn short_buffers_give_empty_slices_without_panicking() {
         let b = [1u8, 2, 3];
-        assert_eq!(le32(&b, 0), 0);
-        assert_eq!(le16(&b, 1), 0x0302);
-        assert_eq!(le64(&b, usize::MAX), 0);
         assert!(!has(&b, usize::MAX - 1, b"ab"));
         assert_eq!(slice(&b, 2, 5), &[] as &[u8]);
     }

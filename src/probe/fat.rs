@@ -10,8 +10,9 @@
 //! root is followed for at most [`MAX_ROOT_CLUSTERS`] clusters (as blkid), and at
 //! most [`MAX_LABEL_SEARCH_ENTRIES`] entries are read in all.
 
-use super::bytes::{self, le16, le32};
+use super::bytes;
 use super::{FsInfo, FsType};
+use crate::bytes::{le16, le32};
 use crate::disk::ReadAt;
 use crate::error::Result;
 

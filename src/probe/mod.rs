@@ -216,6 +216,12 @@ pub fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<FsInfo> {
     Ok(info)
 }
 
+/// Is there a clean ext superblock at byte 1024 of `dev`? (An ext filesystem
+/// leaves its first 1024 bytes alone: they may end in `0x55 0xAA` by chance.)
+pub(crate) fn is_ext<D: ReadAt + ?Sized>(dev: &D) -> Result<bool> {
+    Ok(ext::probe(dev)?.is_some_and(|i| i.problem.is_none()))
+}
+
 #[cfg(test)]
 mod tests;
 #[cfg(test)]

@@ -6,8 +6,9 @@
 //! sector). Where blkid ignores an NTFS signature whose BPB or MFT is wrong, we
 //! report NTFS with the damage in [`FsInfo::problem`].
 
-use super::bytes::{self, le16, le32, le64};
+use super::bytes;
 use super::{FsInfo, FsType};
+use crate::bytes::{le16, le32, le64};
 use crate::disk::ReadAt;
 use crate::error::Result;
 

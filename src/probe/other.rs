@@ -3,8 +3,9 @@
 //! a fixed offset, with the UUID and label blkid prints, and a few sanity checks
 //! whose failure is reported in [`FsInfo::problem`].
 
-use super::bytes::{self, be16, be32, be64, le16, le32, le64};
+use super::bytes;
 use super::{FsInfo, FsType};
+use crate::bytes::{be16, be32, be64, le16, le32, le64};
 use crate::disk::ReadAt;
 use crate::error::Result;
 
@@ -44,7 +45,7 @@ pub(super) fn probe_xfs<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
         bad.push("data block count 0".to_string());
     }
     if bad.is_empty() {
-        info.uuid = bytes::uuid_string(&bytes::bytes16(&sb, XFS_SB_UUID));
+        info.uuid = bytes::uuid_string(&crate::bytes::bytes16(&sb, XFS_SB_UUID));
         info.label = bytes::label(bytes::slice(&sb, XFS_SB_FNAME, XFS_SB_FNAME_LEN));
     } else {
         info.problem = Some(format!(
@@ -88,7 +89,7 @@ pub(super) fn probe_btrfs<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>>
         ));
         return Ok(Some(info));
     }
-    info.uuid = bytes::uuid_string(&bytes::bytes16(&sb, BTRFS_FSID));
+    info.uuid = bytes::uuid_string(&crate::bytes::bytes16(&sb, BTRFS_FSID));
     info.label = bytes::label(bytes::slice(&sb, BTRFS_LABEL, BTRFS_LABEL_LEN));
     // Only the default checksum is verified (blkid also knows xxhash, sha256
     // and blake2).

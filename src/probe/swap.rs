@@ -4,8 +4,9 @@
 //! version-1 signature whose header is wrong (version, last page), we report swap
 //! with the damage in [`FsInfo::problem`].
 
-use super::bytes::{self, le32};
+use super::bytes;
 use super::{FsInfo, FsType};
+use crate::bytes::le32;
 use crate::disk::ReadAt;
 use crate::error::Result;
 
@@ -79,7 +80,7 @@ pub(super) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
         return Ok(Some(info));
     }
     if le32(&h, SWH_PADDING_32) == 0 && le32(&h, SWH_PADDING_33) == 0 {
-        info.uuid = bytes::uuid_string(&bytes::bytes16(&h, SWH_UUID));
+        info.uuid = bytes::uuid_string(&crate::bytes::bytes16(&h, SWH_UUID));
         info.label = bytes::label(bytes::slice(&h, SWH_VOLUME_NAME, 16));
     }
     Ok(Some(info))

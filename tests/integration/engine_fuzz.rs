@@ -1,16 +1,27 @@
 //! Hostile images: random bytes of the metadata area of small filesystems are
 //! overwritten, then the whole tree is walked through the reader and a few
-//! writes are attempted (on an in-memory copy). Nothing may panic or hang;
-//! errors are fine.
+//! writes are attempted (on a copy in a scratch file). Nothing may panic or
+//! hang; errors are fine. A write the engine accepts (its flush succeeds) must
+//! not leave `e2fsck -fn` reporting more problems than before it.
 
 use std::collections::HashSet;
 use std::sync::{Arc, OnceLock};
 
-use domuify::disk::{MemDisk, Window};
+use domuify::disk::{Access, Disk, MemDisk, Window};
 use domuify::ext::{Ext, FileType, Ino, ROOT_INO};
 use proptest::prelude::*;
 
-use super::engine::{node, Img, OFFSET};
+use super::engine::{node, run, Img, OFFSET};
+
+/// How many problems `e2fsck -fn` reports on the filesystem in `path`: the
+/// questions it answers "no" to, or `usize::MAX` when it cannot check at all.
+fn e2fsck_problems(path: &std::path::Path) -> usize {
+    let (rc, out) = run(std::process::Command::new("e2fsck").arg("-fn").arg(path));
+    if rc >= 8 {
+        return usize::MAX;
+    }
+    out.matches("? no").count()
+}
 
 fn base(kind: usize) -> &'static (Vec<u8>, u64) {
     static IMGS: OnceLock<Vec<(Vec<u8>, u64)>> = OnceLock::new();
@@ -104,16 +115,33 @@ proptest! {
         if let Ok(fs) = Ext::open_read_only(w.clone()) {
             walk(&fs);
         }
-        if let Ok(mut fs) = Ext::open_read_write(w) {
-            let n = node(0o644, 1);
-            let _ = fs.create_file(ROOT_INO, b"new", &n, &mut &[1u8; 5000][..], 5000);
-            let _ = fs.mkdir(ROOT_INO, b"newdir", &n);
-            if let Ok(a) = fs.resolve(b"/a", true) {
-                let _ = fs.unlink(a, b"file3");
-                let _ = fs.remove_tree(ROOT_INO, b"a");
-            }
-            let _ = fs.symlink(ROOT_INO, b"s", &[b'x'; 300], &n);
-            let _ = fs.flush();
+        if Ext::open_read_write(w).is_err() {
+            return Ok(());
+        }
+        // Accepted for writing: the same bytes in a file, judged by e2fsck
+        // before and after.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("fs.img");
+        std::fs::write(&path, disk.to_vec()).unwrap();
+        let before = e2fsck_problems(&path);
+        let file = Arc::new(Disk::open(&path, Access::ReadWrite).unwrap());
+        let mut fs = Ext::open_read_write(Window::new(file, 0, *len).unwrap()).unwrap();
+        let n = node(0o644, 1);
+        let _ = fs.create_file(ROOT_INO, b"new", &n, &mut &[1u8; 5000][..], 5000);
+        let _ = fs.mkdir(ROOT_INO, b"newdir", &n);
+        if let Ok(a) = fs.resolve(b"/a", true) {
+            let _ = fs.unlink(a, b"file3");
+            let _ = fs.remove_tree(ROOT_INO, b"a");
+        }
+        let _ = fs.symlink(ROOT_INO, b"s", &[b'x'; 300], &n);
+        let flushed = fs.flush().is_ok();
+        drop(fs);
+        if flushed {
+            let after = e2fsck_problems(&path);
+            prop_assert!(
+                after <= before,
+                "a write made e2fsck -fn report more: {before} problems before, {after} after"
+            );
         }
     }
 }

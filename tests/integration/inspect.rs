@@ -792,6 +792,9 @@ fn a_superblock_with_millions_of_groups_is_not_read() {
         .unwrap();
     f.write_all_at(&0u32.to_le_bytes(), 1024 + 0x0C).unwrap();
     f.write_all_at(&8u32.to_le_bytes(), 1024 + 0x20).unwrap();
+    // s_clusters_per_group as well: libext2fs refuses a superblock where it
+    // differs from s_blocks_per_group, and this one is meant to look sound.
+    f.write_all_at(&8u32.to_le_bytes(), 1024 + 0x24).unwrap();
     f.write_all_at(&8u32.to_le_bytes(), 1024 + 0x28).unwrap();
     f.write_all_at(&(1u32 << 31).to_le_bytes(), 1024).unwrap();
     f.write_all_at(&0u32.to_le_bytes(), 1024 + 0x10).unwrap();
