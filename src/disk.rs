@@ -144,6 +144,17 @@ impl IoStats {
     }
 }
 
+/// Is the block device at `path` read-only (`/sys/class/block/NAME/ro`)?
+fn block_device_ro(path: &Path) -> bool {
+    let Some(name) = std::fs::canonicalize(path)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+    else {
+        return false;
+    };
+    std::fs::read_to_string(format!("/sys/class/block/{name}/ro")).is_ok_and(|v| v.trim() == "1")
+}
+
 impl Disk {
     /// Open `path` with the given access. A read-only open never writes.
     pub fn open(path: &Path, access: Access) -> Result<Disk> {
@@ -168,6 +179,13 @@ impl Disk {
         } else {
             return Err(not_a_disk(path));
         };
+        // Root may open a read-only block device O_RDWR; every write would then
+        // fail with EPERM half-way. Refuse it here, before any write.
+        if access == Access::ReadWrite && kind == DiskKind::BlockDevice && block_device_ro(path) {
+            return Err(Error::refused(format!(
+                "cannot open {shown} for writing: it is a read-only block device"
+            )));
+        }
         let size = match kind {
             DiskKind::ImageFile => meta.len(),
             DiskKind::BlockDevice => file

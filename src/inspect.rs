@@ -181,6 +181,8 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
                 if let Some(boot) = g.boot_partition() {
                     let sink = (&mut problems, &mut notes);
                     read_separate_boot(&disk, &partitions, boot, &mut g, sink);
+                } else {
+                    crate::kernel::guest::cheap_verdicts(&mut g.kernels, &*reader, false);
                 }
                 systems.push(g);
             }
@@ -325,6 +327,22 @@ fn open_reader(
     Ok(reader)
 }
 
+/// The reader of partition `number` of a report's disk (fallbacks said in
+/// `notes`), for commands that read further than `inspect` did.
+pub fn open_partition(
+    disk: &Arc<Disk>,
+    report: &Report,
+    number: u32,
+    notes: &mut Vec<String>,
+) -> Result<Box<dyn GuestRead>> {
+    let r = report
+        .partitions
+        .iter()
+        .find(|r| r.partition.number == number)
+        .ok_or_else(|| crate::Error::not_found(format!("no partition {number}")))?;
+    open_reader(disk, r, notes)
+}
+
 fn read_separate_boot(
     disk: &Arc<Disk>,
     partitions: &[PartitionReport],
@@ -341,7 +359,12 @@ fn read_separate_boot(
         ));
         return;
     }
-    match open_reader(disk, r, notes).and_then(|fs| guest::scan_kernels(&*fs, "/", boot)) {
+    let scan = |fs: Box<dyn GuestRead>| {
+        let mut k = guest::scan_kernels(&*fs, "/", boot)?;
+        crate::kernel::guest::cheap_verdicts(&mut k, &*fs, true);
+        Ok(k)
+    };
+    match open_reader(disk, r, notes).and_then(scan) {
         Ok(k) => guest.kernels = k,
         Err(e) if e.kind() == ErrorKind::Unsupported => {
             notes.push(format!("{}: /boot not read: {e}", partition_place(boot)));

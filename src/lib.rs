@@ -15,6 +15,10 @@
 //! - [`domu`]: the domU config plan (device map, boot, memory) and split files;
 //! - [`modules`]: installing a host module tree into the guest (plan, apply);
 //! - [`xlcfg`]: the domU config text (xl and legacy xm forms), pure;
+//! - [`kernel`]: can a kernel boot as a domU (config, image, initramfs, memory),
+//!   and kernel extraction, behind `domuify kernels`;
+//! - [`plan`]: plans (the device map, the fstab rewrite) as data, and their
+//!   apply step, the only planner code that writes;
 //! - [`cli`]: the command line; `main.rs` only calls it.
 
 #![forbid(unsafe_code)]
@@ -33,8 +37,10 @@ pub mod finding;
 pub mod guest;
 pub mod hash;
 pub mod inspect;
+pub mod kernel;
 pub mod modules;
 pub mod part;
+pub mod plan;
 pub mod probe;
 pub mod undo;
 pub mod writer;

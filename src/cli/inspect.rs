@@ -177,7 +177,7 @@ fn unreadable(path: &Path, e: &anyhow::Error) -> Unreadable {
 }
 
 /// Write to stdout; a closed pipe (`| head`) is not an error.
-fn print_out(s: &str) -> anyhow::Result<()> {
+pub(super) fn print_out(s: &str) -> anyhow::Result<()> {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     match out.write_all(s.as_bytes()).and_then(|()| out.flush()) {
@@ -354,6 +354,10 @@ fn human(r: &Report) -> String {
                     shown(k.initrd.as_deref().unwrap_or("none")),
                     shown(k.config.as_deref().unwrap_or("none"))
                 );
+                let _ = writeln!(o, "      xen: {}", k.verdict.join(", "));
+                for r in &k.reasons {
+                    let _ = writeln!(o, "        - {}", shown(r));
+                }
             }
         }
         let _ = writeln!(

@@ -10,8 +10,10 @@ use clap::{Args, Parser, Subcommand};
 mod config;
 mod docs;
 mod files;
+mod fstab;
 mod help;
 mod inspect;
+mod kernels;
 mod modules;
 
 /// An error in how the command was called: exit code 2.
@@ -52,6 +54,10 @@ enum Command {
     /// system (read-only).
     #[command(after_help = help::INSPECT)]
     Inspect(InspectArgs),
+    /// Can the guest's kernels boot as a domU? Xen support, initramfs, memory;
+    /// or extract a kernel and its initramfs to a host directory.
+    #[command(after_help = KERNELS_HELP)]
+    Kernels(KernelsArgs),
     /// List a directory of a guest filesystem (read-only).
     #[command(after_help = help::LS)]
     Ls(LsArgs),
@@ -98,6 +104,10 @@ enum Command {
     /// Print the shell completion script for bash, zsh or fish.
     #[command(after_help = help::COMPLETIONS)]
     Completions(CompletionsArgs),
+    /// Rewrite the guest's /etc/fstab for the domU (prints the plan; writes only
+    /// with --apply).
+    #[command(after_help = fstab::AFTER_HELP)]
+    Fstab(FstabArgs),
 }
 
 /// `inspect` arguments.
@@ -147,6 +157,66 @@ pub struct CompletionsArgs {
     /// The shell to complete for.
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
+}
+
+const KERNELS_HELP: &str = "\
+Reads the image read-only (the partition table, the guest's /etc/fstab, /boot \
+also on a separate /boot partition, /lib/modules), or the host files given \
+with --kernel. Writes nothing, except with --extract: the kernel image and its \
+initramfs into DIR (created when missing), never overwriting a different file \
+without --force.
+Exit code: 0 when every kernel judged is ready, 1 when one is not (the report \
+is printed), 2 for a usage error.
+
+Examples:
+  domuify kernels disk.img
+  domuify kernels disk.img --part 5 --json
+  domuify kernels --kernel /boot/vmlinuz-$(uname -r) --initrd /boot/initrd.img-$(uname -r)
+  domuify kernels disk.img --extract 6.1.0-27-amd64 --to /var/lib/xen/kernels/guest";
+
+/// The kernel to judge when it is not the guest's own (the same flags in
+/// `config` and `convert`).
+#[derive(Args, Debug, Clone, Default)]
+pub struct KernelArgs {
+    /// A kernel image on the host (dom0's, for example) instead of the guest's.
+    #[arg(long, value_name = "PATH")]
+    pub kernel: Option<PathBuf>,
+    /// Its config (default: `config-VER` beside the kernel, when present).
+    #[arg(long, value_name = "PATH", requires = "kernel")]
+    pub kernel_config: Option<PathBuf>,
+    /// Its initramfs (default: `initrd.img-VER` beside the kernel, when present).
+    #[arg(long, value_name = "PATH", requires = "kernel")]
+    pub initrd: Option<PathBuf>,
+    /// Its module tree (`/lib/modules/VER`), to look for xen-blkfront.
+    #[arg(long, value_name = "DIR", requires = "kernel")]
+    pub modules: Option<PathBuf>,
+}
+
+/// `kernels` arguments.
+#[derive(Args, Debug)]
+pub struct KernelsArgs {
+    /// Raw disk image or block device holding the guest.
+    #[arg(required_unless_present = "kernel", conflicts_with = "kernel")]
+    pub image: Option<PathBuf>,
+    /// Partition of the guest's root filesystem (default: the only installed
+    /// Linux system found).
+    #[arg(long = "part")]
+    pub part: Option<u32>,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+    /// An external kernel instead of the guest's.
+    #[command(flatten)]
+    pub kernel: KernelArgs,
+    /// Copy the kernel of this version and its initramfs out of the guest.
+    #[arg(long, value_name = "VER", requires = "to", requires = "image")]
+    pub extract: Option<String>,
+    /// Host directory to extract into (created when missing).
+    #[arg(long, value_name = "DIR", requires = "extract")]
+    pub to: Option<PathBuf>,
+    /// With --extract: replace a different file of the same name in DIR.
+    #[arg(long, requires = "extract")]
+    pub force: bool,
 }
 
 /// The image and partition every file command takes.
@@ -286,6 +356,73 @@ pub struct ModulesArgs {
     pub opts: WriteOpts,
 }
 
+/// `--vdev-style`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
+pub enum VdevStyleArg {
+    /// `/dev/xvdaN`: what every pvops kernel names a vdev.
+    #[default]
+    Xvd,
+    /// `/dev/hdaN`: only old XenLinux kernels honour it.
+    Hd,
+    /// `/dev/sdaN`: only old XenLinux kernels honour it.
+    Sd,
+}
+
+/// The device-map options: the same flags, with the same defaults, in every
+/// command that exports a disk to a domU.
+#[derive(Args, Debug)]
+pub struct DeviceMapArgs {
+    /// The guest's root partition (default: the only installed system found).
+    #[arg(long, value_name = "N")]
+    pub root: Option<u32>,
+    /// The domU's swap partition (default: the swap partition the guest's fstab
+    /// names, if on this disk).
+    #[arg(long, value_name = "N")]
+    pub swap: Option<u32>,
+    /// Export partition N too (partition mode), optionally as VDEV (`xvdb`).
+    #[arg(long, value_name = "N[=VDEV]")]
+    pub export: Vec<crate::plan::devmap::Export>,
+    /// Export the whole image as one virtual disk (default for an image file).
+    #[arg(long, conflicts_with = "partitions")]
+    pub whole_disk: bool,
+    /// Export each partition as its own virtual device (default for a block device).
+    #[arg(long)]
+    pub partitions: bool,
+    /// Device names in the domU (hd and sd only work with old XenLinux kernels).
+    #[arg(long, value_enum, default_value_t = VdevStyleArg::Xvd)]
+    pub vdev_style: VdevStyleArg,
+    /// dom0's own fstab: its root and swap are never exported.
+    #[arg(long, value_name = "FILE")]
+    pub host_fstab: Option<PathBuf>,
+}
+
+/// `fstab` arguments.
+#[derive(Args, Debug)]
+pub struct FstabArgs {
+    /// Raw disk image or block device.
+    pub image: PathBuf,
+    #[command(flatten)]
+    map: DeviceMapArgs,
+    /// Write the new fstab (in place; the old one kept as /etc/fstab.domuify-orig).
+    #[arg(long)]
+    pub apply: bool,
+    /// Plan (or with --apply write) the original fstab back, from domuify's markers.
+    #[arg(long)]
+    pub revert: bool,
+    /// Do not keep /etc/fstab.domuify-orig.
+    #[arg(long)]
+    pub no_backup: bool,
+    /// Print the plan as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    opts: WriteOpts,
+    /// Turn the safety checks (dom0's root or swap exported, a vdev clash, / not
+    /// exported) into warnings.
+    #[arg(long)]
+    pub force: bool,
+}
+
 /// `undo` arguments.
 #[derive(Args, Debug)]
 pub struct UndoArgs {
@@ -327,6 +464,7 @@ pub fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Inspect(a) => inspect::run(a),
+        Command::Kernels(a) => kernels::run(a),
         Command::Ls(a) => files::ls(a),
         Command::Cat(a) => files::cat(a),
         Command::CopyOut(a) => files::copy_out(a),
@@ -339,5 +477,6 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Config(a) => config::run(*a),
         Command::Man(a) => docs::man(a),
         Command::Completions(a) => docs::completions(a),
+        Command::Fstab(a) => fstab::run(a),
     }
 }

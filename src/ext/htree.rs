@@ -16,6 +16,10 @@
 //! Depth: `indirect_levels` 0 or 1 (2 needs largedir, which is refused). When the
 //! tree cannot grow any more, insertion is refused with `Unsupported` before any
 //! block is written.
+//!
+//! Over 800 lines with its tests (about 880 of code): the index read, the insert
+//! with leaf split and tree growth, and the verification all work on the one
+//! dx block model kept private here.
 
 use std::collections::BTreeSet;
 

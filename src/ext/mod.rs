@@ -251,6 +251,8 @@ pub struct Ext<D> {
     /// superblocks and GDTs, journal, listed bad blocks), sorted and disjoint;
     /// filled at open for writing (see `validate`).
     held: Vec<validate::Held>,
+    /// Set when an operation met damage: nothing more is written (see `settle`).
+    damaged: Option<String>,
 }
 
 /// Dirty metadata (bytes) past which an operation flushes on its own.
@@ -370,6 +372,7 @@ impl<D: ReadAt> Ext<D> {
             findings: Vec::new(),
             auto_flush_bytes: AUTO_FLUSH_BYTES,
             held: Vec::new(),
+            damaged: None,
         };
         if writable {
             ext.validate_for_write()?;
@@ -647,6 +650,20 @@ impl<D: WriteAt> Ext<D> {
         self.check_space(need, self.free_space())
     }
 
+    /// After an operation: a corrupt result poisons the session (as the kernel
+    /// remounts read-only on an error), so that what the failed operation left in
+    /// memory is never written; otherwise flush if the dirty cache is too big.
+    fn settle<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            if e.kind() == ErrorKind::Corrupt {
+                self.damaged.get_or_insert_with(|| e.message().to_string());
+                return r;
+            }
+        }
+        self.maybe_flush()?;
+        r
+    }
+
     /// Flush when the dirty cache has grown past its bound (between operations).
     fn maybe_flush(&mut self) -> Result<()> {
         let bytes = self.meta.len() * self.sb.block_size as usize
@@ -676,8 +693,7 @@ impl<D: WriteAt> Ext<D> {
         len: u64,
     ) -> Result<Ino> {
         let r = self.do_create_file(parent, name, node, data, len, len.div_ceil(self.bs()));
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// [`Ext::create_file`] for a sparse source: `data` reads as the whole file
@@ -695,8 +711,7 @@ impl<D: WriteAt> Ext<D> {
         data_blocks: u64,
     ) -> Result<Ino> {
         let r = self.do_create_file(parent, name, node, data, len, data_blocks);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// Replace a regular file's contents in place (same inode, mode, owner, xattrs),
@@ -710,8 +725,7 @@ impl<D: WriteAt> Ext<D> {
         when: Timestamp,
     ) -> Result<()> {
         let r = self.do_replace_contents(ino, data, len, len.div_ceil(self.bs()), when);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// [`Ext::replace_contents`] for a sparse source (see
@@ -725,15 +739,13 @@ impl<D: WriteAt> Ext<D> {
         when: Timestamp,
     ) -> Result<()> {
         let r = self.do_replace_contents(ino, data, len, data_blocks, when);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// Create a directory.
     pub fn mkdir(&mut self, parent: Ino, name: &[u8], node: &NewNode) -> Result<Ino> {
         let r = self.do_mkdir(parent, name, node);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// Create a symlink (fast up to 59 bytes, else one data block).
@@ -745,8 +757,7 @@ impl<D: WriteAt> Ext<D> {
         node: &NewNode,
     ) -> Result<Ino> {
         let r = self.do_symlink(parent, name, target, node);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// Create a character or block device (`rdev` = major, minor), a fifo or a
@@ -760,15 +771,13 @@ impl<D: WriteAt> Ext<D> {
         node: &NewNode,
     ) -> Result<Ino> {
         let r = self.do_mknod(parent, name, file_type, rdev, node);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// Add a hard link `name` in `parent` to the existing non-directory `ino`.
     pub fn link(&mut self, parent: Ino, name: &[u8], ino: Ino) -> Result<()> {
         let r = self.do_link(parent, name, ino);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// Set mode bits, owner and times of an existing inode.
@@ -791,15 +800,13 @@ impl<D: WriteAt> Ext<D> {
     /// Remove a non-directory name; the inode is freed at link count 0.
     pub fn unlink(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
         let r = self.do_unlink(parent, name);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// Remove an empty directory.
     pub fn rmdir(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
         let r = self.do_rmdir(parent, name);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// What the operations since the last call met and stepped around (a
@@ -813,8 +820,7 @@ impl<D: WriteAt> Ext<D> {
     /// see [`Ext::take_findings`].
     pub fn remove_tree(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
         let r = self.do_remove_tree(parent, name);
-        self.maybe_flush()?;
-        r
+        self.settle(r)
     }
 
     /// Write every pending change in order and sync: afterwards the filesystem is
@@ -822,6 +828,20 @@ impl<D: WriteAt> Ext<D> {
     pub fn flush(&mut self) -> Result<()> {
         if !self.writable {
             return Ok(());
+        }
+        if let Some(why) = &self.damaged {
+            let clean = self.inodes.is_empty()
+                && self.meta.is_empty()
+                && self.dirty_groups.is_empty()
+                && !self.sb_dirty
+                && self.pending_blocks.is_empty()
+                && self.pending_inodes.is_empty();
+            if clean {
+                return Ok(());
+            }
+            return Err(Error::refused(format!(
+                "refusing to write: damage was found during this session ({why})"
+            )));
         }
         self.write_all_pending()
     }

@@ -555,10 +555,25 @@ impl<D: WriteAt> Ext<D> {
                 String::from_utf8_lossy(name)
             )));
         }
+        // Plan before apply: the blocks to free are checked before any change.
+        if child.links() <= 1 {
+            self.check_freeable(&child)?;
+        }
         let now = Timestamp::now();
         self.dir_remove(parent, name)?;
         self.drop_link(child.ino, now)?;
         self.touch_dir(parent, now)
+    }
+
+    /// The blocks `free_inode` would free are readable, in use, and no metadata.
+    fn check_freeable(&mut self, inode: &Inode) -> Result<()> {
+        let (runs, tree) = self.mapping(inode)?;
+        self.check_owned(inode, &runs, &tree)?;
+        let acl = inode.file_acl();
+        if acl != 0 {
+            self.check_owned(inode, &[], &[acl])?;
+        }
+        Ok(())
     }
 
     pub(super) fn do_rmdir(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
@@ -578,6 +593,7 @@ impl<D: WriteAt> Ext<D> {
                 String::from_utf8_lossy(name)
             )));
         }
+        self.check_freeable(&child)?;
         let now = Timestamp::now();
         self.dir_remove(parent, name)?;
         self.free_inode(child, now)?;

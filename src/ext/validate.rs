@@ -258,7 +258,7 @@ impl<D: ReadAt> Ext<D> {
         }
         let (runs, tree) = self
             .mapping(&inode)
-            .map_err(|e| damaged(format!("inode {ino}: {}", e.message())))?;
+            .map_err(|e| damaged(e.message().to_string()))?;
         self.check_owned(&inode, &runs, &tree)
     }
 

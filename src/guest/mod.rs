@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::error::Result;
-use reader::{GuestFs, Kind};
+use crate::ext::FileType;
+use reader::GuestFs;
 use resolve::{DiskView, ResolvedBy, SourceKind};
 
 /// Largest fstab read (bytes); a larger one is reported, not read.
@@ -65,6 +66,12 @@ pub struct Kernel {
     pub config: Option<String>,
     /// The partition `/boot` lives on.
     pub partition: u32,
+    /// The cheap verdict (config file and image header only, see
+    /// [`crate::kernel::Depth::Cheap`]): `pv-ready`/`pvh-ready`, `not-ready` or
+    /// `unknown`; filled by `inspect`.
+    pub verdict: Vec<&'static str>,
+    /// Its reasons.
+    pub reasons: Vec<String>,
 }
 
 /// An installed Linux system.
@@ -291,7 +298,7 @@ pub fn scan_kernels(
     };
     let names: std::collections::BTreeSet<&str> = entries
         .iter()
-        .filter(|(_, k)| matches!(k, Kind::File | Kind::Symlink))
+        .filter(|(_, k)| matches!(k, FileType::Regular | FileType::Symlink))
         .map(|(n, _)| n.as_str())
         .collect();
     let mut kernels = Vec::new();
@@ -324,6 +331,8 @@ pub fn scan_kernels(
             initrd: initrd.map(|n| format!("{shown}/{n}")),
             config: config.map(|n| format!("{shown}/{n}")),
             partition,
+            verdict: Vec::new(),
+            reasons: Vec::new(),
         });
         if kernels.len() >= MAX_LISTED {
             break;
@@ -377,7 +386,7 @@ pub fn scan_module_trees(fs: &(impl GuestFs + ?Sized)) -> Result<Vec<String>> {
     };
     let mut trees: Vec<String> = entries
         .into_iter()
-        .filter(|(_, k)| *k == Kind::Dir)
+        .filter(|(_, k)| *k == FileType::Directory)
         .map(|(n, _)| n)
         .take(MAX_LISTED)
         .collect();
@@ -426,16 +435,16 @@ mod tests {
                 b => Ok(b.cloned()),
             }
         }
-        fn list_dir(&self, path: &str) -> Result<Option<Vec<(String, Kind)>>> {
+        fn list_dir(&self, path: &str) -> Result<Option<Vec<(String, FileType)>>> {
             let prefix = format!("{}/", path.trim_end_matches('/'));
-            let mut out: Vec<(String, Kind)> = Vec::new();
+            let mut out: Vec<(String, FileType)> = Vec::new();
             for p in self.0.keys() {
                 let Some(rest) = p.strip_prefix(&prefix) else {
                     continue;
                 };
                 let (name, kind) = match rest.split_once('/') {
-                    Some((d, _)) => (d, Kind::Dir),
-                    None => (rest, Kind::File),
+                    Some((d, _)) => (d, FileType::Directory),
+                    None => (rest, FileType::Regular),
                 };
                 if !out.iter().any(|(n, _)| n == name) {
                     out.push((name.to_string(), kind));

@@ -1,40 +1,52 @@
 //! Read access to a guest filesystem, the one way every command reads a guest:
 //! [`GuestRead`] by path, over ext4-view ([`ViewReader`], the reader of record) or
 //! over our engine ([`EngineReader`]) where ext4-view cannot read; [`open`] picks
-//! one and says when it fell back. [`GuestFs`] is the small view inspection needs
-//! (a small file, a directory with kinds), given to every reader at once.
+//! one and says when it fell back. A file is read through
+//! [`GuestRead::open`], a seekable stream that holds one block-sized buffer at
+//! most, whatever the file's size (a bzImage header at an offset, a 40 MB
+//! initramfs walked once). [`GuestFs`] is the small view inspection needs (a
+//! small file, a directory with the kind of each entry), given to every reader
+//! at once.
 //!
 //! Every path is absolute inside the guest and symlinks are resolved inside the
 //! guest. Nothing here touches the host's filesystem. Sizes are checked before a
 //! file is read, so a hostile image cannot make us allocate a huge buffer.
 
-use std::io::{self, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use crate::disk::{ReadAt, Window};
 use crate::error::{Error, ErrorKind, Result};
 use crate::ext::{Ext, FileType, Ino, Timestamp};
 
-/// What a directory entry is.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    /// Regular file.
-    File,
-    /// Directory.
-    Dir,
-    /// Symbolic link.
-    Symlink,
-    /// Anything else.
-    Other,
-}
+/// A seekable byte stream of one guest file, as [`GuestRead::open`] returns it.
+/// Read errors carry the library's [`Error`] inside the `io::Error`
+/// ([`from_io`] gets it back).
+pub trait ReadSeek: Read + Seek {}
+impl<T: Read + Seek + ?Sized> ReadSeek for T {}
 
+/// The library error an `io::Error` of a guest stream carries, or an I/O error
+/// with `context`.
+pub fn from_io(e: io::Error, context: impl Into<String>) -> Error {
+    if e.get_ref().is_some_and(|i| i.is::<Error>()) {
+        // OK to unwrap: checked just above.
+        let inner = e.into_inner().unwrap();
+        match inner.downcast::<Error>() {
+            Ok(ours) => *ours,
+            Err(other) => Error::io(context, io::Error::other(other)),
+        }
+    } else {
+        Error::io(context, e)
+    }
+}
 /// Read-only access to one guest filesystem.
 pub trait GuestFs {
     /// Contents of the regular file at `path` (symlinks followed inside the guest),
     /// `None` if it does not exist, an error if larger than `max` bytes.
     fn read_file(&self, path: &str, max: u64) -> Result<Option<Vec<u8>>>;
-    /// Names and kinds in the directory at `path` (without `.` and `..`), `None`
-    /// if it does not exist or is not a directory.
-    fn list_dir(&self, path: &str) -> Result<Option<Vec<(String, Kind)>>>;
+    /// Names and file types in the directory at `path` (without `.` and `..`;
+    /// a symlink is [`FileType::Symlink`]), `None` if it does not exist or is
+    /// not a directory.
+    fn list_dir(&self, path: &str) -> Result<Option<Vec<(String, FileType)>>>;
 }
 
 /// Metadata of a guest file as the read commands need it.
@@ -68,9 +80,29 @@ pub trait GuestRead {
     fn list(&self, path: &[u8]) -> Result<Vec<Result<Vec<u8>>>>;
     /// A symlink's target.
     fn read_link(&self, path: &[u8]) -> Result<Vec<u8>>;
+    /// The regular file at `path` (symlinks followed inside the guest) as a
+    /// seekable stream; memory stays bounded whatever its size.
+    fn open(&self, path: &[u8]) -> Result<Box<dyn ReadSeek + '_>>;
     /// Stream a regular file's contents (following symlinks) into `out`; returns
     /// the byte count.
-    fn copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64>;
+    fn copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
+        let mut f = self.open(path)?;
+        let mut buf = vec![0u8; 1 << 20];
+        let mut total = 0u64;
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(from_io(e, format!("{}: read error", show(path)))),
+            };
+            if n == 0 {
+                return Ok(total);
+            }
+            out.write_all(&buf[..n])
+                .map_err(|e| Error::io(format!("{}: writing the copy", show(path)), e))?;
+            total += n as u64;
+        }
+    }
     /// The filesystem's inode count: no valid tree has more directories, so a
     /// walk that meets more has met a cycle of a damaged filesystem.
     fn inodes_count(&self) -> u64;
@@ -244,11 +276,16 @@ impl GuestRead for ViewReader {
         self.or_engine(self.view_read_link(path), |e| e.read_link(path))
     }
 
-    fn copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
-        // ext4-view reads every inode of the path before the first byte is
-        // written, so a refused timestamp fails before `out` sees anything.
-        let r = self.view_copy_file(path, out);
-        self.or_engine(r, |e| e.copy_file(path, out))
+    fn open(&self, path: &[u8]) -> Result<Box<dyn ReadSeek + '_>> {
+        // ext4-view reads every inode of the path when it opens the file, so a
+        // refused timestamp fails here, before a byte is read.
+        match self.view_open(path) {
+            Err(e) if refused_time(&e) => match self.engine() {
+                Some(engine) => engine.open(path),
+                None => Err(e),
+            },
+            r => r,
+        }
     }
 
     fn inodes_count(&self) -> u64 {
@@ -323,20 +360,82 @@ impl ViewReader {
         Ok(t.as_ref().to_vec())
     }
 
-    fn view_copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
+    fn view_open(&self, path: &[u8]) -> Result<Box<dyn ReadSeek + '_>> {
         let p = self.path(path)?;
-        let mut f = self.fs.open(p).map_err(|e| view_error(path, e))?;
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        loop {
-            let n = f.read_bytes(&mut buf).map_err(|e| view_error(path, e))?;
-            if n == 0 {
-                return Ok(total);
-            }
-            out.write_all(&buf[..n])
-                .map_err(|e| Error::io(format!("{}: writing the copy", show(path)), e))?;
-            total += n as u64;
+        let file = self.fs.open(p).map_err(|e| view_error(path, e))?;
+        Ok(Box::new(ViewFile {
+            size: file.metadata().len(),
+            file,
+            path: path.to_vec(),
+        }))
+    }
+}
+
+/// A new position from `pos` in a file of `size` bytes, as `Seek` defines it
+/// (past the end is allowed, before the start is not).
+fn seek_pos(pos: u64, size: u64, to: SeekFrom) -> io::Result<u64> {
+    let (base, delta) = match to {
+        SeekFrom::Start(p) => return Ok(p),
+        SeekFrom::End(d) => (size, d),
+        SeekFrom::Current(d) => (pos, d),
+    };
+    base.checked_add_signed(delta).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "seek before the start of the file",
+        )
+    })
+}
+
+/// An open file of ext4-view; errors mapped to the library's.
+struct ViewFile {
+    file: ext4_view::File,
+    size: u64,
+    path: Vec<u8>,
+}
+
+impl Read for ViewFile {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.file
+            .read_bytes(buf)
+            .map_err(|e| view_error(&self.path, e).into())
+    }
+}
+
+impl Seek for ViewFile {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        let p = seek_pos(self.file.position(), self.size, to)?;
+        self.file
+            .seek_to(p)
+            .map_err(|e| io::Error::from(view_error(&self.path, e)))?;
+        Ok(p)
+    }
+}
+
+/// An open file of the engine: an inode and a position, reads go straight to
+/// the engine's extent map.
+struct EngineFile<'a, D> {
+    ext: &'a Ext<D>,
+    ino: Ino,
+    size: u64,
+    pos: u64,
+}
+
+impl<D: ReadAt> Read for EngineFile<'_, D> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos >= self.size || buf.is_empty() {
+            return Ok(0);
         }
+        let n = self.ext.read_file(self.ino, self.pos, buf)?;
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
+impl<D: ReadAt> Seek for EngineFile<'_, D> {
+    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
+        self.pos = seek_pos(self.pos, self.size, to)?;
+        Ok(self.pos)
     }
 }
 
@@ -397,7 +496,7 @@ impl<D: ReadAt> GuestRead for EngineReader<D> {
         self.ext.read_link(ino)
     }
 
-    fn copy_file(&self, path: &[u8], out: &mut dyn Write) -> Result<u64> {
+    fn open(&self, path: &[u8]) -> Result<Box<dyn ReadSeek + '_>> {
         let ino = self.ext.resolve(path, true)?;
         let st = self.ext.stat(ino)?;
         if st.file_type() != FileType::Regular {
@@ -406,18 +505,12 @@ impl<D: ReadAt> GuestRead for EngineReader<D> {
                 show(path)
             )));
         }
-        let mut buf = vec![0u8; 1 << 20];
-        let mut total = 0u64;
-        while total < st.size {
-            let n = self.ext.read_file(ino, total, &mut buf)?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buf[..n])
-                .map_err(|e| Error::io(format!("{}: writing the copy", show(path)), e))?;
-            total += n as u64;
-        }
-        Ok(total)
+        Ok(Box::new(EngineFile {
+            ext: &self.ext,
+            ino,
+            size: st.size,
+            pos: 0,
+        }))
     }
 
     fn inodes_count(&self) -> u64 {
@@ -513,7 +606,7 @@ impl<T: GuestRead + ?Sized> GuestFs for T {
         Ok(Some(out.buf))
     }
 
-    fn list_dir(&self, path: &str) -> Result<Option<Vec<(String, Kind)>>> {
+    fn list_dir(&self, path: &str) -> Result<Option<Vec<(String, FileType)>>> {
         match self.node(path.as_bytes(), true) {
             Ok(n) if n.file_type == FileType::Directory => {}
             Ok(_) => return Ok(None),
@@ -528,12 +621,7 @@ impl<T: GuestRead + ?Sized> GuestFs for T {
                 path.trim_end_matches('/'),
                 String::from_utf8_lossy(&name)
             );
-            let kind = match self.node(child.as_bytes(), false)?.file_type {
-                FileType::Regular => Kind::File,
-                FileType::Directory => Kind::Dir,
-                FileType::Symlink => Kind::Symlink,
-                _ => Kind::Other,
-            };
+            let kind = self.node(child.as_bytes(), false)?.file_type;
             out.push((String::from_utf8_lossy(&name).into_owned(), kind));
         }
         Ok(Some(out))
@@ -556,5 +644,30 @@ impl Write for Limited {
     }
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seek_positions() {
+        assert_eq!(seek_pos(5, 10, SeekFrom::Start(20)).unwrap(), 20);
+        assert_eq!(seek_pos(5, 10, SeekFrom::End(-3)).unwrap(), 7);
+        assert_eq!(seek_pos(5, 10, SeekFrom::Current(-5)).unwrap(), 0);
+        assert!(seek_pos(5, 10, SeekFrom::Current(-6)).is_err());
+        assert!(seek_pos(0, 10, SeekFrom::End(-11)).is_err());
+    }
+
+    #[test]
+    fn library_error_survives_a_stream() {
+        let e: io::Error = Error::corrupt("inode 12: bad extent").into();
+        let back = from_io(e, "ctx");
+        assert_eq!(back.kind(), ErrorKind::Corrupt);
+        assert_eq!(back.message(), "inode 12: bad extent");
+        let plain = from_io(io::Error::other("disk gone"), "reading x");
+        assert_eq!(plain.kind(), ErrorKind::Io);
+        assert_eq!(plain.message(), "reading x");
     }
 }

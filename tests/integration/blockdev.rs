@@ -12,10 +12,10 @@ use serde_json::Value;
 use crate::fixtures::{self, run};
 
 /// A loop device, detached on drop (also when an assertion fails).
-pub(crate) struct Loop(pub(crate) PathBuf);
+pub struct Loop(pub PathBuf);
 
 impl Loop {
-    pub(crate) fn attach(img: &Path, extra: &[&str]) -> Option<Loop> {
+    pub fn attach(img: &Path, extra: &[&str]) -> Option<Loop> {
         let out = Command::new("losetup")
             .args(["-f", "--show"])
             .args(extra)

@@ -214,6 +214,23 @@ pub fn assert_fsck_clean(img: &Path, off: u64) {
     assert_eq!(code, 0, "e2fsck -fn found problems:\n{out}");
 }
 
+/// Assert `e2fsck -fn` is clean and says nothing but its banner, its five passes
+/// and its summary: any remark (a count it would fix, a note) fails, whatever the
+/// exit code.
+pub fn assert_fsck_no_remarks(img: &Path, off: u64) {
+    let (code, out) = e2fsck_n(img, off);
+    let remark = out.lines().find(|l| {
+        !(l.is_empty()
+            || l.starts_with("e2fsck ")
+            || l.starts_with("Pass ")
+            || l.contains(" files (") && l.ends_with(" blocks"))
+    });
+    assert!(
+        code == 0 && remark.is_none(),
+        "e2fsck -fn (exit {code}) remarked {remark:?}:\n{out}"
+    );
+}
+
 /// sha256 of a file, hex.
 pub fn sha256_file(p: &Path) -> String {
     let mut h = Sha256::new();

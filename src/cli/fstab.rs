@@ -1,0 +1,245 @@
+//! Handler of `domuify fstab`: gather (read-only), plan, print the device map and
+//! a unified diff (or the plan as JSON), and with `--apply` write it through the
+//! write transaction.
+
+use std::fmt::Write as _;
+use std::io::Read;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use super::inspect::print_out;
+use super::{FstabArgs, UsageError, VdevStyleArg};
+use crate::disk::{Access, Disk};
+use crate::error::ErrorKind;
+use crate::plan::devmap::{HostUse, MapOptions, Mode, VdevStyle};
+use crate::plan::fstab::Action;
+use crate::plan::{self, apply, host, BackupAction, FstabOptions, FstabPlan};
+use crate::writer::{self, WriteOptions};
+
+/// Examples and what the command reads and writes, after `--help`.
+pub const AFTER_HELP: &str = "\
+Reads the partition table, the filesystems and the guest's /etc/fstab (symlinks
+resolved inside the guest); with --host-fstab, that file; for a block device of
+this host, /proc/swaps and /proc/self/mountinfo. Without --apply nothing is
+written. With --apply it writes the guest's /etc/fstab in place and creates
+/etc/fstab.domuify-orig (unless --no-backup), and --undo FILE.
+
+Examples:
+  # The seed disk: two systems, so name the guest; export partitions one by one.
+  domuify fstab seed.img --root 5 --partitions --host-fstab /etc/fstab
+  # Write it, keeping an undo file; `domuify undo seed.undo seed.img` restores.
+  domuify fstab seed.img --root 5 --partitions --apply --undo seed.undo
+  # Give back the original fstab (from the markers domuify left).
+  domuify fstab seed.img --root 5 --revert --apply";
+
+/// Largest `--host-fstab` read.
+const MAX_HOST_FSTAB: u64 = 1 << 20;
+
+fn read_host_fstab(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("--host-fstab {}: cannot open", path.display()))?;
+    let mut buf = Vec::new();
+    f.take(MAX_HOST_FSTAB + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_HOST_FSTAB {
+        anyhow::bail!(
+            "--host-fstab {}: more than {MAX_HOST_FSTAB} bytes; not an fstab",
+            path.display()
+        );
+    }
+    Ok(buf)
+}
+
+/// A library error as the CLI reports it: bad arguments are usage errors (2).
+fn usage_or(e: crate::Error) -> anyhow::Error {
+    if e.kind() == ErrorKind::InvalidInput {
+        UsageError(e.to_string()).into()
+    } else {
+        e.into()
+    }
+}
+
+pub fn run(a: FstabArgs) -> anyhow::Result<()> {
+    if a.revert && (a.map.whole_disk || a.map.partitions || !a.map.export.is_empty()) {
+        return Err(UsageError(
+            "--revert gives back the original fstab: it takes no device-map flags but --root"
+                .into(),
+        )
+        .into());
+    }
+    let disk = Arc::new(Disk::open(&a.image, Access::ReadOnly)?);
+    let inputs = plan::gather(Arc::clone(&disk), a.map.root).map_err(usage_or)?;
+    let mut host_use = HostUse::default();
+    if let Some(p) = &a.map.host_fstab {
+        let text = read_host_fstab(p)?;
+        let what = format!("--host-fstab {}", p.display());
+        host_use = host::merge(host_use, host::from_fstab(&text, &what, &inputs.facts));
+    }
+    if disk.kind() == crate::disk::DiskKind::BlockDevice {
+        let nodes: Vec<(u32, String)> = inputs
+            .facts
+            .parts
+            .iter()
+            .filter_map(|p| {
+                let n = p.view.number;
+                disk.partition_node(n)
+                    .map(|node| (n, node.display().to_string()))
+            })
+            .collect();
+        host_use = host::merge(host_use, host::from_this_host(&nodes));
+    }
+    drop(disk);
+    let opts = FstabOptions {
+        map: MapOptions {
+            mode: if a.map.whole_disk {
+                Some(Mode::WholeDisk)
+            } else if a.map.partitions {
+                Some(Mode::Partitions)
+            } else {
+                None
+            },
+            root: a.map.root,
+            swap: a.map.swap,
+            exports: a.map.export.clone(),
+            vdev_style: match a.map.vdev_style {
+                VdevStyleArg::Xvd => VdevStyle::Xvd,
+                VdevStyleArg::Hd => VdevStyle::Hd,
+                VdevStyleArg::Sd => VdevStyle::Sd,
+            },
+            force: a.force,
+        },
+        revert: a.revert,
+        backup: !a.no_backup,
+    };
+    let plan = plan::plan_fstab(&inputs, &host_use, &opts).map_err(usage_or)?;
+    if a.json {
+        let mut out = serde_json::to_string_pretty(&plan)?;
+        out.push('\n');
+        print_out(&out)?;
+    } else {
+        print_out(&human(&a, &plan))?;
+    }
+    let root = plan.root;
+    let place = format!("{} partition {root}", a.image.display());
+    if !a.apply {
+        if !a.json {
+            eprintln!(
+                "domuify: nothing written{}",
+                if plan.changes() {
+                    "; run again with --apply to write it"
+                } else {
+                    ""
+                }
+            );
+        }
+        return Ok(());
+    }
+    if !plan.changes() {
+        eprintln!("domuify: {place}: /etc/fstab is already as planned; nothing written");
+        return Ok(());
+    }
+    let wopts = WriteOptions {
+        undo: a.opts.undo.clone(),
+        wait: a.opts.wait,
+        force: a.force,
+    };
+    let part = (root != 0).then_some(root);
+    let done = writer::with_ext(&a.image, part, &wopts, |ext| apply::apply_fstab(ext, &plan))?;
+    eprintln!(
+        "domuify: {place}: wrote /etc/fstab in place (inode {}){}",
+        done.ino,
+        if done.backup_created {
+            "; the old one is kept as /etc/fstab.domuify-orig"
+        } else {
+            ""
+        }
+    );
+    Ok(())
+}
+
+fn human(a: &FstabArgs, plan: &FstabPlan) -> String {
+    let mut s = String::new();
+    let mode = match plan.mode {
+        Mode::WholeDisk => "whole-disk",
+        Mode::Partitions => "partitions",
+    };
+    let _ = writeln!(
+        s,
+        "{}: guest on partition {} ({})",
+        a.image.display(),
+        plan.root,
+        plan.root_reason
+    );
+    if a.revert {
+        let _ = writeln!(
+            s,
+            "Revert: the original fstab, from domuify's markers (no device name is chosen)"
+        );
+    } else {
+        let _ = writeln!(s, "Mode: {mode} ({})", plan.mode_reason);
+        let _ = writeln!(s, "Device map (what the domU sees):");
+        let _ = writeln!(s, "  PARTITION  DOMU DEVICE  WHY");
+        for e in &plan.device_map {
+            let _ = writeln!(
+                s,
+                "  {:<9}  {:<11}  {}",
+                e.partition,
+                format!("/dev/{}", e.vdev),
+                e.reason
+            );
+        }
+    }
+    let changed: Vec<_> = plan
+        .entries
+        .iter()
+        .filter(|e| e.action != Action::Keep)
+        .collect();
+    if !changed.is_empty() {
+        let _ = writeln!(
+            s,
+            "Entries changed (line numbers of the fstab without markers):"
+        );
+        for e in changed {
+            let what = match e.action {
+                Action::Keep => "keep",
+                Action::Rewrite => "rewrite",
+                Action::Comment => "comment",
+            };
+            let _ = writeln!(s, "  line {:<3} {what:<8} {}", e.line, e.reason);
+        }
+    }
+    if !plan.warnings.is_empty() {
+        let _ = writeln!(s, "Warnings:");
+        for w in &plan.warnings {
+            let _ = writeln!(s, "  {w}");
+        }
+    }
+    match plan.backup {
+        BackupAction::Create => {
+            let _ = writeln!(s, "Backup: /etc/fstab.domuify-orig will hold the original");
+        }
+        BackupAction::Keep => {
+            let _ = writeln!(
+                s,
+                "Backup: /etc/fstab.domuify-orig already holds the original"
+            );
+        }
+        BackupAction::KeepDifferent | BackupAction::None => {}
+    }
+    if plan.changes() {
+        let old = String::from_utf8_lossy(&plan.current);
+        let new = String::from_utf8_lossy(&plan.new);
+        let diff = similar::TextDiff::from_lines(old.as_ref(), new.as_ref());
+        let _ = write!(
+            s,
+            "{}",
+            diff.unified_diff().context_radius(3).header(
+                &format!("a/etc/fstab (partition {}, now)", plan.root),
+                &format!("b/etc/fstab (partition {}, planned)", plan.root),
+            )
+        );
+    } else {
+        let _ = writeln!(s, "No change: /etc/fstab is already as planned.");
+    }
+    s
+}
