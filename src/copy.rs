@@ -630,7 +630,9 @@ fn now() -> Timestamp {
     Timestamp::now()
 }
 
-fn node_of(meta: &fs::Metadata) -> NewNode {
+/// The node a host entry's metadata gives a new guest inode: permission bits,
+/// owner, access and modification times; change time now.
+pub fn host_node(meta: &fs::Metadata) -> NewNode {
     let ts = |s: i64, ns: i64| Timestamp {
         sec: s,
         nsec: u32::try_from(ns).unwrap_or(0).min(999_999_999),
@@ -743,7 +745,7 @@ impl<D: WriteAt> CopyIn<'_, D> {
 
     fn put(&mut self, parent: Ino, name: &[u8], host: &Path, meta: &fs::Metadata) -> Result<()> {
         let ft = meta.file_type();
-        let node = node_of(meta);
+        let node = host_node(meta);
         if ft.is_dir() && !self.host_dirs.insert((meta.dev(), meta.ino())) {
             self.report.skipped.push(format!(
                 "{}: skipped: the same directory was already copied (a bind mount inside itself?)",

@@ -12,6 +12,9 @@
 //! - [`inspect`]: the whole-disk report behind `domuify inspect`, with
 //!   [`hash`] (one-pass image and partition hashes) and [`batch`] (many images
 //!   on bounded threads, in order);
+//! - [`domu`]: the domU config plan (device map, boot, memory) and split files;
+//! - [`modules`]: installing a host module tree into the guest (plan, apply);
+//! - [`xlcfg`]: the domU config text (xl and legacy xm forms), pure;
 //! - [`kernel`]: can a kernel boot as a domU (config, image, initramfs, memory),
 //!   and kernel extraction, behind `domuify kernels`;
 //! - [`plan`]: plans (the device map, the fstab rewrite) as data, and their
@@ -26,6 +29,7 @@ mod bytes;
 pub mod cli;
 pub mod copy;
 pub mod disk;
+pub mod domu;
 pub mod error;
 pub mod ext;
 pub mod fault;
@@ -35,10 +39,12 @@ pub mod hash;
 pub mod hibernation;
 pub mod inspect;
 pub mod kernel;
+pub mod modules;
 pub mod part;
 pub mod plan;
 pub mod probe;
 pub mod undo;
 pub mod writer;
+pub mod xlcfg;
 
 pub use error::{Error, ErrorKind, Result};

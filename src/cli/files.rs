@@ -247,7 +247,7 @@ pub fn copy_out(a: CopyOutArgs) -> anyhow::Result<()> {
 }
 
 /// The write options of the command line, as the library takes them.
-fn write_options(o: &WriteOpts) -> WriteOptions {
+pub(super) fn write_options(o: &WriteOpts) -> WriteOptions {
     WriteOptions {
         undo: o.undo.clone(),
         wait: o.wait,
@@ -307,8 +307,29 @@ pub fn write(a: WriteArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Progress bar on stderr for `copy-in`.
-struct Bar {
+/// The progress bar of a tree copy on stderr when it is a terminal (files,
+/// bytes, rate), else none.
+pub(super) fn progress_bar() -> Option<Bar> {
+    io::stderr().is_terminal().then(|| {
+        let pb = indicatif::ProgressBar::with_draw_target(
+            Some(0),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        if let Ok(style) = indicatif::ProgressStyle::with_template(
+            "{bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}",
+        ) {
+            pb.set_style(style);
+        }
+        Bar {
+            bar: pb,
+            items: Default::default(),
+            total: Default::default(),
+        }
+    })
+}
+
+/// Progress bar on stderr for `copy-in` and `modules`.
+pub(super) struct Bar {
     bar: indicatif::ProgressBar,
     items: std::sync::atomic::AtomicU64,
     total: std::sync::atomic::AtomicU64,
@@ -349,22 +370,7 @@ pub fn copy_in(a: CopyInArgs) -> anyhow::Result<()> {
         }
         copy::source_name(s).map_err(|e| UsageError(e.to_string()))?;
     }
-    let bar = io::stderr().is_terminal().then(|| {
-        let pb = indicatif::ProgressBar::with_draw_target(
-            Some(0),
-            indicatif::ProgressDrawTarget::stderr(),
-        );
-        if let Ok(style) = indicatif::ProgressStyle::with_template(
-            "{bar:30} {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} {msg}",
-        ) {
-            pb.set_style(style);
-        }
-        Bar {
-            bar: pb,
-            items: Default::default(),
-            total: Default::default(),
-        }
-    });
+    let bar = progress_bar();
     let t = &a.target;
     let rep = writer::with_ext(&t.image, t.part, &write_options(&a.opts), |ext| {
         copy::copy_in(

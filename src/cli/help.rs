@@ -11,7 +11,7 @@
 
 /// The end of `domuify --help`.
 pub const DOMUIFY: &str = "\
-Reads: the image or block device named; only the file commands write, and only the partition named.
+Reads: the image or block device named; only the file commands and `modules --apply` write the image, and only the partition named.
 
 Examples:
   # The sample disk (`bash scripts/sample-image seed.img` in a checkout makes it; partition 5 is the guest)
@@ -146,3 +146,28 @@ Examples:
   $ mkdir -p ~/.zfunc && domuify completions zsh > ~/.zfunc/_domuify
   # fish
   $ mkdir -p ~/.config/fish/completions && domuify completions fish > ~/.config/fish/completions/domuify.fish";
+
+/// The end of `domuify modules --help`.
+pub const MODULES: &str = "\
+Reads: the host module tree DIR and the guest's root filesystem.
+Writes: only with --apply: the guest's /lib/modules/VER (a usrmerge /lib -> usr/lib followed), and with --undo, the original bytes into FILE first. Without --apply, nothing.
+
+Examples:
+  # A module tree made on the spot; then the plan: what would be copied, the space it needs
+  $ mkdir -p tree/6.1.0-test/kernel/drivers/block && echo x > tree/6.1.0-test/modules.dep
+  $ domuify modules seed.img --part 5 --from tree/6.1.0-test
+  # Copy it into the guest's /lib/modules/6.1.0-test, with an undo file
+  $ domuify modules seed.img --part 5 --from tree/6.1.0-test --apply --undo seed.undo";
+
+/// The end of `domuify config --help`.
+pub const CONFIG: &str = "\
+Reads: the image (partition table, the guest's fstab, hostname and kernels), read-only; the kernel's config beside --kernel.
+Writes: the config to --out (standard output by default); with --split-to DIR, each exported partition as a sparse file; with --guest-kernel, its kernel and initramfs into --kernel-dir. Never the image.
+
+Examples:
+  # The seed's domU: partitions 5 (root) and 2 (swap) split into files, booting a kernel of dom0
+  $ domuify config seed.img --root 5 --swap 2 --split-to parts --kernel /boot/vmlinuz --out systemdomu.cfg
+  # The same in the legacy xm form, on standard output
+  $ domuify config seed.img --root 5 --split-to parts2 --kernel /boot/vmlinuz --format xm
+  # The whole disk as xvda, booted by pygrub
+  $ domuify config seed.img --root 5 --bootloader pygrub --out whole.cfg";

@@ -7,12 +7,14 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod config;
 mod docs;
 mod files;
 mod fstab;
 mod help;
 mod inspect;
 mod kernels;
+mod modules;
 
 /// An error in how the command was called: exit code 2.
 #[derive(Debug)]
@@ -81,6 +83,20 @@ enum Command {
     /// Restore an image from an undo file, bit for bit.
     #[command(after_help = help::UNDO)]
     Undo(UndoArgs),
+    /// Copy a host kernel module tree into the guest's /lib/modules/VER.
+    ///
+    /// Reads the host tree DIR and the guest's root filesystem; writes only with
+    /// --apply (the guest's /lib/modules/VER, and --undo FILE). Without --apply it
+    /// prints what would be copied and the space it needs.
+    #[command(after_help = help::MODULES)]
+    Modules(ModulesArgs),
+    /// Write the Xen domU config (xl, or the legacy xm form) for the guest.
+    ///
+    /// Reads the image (partition table, the guest's files, its kernel); writes
+    /// the config to --out (standard output by default) and, with --split-to DIR,
+    /// each exported partition as a sparse file in DIR. Never writes the image.
+    #[command(after_help = help::CONFIG)]
+    Config(Box<config::ConfigArgs>),
     /// Write the man pages (domuify and one per command), made from these same
     /// definitions.
     #[command(after_help = help::MAN)]
@@ -316,6 +332,34 @@ pub struct RmArgs {
     opts: WriteOpts,
 }
 
+/// `modules` arguments.
+#[derive(Args, Debug)]
+pub struct ModulesArgs {
+    /// Raw disk image or block device.
+    pub image: PathBuf,
+    /// The guest's root partition; default: the only installed Linux system found.
+    #[arg(long = "part")]
+    pub part: Option<u32>,
+    /// Host module tree to copy (default: /lib/modules/$(uname -r)).
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
+    /// Name of the directory in the guest's /lib/modules (default: DIR's name).
+    #[arg(long, value_name = "VER")]
+    pub version: Option<String>,
+    /// Remove the guest's existing /lib/modules/VER first.
+    #[arg(long)]
+    pub replace: bool,
+    /// Copy; without it only the plan is printed and nothing is written.
+    #[arg(long)]
+    pub apply: bool,
+    /// Print the plan (and, with --apply, what was copied) as one JSON document.
+    #[arg(long)]
+    pub json: bool,
+    /// --undo and --wait.
+    #[command(flatten)]
+    pub opts: WriteOpts,
+}
+
 /// `--vdev-style`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, Default)]
 pub enum VdevStyleArg {
@@ -433,6 +477,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Mkdir(a) => files::mkdir(a),
         Command::Rm(a) => files::rm(a),
         Command::Undo(a) => files::undo(a),
+        Command::Modules(a) => modules::run(a),
+        Command::Config(a) => config::run(*a),
         Command::Man(a) => docs::man(a),
         Command::Completions(a) => docs::completions(a),
         Command::Fstab(a) => fstab::run(a),

@@ -2,6 +2,7 @@
 //! against images made by `scripts/`, judged by independent tools.
 
 mod blockdev;
+mod config;
 mod dirs;
 mod engine;
 mod engine_bench;
@@ -24,5 +25,6 @@ mod kernels;
 mod lock;
 mod matrix;
 mod model;
+mod modules;
 mod probe_fuzz;
 mod undo;
