@@ -17,22 +17,6 @@ use crate::plan::fstab::Action;
 use crate::plan::{self, apply, host, BackupAction, FstabOptions, FstabPlan};
 use crate::writer::{self, WriteOptions};
 
-/// Examples and what the command reads and writes, after `--help`.
-pub const AFTER_HELP: &str = "\
-Reads the partition table, the filesystems and the guest's /etc/fstab (symlinks
-resolved inside the guest); with --host-fstab, that file; for a block device of
-this host, /proc/swaps and /proc/self/mountinfo. Without --apply nothing is
-written. With --apply it writes the guest's /etc/fstab in place and creates
-/etc/fstab.domuify-orig (unless --no-backup), and --undo FILE.
-
-Examples:
-  # The seed disk: two systems, so name the guest; export partitions one by one.
-  domuify fstab seed.img --root 5 --partitions --host-fstab /etc/fstab
-  # Write it, keeping an undo file; `domuify undo seed.undo seed.img` restores.
-  domuify fstab seed.img --root 5 --partitions --apply --undo seed.undo
-  # Give back the original fstab (from the markers domuify left).
-  domuify fstab seed.img --root 5 --revert --apply";
-
 /// Largest `--host-fstab` read.
 const MAX_HOST_FSTAB: u64 = 1 << 20;
 
@@ -106,7 +90,7 @@ pub fn run(a: FstabArgs) -> anyhow::Result<()> {
                 VdevStyleArg::Hd => VdevStyle::Hd,
                 VdevStyleArg::Sd => VdevStyle::Sd,
             },
-            force: a.force,
+            force: a.opts.force,
         },
         revert: a.revert,
         backup: !a.no_backup,
@@ -141,7 +125,7 @@ pub fn run(a: FstabArgs) -> anyhow::Result<()> {
     let wopts = WriteOptions {
         undo: a.opts.undo.clone(),
         wait: a.opts.wait,
-        force: a.force,
+        force: a.opts.force,
     };
     let part = (root != 0).then_some(root);
     let done = writer::with_ext(&a.image, part, &wopts, |ext| apply::apply_fstab(ext, &plan))?;

@@ -171,3 +171,29 @@ Examples:
   $ domuify config seed.img --root 5 --split-to parts2 --kernel /boot/vmlinuz --format xm
   # The whole disk as xvda, booted by pygrub
   $ domuify config seed.img --root 5 --bootloader pygrub --out whole.cfg";
+
+/// The end of `domuify fstab --help`.
+pub const FSTAB: &str = "\
+Reads: the image read-only: the partition table, the filesystems, the guest's /etc/fstab (symlinks resolved inside the guest); with --host-fstab, that file; for a block device of this host, /proc/swaps and /proc/self/mountinfo.
+Writes: nothing without --apply. With --apply: the guest's /etc/fstab in place (same inode, mode, owner, xattrs), /etc/fstab.domuify-orig unless --no-backup, and the --undo file.
+
+Examples:
+  # The seed disk holds two systems: name the guest (5) and its swap (2); each exported partition becomes its own device
+  $ domuify fstab seed.img --root 5 --swap 2 --partitions
+  # Write it, keeping an undo file (`domuify undo seed-fstab.undo seed.img` restores the image)
+  $ domuify fstab seed.img --root 5 --swap 2 --partitions --apply --undo seed-fstab.undo
+  # Give back the original fstab, from the markers domuify left
+  $ domuify fstab seed.img --root 5 --revert --apply";
+
+/// The end of `domuify kernels --help`.
+pub const KERNELS: &str = "\
+Reads: the image read-only (the partition table, the guest's /etc/fstab, /boot, also on a separate /boot partition, /lib/modules), or the host files given with --kernel.
+Writes: nothing, except with --extract: the kernel image and its initramfs into DIR (created when missing), never overwriting a different file without --force. Exit code 0 when every kernel judged is ready, 1 when one is not (the report is printed), 2 for a usage error.
+
+Examples:
+  # Judge every kernel of the guest on partition 5 (the sample's kernels are placeholders: not ready, exit 1)
+  $ domuify kernels seed.img --part 5 || echo \"not every kernel is ready (exit $?)\"
+  # The same as one JSON document
+  $ domuify kernels seed.img --part 5 --json > kernels.json || test $? -eq 1
+  # Judge dom0's own kernel as a domU kernel, the seed guide's way
+  $ domuify kernels --kernel /boot/vmlinuz-$(uname -r) --initrd /boot/initrd.img-$(uname -r) || true";

@@ -56,7 +56,7 @@ enum Command {
     Inspect(InspectArgs),
     /// Can the guest's kernels boot as a domU? Xen support, initramfs, memory;
     /// or extract a kernel and its initramfs to a host directory.
-    #[command(after_help = KERNELS_HELP)]
+    #[command(after_help = help::KERNELS)]
     Kernels(KernelsArgs),
     /// List a directory of a guest filesystem (read-only).
     #[command(after_help = help::LS)]
@@ -106,7 +106,7 @@ enum Command {
     Completions(CompletionsArgs),
     /// Rewrite the guest's /etc/fstab for the domU (prints the plan; writes only
     /// with --apply).
-    #[command(after_help = fstab::AFTER_HELP)]
+    #[command(after_help = help::FSTAB)]
     Fstab(FstabArgs),
 }
 
@@ -158,21 +158,6 @@ pub struct CompletionsArgs {
     #[arg(value_enum)]
     pub shell: clap_complete::Shell,
 }
-
-const KERNELS_HELP: &str = "\
-Reads the image read-only (the partition table, the guest's /etc/fstab, /boot \
-also on a separate /boot partition, /lib/modules), or the host files given \
-with --kernel. Writes nothing, except with --extract: the kernel image and its \
-initramfs into DIR (created when missing), never overwriting a different file \
-without --force.
-Exit code: 0 when every kernel judged is ready, 1 when one is not (the report \
-is printed), 2 for a usage error.
-
-Examples:
-  domuify kernels disk.img
-  domuify kernels disk.img --part 5 --json
-  domuify kernels --kernel /boot/vmlinuz-$(uname -r) --initrd /boot/initrd.img-$(uname -r)
-  domuify kernels disk.img --extract 6.1.0-27-amd64 --to /var/lib/xen/kernels/guest";
 
 /// The kernel to judge when it is not the guest's own (the same flags in
 /// `config` and `convert`).
@@ -239,8 +224,10 @@ pub struct WriteOpts {
     /// of refusing at once.
     #[arg(long)]
     pub wait: bool,
-    /// Write even to a filesystem frozen by a hibernation image (a swap holding
-    /// one means its system was not shut down).
+    /// Override the safety refusals a user may knowingly take: writing to a
+    /// filesystem frozen by a hibernation image (a swap holding one means its
+    /// system was not shut down), and in planning commands the plan's safety
+    /// checks.
     #[arg(long)]
     pub force: bool,
 }
@@ -419,12 +406,10 @@ pub struct FstabArgs {
     /// Print the plan as one JSON document.
     #[arg(long)]
     pub json: bool,
+    /// (`--force` also turns the plan's safety checks, dom0's root or swap
+    /// exported, a vdev clash, / not exported, into warnings.)
     #[command(flatten)]
     opts: WriteOpts,
-    /// Turn the safety checks (dom0's root or swap exported, a vdev clash, / not
-    /// exported) into warnings.
-    #[arg(long)]
-    pub force: bool,
 }
 
 /// `undo` arguments.
