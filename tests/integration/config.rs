@@ -514,7 +514,11 @@ fn config_help_has_examples() {
     }
 }
 
+// The kernels of this project's machines (CI's included) make no partition
+// nodes for loop devices (`losetup -P` creates no loopNpM), so this cannot run
+// there: ignored, not skipped, and run with `--ignored` on a machine that has them.
 #[test]
+#[ignore = "needs loop partition nodes (losetup -P), which this project's machines lack"]
 fn config_block_device_partition_nodes() {
     let Some(check) = xlcheck() else { return };
     let tmp = tempfile::tempdir().unwrap();
