@@ -692,8 +692,8 @@ impl<D: WriteAt> Ext<D> {
         data: &mut dyn Read,
         len: u64,
     ) -> Result<Ino> {
-        let r = self.do_create_file(parent, name, node, data, len, len.div_ceil(self.bs()));
-        self.settle(r)
+        let blocks = len.div_ceil(self.bs());
+        self.create_sparse_file(parent, name, node, data, len, blocks)
     }
 
     /// [`Ext::create_file`] for a sparse source: `data` reads as the whole file
@@ -724,8 +724,8 @@ impl<D: WriteAt> Ext<D> {
         len: u64,
         when: Timestamp,
     ) -> Result<()> {
-        let r = self.do_replace_contents(ino, data, len, len.div_ceil(self.bs()), when);
-        self.settle(r)
+        let blocks = len.div_ceil(self.bs());
+        self.replace_sparse_contents(ino, data, len, blocks, when)
     }
 
     /// [`Ext::replace_contents`] for a sparse source (see
