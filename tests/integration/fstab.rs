@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::blockdev::Loop;
 use crate::fixtures;
 use crate::harness::{
-    assert_fsck_no_remarks, bin, debugfs, debugfs_cat, debugfs_stat, debugfs_w, run, sha256_file,
+    assert_fsck_clean, bin, debugfs, debugfs_cat, debugfs_stat, debugfs_w, run, sha256_file,
     stat_field,
 };
 
@@ -136,7 +136,7 @@ fn cycle(img: &Path, off: u64, args: &[&str], untouched: Option<(u64, u64)>) -> 
     let new = debugfs_cat(img, off, "/etc/fstab");
     assert_ne!(new, original);
     findmnt_verify(&new);
-    assert_fsck_no_remarks(img, off);
+    assert_fsck_clean(img, off);
     let stat_after = debugfs_stat(img, off, "/etc/fstab");
     for field in ["Inode:", "Mode:", "User:", "Group:"] {
         assert_eq!(
@@ -167,7 +167,7 @@ fn cycle(img: &Path, off: u64, args: &[&str], untouched: Option<(u64, u64)>) -> 
     // --revert gives back the original bytes.
     fstab(img, &["--revert", "--apply", "--root", &root_of(args)]).success();
     assert_eq!(debugfs_cat(img, off, "/etc/fstab"), original);
-    assert_fsck_no_remarks(img, off);
+    assert_fsck_clean(img, off);
     new
 }
 
@@ -334,7 +334,7 @@ fn fstab_symlinks_resolve_inside_the_guest() {
         stat_field(&debugfs_stat(&img, SEED_P5, "/etc/fstab"), "Type:"),
         "symlink"
     );
-    assert_fsck_no_remarks(&img, SEED_P5);
+    assert_fsck_clean(&img, SEED_P5);
     // A link to an absolute path the guest does not have (the host has /etc/passwd).
     debugfs_w(
         &img,
