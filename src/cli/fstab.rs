@@ -15,7 +15,7 @@ use crate::error::ErrorKind;
 use crate::plan::devmap::{HostUse, MapOptions, Mode, VdevStyle};
 use crate::plan::fstab::Action;
 use crate::plan::{self, apply, host, BackupAction, FstabOptions, FstabPlan};
-use crate::writer::{self, WriteOptions};
+use crate::writer;
 
 /// Largest `--host-fstab` read.
 const MAX_HOST_FSTAB: u64 = 1 << 20;
@@ -122,11 +122,7 @@ pub fn run(a: FstabArgs) -> anyhow::Result<()> {
         eprintln!("domuify: {place}: /etc/fstab is already as planned; nothing written");
         return Ok(());
     }
-    let wopts = WriteOptions {
-        undo: a.opts.undo.clone(),
-        wait: a.opts.wait,
-        force: a.opts.force,
-    };
+    let wopts = super::files::write_options(&a.opts);
     let part = (root != 0).then_some(root);
     let done = writer::with_ext(&a.image, part, &wopts, |ext| apply::apply_fstab(ext, &plan))?;
     eprintln!(
