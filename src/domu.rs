@@ -1,18 +1,14 @@
-//! The domU config plan behind `domuify config` (and, later, `convert`): from
-//! what inspecting the image found and the user's choices, the [`DomuConfig`]
-//! that [`crate::xlcfg`] turns into text, the split partition files to write,
-//! and the defaults taken with their reasons.
+//! The domU config plan behind `domuify config` and `convert`: from what
+//! inspecting the image found, the shared device map ([`DeviceMap`], the same
+//! map `fstab` writes the guest's fstab against) and the user's choices, the
+//! [`DomuConfig`] that [`crate::xlcfg`] turns into text, the split partition
+//! files to write, and the defaults taken with their reasons.
 //!
-//! Plan, then apply: [`plan`] is pure (it takes the inspect [`Report`]);
-//! [`split_partition`] is the only code here that writes, and writes only files
-//! of the host (never the image): each exported partition as a sparse file,
-//! its holes found with `SEEK_DATA`/`SEEK_HOLE` and its data moved with
+//! Plan, then apply: [`plan`] is pure (it takes the inspect [`Report`] and the
+//! map); [`split_partition`] is the only code here that writes, and writes only
+//! files of the host (never the image): each exported partition as a sparse
+//! file, its holes found with `SEEK_DATA`/`SEEK_HOLE` and its data moved with
 //! `copy_file_range` (plain reads and writes where the kernel cannot).
-//!
-//! The device map here ([`Exports`]) is the part of `domuify fstab`'s map that a
-//! config needs (which partitions, under which vdev): the same flags, the same
-//! defaults. When the shared map (`plan::devmap`) is on main, [`plan`] takes it
-//! instead.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -23,45 +19,9 @@ use serde::Serialize;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::finding::Finding;
-use crate::guest::resolve::SourceKind;
 use crate::inspect::Report;
+use crate::plan::devmap::{DeviceMap, Mode, VdevStyle};
 use crate::xlcfg::{Backing, Boot, Disk, DomuConfig, GuestType, Vif};
-
-/// How the domU sees the disk (`--whole-disk` / `--partitions`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// The whole image is one virtual disk.
-    WholeDisk,
-    /// Each exported partition is its own virtual disk.
-    Partitions,
-}
-
-/// The vdev naming style (`--vdev-style`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum VdevStyle {
-    /// `xvda5`.
-    #[default]
-    Xvd,
-    /// `hda5` (old XenLinux kernels only).
-    Hd,
-    /// `sda5` (old XenLinux kernels only).
-    Sd,
-}
-
-impl VdevStyle {
-    fn disk(self) -> &'static str {
-        match self {
-            VdevStyle::Xvd => "xvda",
-            VdevStyle::Hd => "hda",
-            VdevStyle::Sd => "sda",
-        }
-    }
-}
-
-/// Mount points without which a system does not boot.
-const SYSTEM_MOUNTS: &[&str] = &["/boot", "/usr", "/var", "/home", "/opt", "/srv", "/tmp"];
 
 /// How to boot the domU.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,20 +45,11 @@ pub enum BootChoice {
     Pygrub,
 }
 
-/// What the user asked (every field a flag of `config`).
+/// What the user asked, beyond the device map (every field a flag of `config`).
 #[derive(Clone, Debug, Default)]
 pub struct ConfigOptions {
-    /// `--whole-disk` / `--partitions`; `None` for the default.
-    pub mode: Option<Mode>,
-    /// `--root N`.
-    pub root: Option<u32>,
-    /// `--swap N`.
-    pub swap: Option<u32>,
-    /// `--export N[=VDEV]`.
-    pub exports: Vec<(u32, Option<String>)>,
-    /// `--vdev-style`.
-    pub vdev_style: VdevStyle,
-    /// `--split-to DIR` (implies partition mode for an image file).
+    /// `--split-to DIR`: each exported partition as a file there (partition mode
+    /// on an image file).
     pub split_to: Option<PathBuf>,
     /// `--name`.
     pub name: Option<String>,
@@ -120,6 +71,8 @@ pub struct ConfigOptions {
     pub no_network: bool,
     /// The least memory the chosen kernel's initramfs needs, when known.
     pub min_memory_mib: Option<u64>,
+    /// The command named in the config's header (`config`, `convert`).
+    pub command: &'static str,
     /// `--force`.
     pub force: bool,
 }
@@ -170,173 +123,73 @@ fn usage(msg: String) -> Error {
     Error::usage(msg)
 }
 
-/// A vdev name for partition `n` in `style`.
-fn vdev_of(style: VdevStyle, n: u32) -> String {
-    format!("{}{n}", style.disk())
-}
-
-/// Plan the config of the guest on `report`'s image. `image_abs` is the image's
-/// absolute path (the whole-disk target); `is_block` says it is a block device.
+/// Plan the config of the guest the device map `map` was built for, on
+/// `report`'s image. `image_abs` is the image's absolute path (the whole-disk
+/// target); `is_block` says it is a block device. The map's mode decides the
+/// disks: in partition mode an image file needs `split_to`.
 pub fn plan(
     report: &Report,
+    map: &DeviceMap,
     image_abs: &Path,
     is_block: bool,
     o: &ConfigOptions,
 ) -> Result<ConfigPlan> {
-    let mut findings = Vec::new();
-    // The root: --root N, or the only system found.
-    let systems: Vec<String> = report
+    let mut findings = map.findings.clone();
+    let root = map.root;
+    let guest = report
         .systems
         .iter()
-        .map(|s| {
-            format!(
-                "partition {} (hostname {})",
-                s.partition,
-                s.hostname.as_deref().unwrap_or("unknown")
-            )
-        })
-        .collect();
-    let (guest, root_reason) = match o.root {
-        Some(n) => match report.systems.iter().find(|s| s.partition == n) {
-            Some(g) => (g, "--root".to_string()),
-            None => {
-                return Err(usage(format!(
-                    "--root {n}: partition {n} holds no installed Linux system; systems found: {}",
-                    if systems.is_empty() { "none".into() } else { systems.join(", ") }
-                )))
-            }
-        },
-        None => match report.systems.as_slice() {
-            [only] => (only, "the only installed system found".to_string()),
-            [] => {
-                return Err(usage(format!(
-                    "{}: no installed Linux system found (an ext filesystem holding /etc/fstab)",
-                    report.image
-                )))
-            }
-            _ => {
-                return Err(usage(format!(
-                    "{} holds more than one installed system: choose the guest with --root N; candidates: {}",
-                    report.image,
-                    systems.join(", ")
-                )))
-            }
-        },
-    };
-    let root = guest.partition;
-    let (mode, mode_reason) = match (o.mode, &o.split_to, is_block) {
-        (Some(Mode::WholeDisk), Some(_), _) => {
-            return Err(usage(
-                "--split-to writes partitions one by one: it cannot go with --whole-disk".into(),
-            ))
-        }
-        (Some(m), _, _) => (
-            m,
-            match m {
-                Mode::WholeDisk => "--whole-disk given",
-                Mode::Partitions => "--partitions given",
-            }
-            .to_string(),
-        ),
-        (None, Some(_), _) => (Mode::Partitions, "--split-to given".to_string()),
-        (None, None, true) => (
-            Mode::Partitions,
-            "a block device: exported partition by partition (a disk dom0 uses must never be exported whole)".to_string(),
-        ),
-        (None, None, false) => (
-            Mode::WholeDisk,
-            "the image is a file: exported whole as one virtual disk (--partitions to export partitions one by one)".to_string(),
-        ),
-    };
-    if root == 0 && mode == Mode::Partitions {
+        .find(|s| s.partition == root)
+        .ok_or_else(|| Error::not_found(format!("partition {root}: no installed system")))?;
+    let mode = map.mode;
+    if mode == Mode::WholeDisk && o.split_to.is_some() {
         return Err(usage(
-            "the image is a bare filesystem (no partition table): export it with --whole-disk"
-                .into(),
+            "--split-to writes partitions one by one: it cannot go with --whole-disk".into(),
         ));
     }
     let part = |n: u32| report.partitions.iter().find(|p| p.partition.number == n);
-    // Exports in partition mode: root, swap, system mounts, --export.
-    let mut wanted: Vec<(u32, Option<String>, String)> =
-        vec![(root, None, "the guest's root".into())];
-    let swap = match o.swap {
-        Some(n) => Some((n, "--swap".to_string())),
-        None => guest
-            .fstab
-            .iter()
-            .find(|e| e.fstype == "swap" && e.kind == SourceKind::Partition)
-            .and_then(|e| {
-                e.partition
-                    .map(|p| (p, format!("the guest's fstab line {} names it", e.line)))
-            }),
-    };
-    if let Some((n, why)) = &swap {
-        wanted.push((*n, None, format!("swap ({why})")));
-    }
-    for e in &guest.fstab {
-        if e.kind != SourceKind::Partition {
-            continue;
-        }
-        let system = SYSTEM_MOUNTS.iter().any(|m| {
-            e.target == *m || e.target.strip_prefix(m).is_some_and(|r| r.starts_with('/'))
-        });
-        if let (true, Some(p)) = (system, e.partition) {
-            wanted.push((p, None, format!("the guest mounts it at {}", e.target)));
-        }
-    }
-    for (n, v) in &o.exports {
-        wanted.push((*n, v.clone(), "--export".into()));
-    }
     let mut exports: Vec<Export> = Vec::new();
-    for (n, vdev, reason) in wanted {
-        let Some(p) = part(n) else {
-            let l: Vec<String> = report
-                .partitions
-                .iter()
-                .filter(|p| p.filesystem.is_some())
-                .map(|p| p.partition.number.to_string())
-                .collect();
-            return Err(usage(format!(
-                "{}: no partition {n}; partitions: {}",
-                report.image,
-                l.join(", ")
-            )));
-        };
-        if p.filesystem.is_none() {
-            return Err(usage(format!(
-                "partition {n} is an extended partition (a container of logical partitions): it cannot be exported"
-            )));
+    if mode == Mode::Partitions {
+        // The root's disk first, as the seed's config lists them; then the map's
+        // order.
+        let ordered = map
+            .device_map
+            .iter()
+            .filter(|e| e.partition == root)
+            .chain(map.device_map.iter().filter(|e| e.partition != root));
+        for e in ordered {
+            let n = e.partition;
+            let p = part(n).ok_or_else(|| Error::not_found(format!("no partition {n}")))?;
+            crate::xlcfg::check_vdev(&e.vdev)?;
+            let target = match (is_block, &o.split_to) {
+                (true, _) => p.device_node.clone().ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::NotFound,
+                        format!(
+                            "{}: the kernel has no device node for partition {n} (partprobe?)",
+                            report.image
+                        ),
+                    )
+                })?,
+                (false, Some(dir)) => dir.join(format!("part{n}.img")).display().to_string(),
+                (false, None) => String::new(),
+            };
+            exports.push(Export {
+                partition: n,
+                vdev: e.vdev.clone(),
+                reason: e.reason.clone(),
+                start_bytes: p.partition.start_bytes,
+                size_bytes: p.partition.size_bytes,
+                target,
+            });
         }
-        if let Some(e) = exports.iter_mut().find(|e| e.partition == n) {
-            if let Some(v) = vdev {
-                e.vdev = v;
-            }
-            continue;
-        }
-        let vdev = vdev.unwrap_or_else(|| vdev_of(o.vdev_style, n));
-        crate::xlcfg::check_vdev(&vdev)?;
-        let target = match (is_block, &o.split_to) {
-            (true, _) => p.device_node.clone().ok_or_else(|| {
-                Error::new(
-                    ErrorKind::NotFound,
-                    format!(
-                        "{}: the kernel has no device node for partition {n} (partprobe?)",
-                        report.image
-                    ),
-                )
-            })?,
-            (false, Some(dir)) => dir.join(format!("part{n}.img")).display().to_string(),
-            (false, None) => String::new(),
-        };
-        exports.push(Export {
-            partition: n,
-            vdev,
-            reason,
-            start_bytes: p.partition.start_bytes,
-            size_bytes: p.partition.size_bytes,
-            target,
-        });
     }
-    let (disks, split_files) = match mode {
+    let backing = if is_block {
+        Backing::Phy
+    } else {
+        Backing::File
+    };
+    let (mut disks, split_files) = match mode {
         Mode::WholeDisk => {
             if is_block {
                 findings.push(Finding::warning(
@@ -344,15 +197,11 @@ pub fn plan(
                     "the whole block device is exported: dom0 must not use any partition of it while the domU runs",
                 ));
             }
-            let vdev = o.vdev_style.disk().to_string();
+            let vdev = map.disk_vdev.clone().unwrap_or_else(|| "xvda".into());
             (
                 vec![Disk {
                     target: image_abs.display().to_string(),
-                    backing: if is_block {
-                        Backing::Phy
-                    } else {
-                        Backing::File
-                    },
+                    backing,
                     vdev,
                     writable: true,
                 }],
@@ -371,11 +220,7 @@ pub fn plan(
                 .iter()
                 .map(|e| Disk {
                     target: e.target.clone(),
-                    backing: if is_block {
-                        Backing::Phy
-                    } else {
-                        Backing::File
-                    },
+                    backing,
                     vdev: e.vdev.clone(),
                     writable: true,
                 })
@@ -392,7 +237,6 @@ pub fn plan(
     };
     // Pygrub reads the first disk: it must hold /boot (whole-disk), or /boot must
     // be exported and come first.
-    let mut disks = disks;
     let boot_part = guest.boot_partition().unwrap_or(root);
     let (boot, kernel_root) = match &o.boot {
         None => {
@@ -446,18 +290,12 @@ pub fn plan(
             )
         }
     };
-    let root_vdev = match mode {
-        Mode::WholeDisk => format!("{}{root}", o.vdev_style.disk()),
-        Mode::Partitions => exports[0].vdev.clone(),
-    };
-    if o.vdev_style != VdevStyle::Xvd {
-        findings.push(Finding::warning(
-            "device map",
-            "--vdev-style hd|sd only works with old XenLinux kernels: a pvops kernel names every disk xvd*",
-        ));
-    }
-    // /dev/xvdaN inside a PV domU whatever the vdev's style for pvops kernels.
-    let root_dev = if root_vdev.starts_with("xvd") || o.vdev_style != VdevStyle::Xvd {
+    let root_vdev = map
+        .vdev(root)
+        .ok_or_else(|| Error::refused(format!("the root partition {root} is not exported")))?;
+    // A pvops kernel names every vdev /dev/xvd*, whatever its style in the
+    // config; only an hd/sd style asked for on purpose (old XenLinux) keeps it.
+    let root_dev = if root_vdev.starts_with("xvd") || map.vdev_style != VdevStyle::Xvd {
         format!("/dev/{root_vdev}")
     } else {
         format!(
@@ -495,8 +333,14 @@ pub fn plan(
         }
         Some(m) => (m, "--memory".to_string()),
         None if min > 512 => (min, format!("the least the initramfs needs ({min} MiB)")),
-        None if min > 0 => (512, format!("the default 512 MiB (the initramfs needs {min})")),
-        None => (512, "the default 512 MiB".to_string()),
+        None if min > 0 => (
+            512,
+            format!("the default 512 MiB (the kernel and its initramfs need at least {min})"),
+        ),
+        None => (
+            512,
+            "the default 512 MiB (the kernel's needs are not known)".to_string(),
+        ),
     };
     let mut extra = "console=hvc0".to_string();
     if let Some(e) = &o.extra {
@@ -521,7 +365,15 @@ pub fn plan(
     };
     let config = DomuConfig {
         image: report.image.clone(),
-        generator: format!("domuify {} (domuify config)", env!("CARGO_PKG_VERSION")),
+        generator: format!(
+            "domuify {} (domuify {})",
+            env!("CARGO_PKG_VERSION"),
+            if o.command.is_empty() {
+                "config"
+            } else {
+                o.command
+            }
+        ),
         name,
         memory_mib: memory,
         vcpus: o.vcpus.unwrap_or(1),
@@ -534,9 +386,9 @@ pub fn plan(
     };
     Ok(ConfigPlan {
         mode,
-        mode_reason,
+        mode_reason: map.mode_reason.clone(),
         root,
-        root_reason,
+        root_reason: map.root_reason.clone(),
         exports,
         split_files,
         memory_reason,

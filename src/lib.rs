@@ -27,6 +27,7 @@
 pub mod batch;
 mod bytes;
 pub mod cli;
+pub mod convert;
 pub mod copy;
 pub mod disk;
 pub mod domu;

@@ -10,21 +10,23 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 
-use super::UsageError;
-use crate::disk::{Access, Disk, DiskKind, Window};
-use crate::domu::{self, BootChoice, ConfigOptions, ConfigPlan, Mode, VdevStyle};
+use super::{DeviceMapArgs, KernelArgs, UsageError};
+use crate::convert::{self, DomuRequest};
+use crate::disk::{Access, Disk, Window};
+use crate::domu::{self, ConfigOptions, ConfigPlan};
 use crate::guest::reader as guest_reader;
-use crate::xlcfg::{self, Format, GuestType};
+use crate::kernel::guest::HostKernel;
+use crate::plan::boot::BootAsk;
+use crate::plan::devmap::Mode;
+use crate::xlcfg::{Format, GuestType};
 
-/// `--vdev-style`.
-#[derive(Clone, Copy, Debug, ValueEnum)]
-pub enum StyleArg {
-    /// xvda5 (every pvops kernel).
-    Xvd,
-    /// hda5 (old XenLinux kernels only).
-    Hd,
-    /// sda5 (old XenLinux kernels only).
-    Sd,
+/// A library error as the CLI reports it: bad arguments are usage errors (2).
+fn usage_or(e: crate::Error) -> anyhow::Error {
+    if e.kind() == crate::ErrorKind::InvalidInput {
+        UsageError(e.to_string()).into()
+    } else {
+        e.into()
+    }
 }
 
 /// `--type`.
@@ -52,33 +54,14 @@ pub enum BootloaderArg {
     Pygrub,
 }
 
-/// `config` arguments.
+/// The domU's options: the same flags in `config` and `convert`.
 #[derive(Args, Debug)]
-pub struct ConfigArgs {
-    /// Raw disk image or block device.
-    pub image: PathBuf,
-    /// The guest's root partition; default: the only installed Linux system found.
-    #[arg(long)]
-    pub root: Option<u32>,
-    /// The domU's swap partition; default: the swap the guest's fstab names.
-    #[arg(long)]
-    pub swap: Option<u32>,
-    /// Export partition N too, optionally as VDEV (repeatable; partition mode).
-    #[arg(long, value_name = "N[=VDEV]")]
-    pub export: Vec<String>,
-    /// Export the whole disk as xvda (default for an image file).
-    #[arg(long, conflicts_with = "partitions")]
-    pub whole_disk: bool,
-    /// Export each partition as its own disk (default for a block device).
-    #[arg(long)]
-    pub partitions: bool,
-    /// Names of the domU's disks.
-    #[arg(long, value_enum, default_value = "xvd")]
-    pub vdev_style: StyleArg,
+pub struct DomuArgs {
     /// Domain name (default: the guest's hostname).
     #[arg(long)]
     pub name: Option<String>,
-    /// Memory in MiB (default: 512, or the kernel's minimum when larger).
+    /// Memory in MiB (default: 512, or the kernel's minimum when larger; less
+    /// than that minimum is refused without --force).
     #[arg(long, value_name = "MiB")]
     pub memory: Option<u64>,
     /// Virtual CPUs (default 1).
@@ -87,28 +70,17 @@ pub struct ConfigArgs {
     /// Guest type.
     #[arg(long = "type", value_enum, default_value = "pv")]
     pub guest_type: TypeArg,
-    /// Boot this kernel of dom0.
-    #[arg(long, value_name = "PATH", conflicts_with_all = ["guest_kernel", "bootloader"])]
-    pub kernel: Option<PathBuf>,
-    /// The initramfs of --kernel.
-    #[arg(long, value_name = "PATH", requires = "kernel")]
-    pub initrd: Option<PathBuf>,
-    /// The kernel config of --kernel (default: config-VER beside it).
-    #[arg(long, value_name = "PATH", requires = "kernel")]
-    pub kernel_config: Option<PathBuf>,
+    /// A kernel of dom0 to boot (the seed's way), and its files.
+    #[command(flatten)]
+    pub kernel: KernelArgs,
     /// Boot the guest's own kernel VER, extracted to --kernel-dir.
-    #[arg(
-        long,
-        value_name = "VER",
-        requires = "kernel_dir",
-        conflicts_with = "bootloader"
-    )]
+    #[arg(long, value_name = "VER", conflicts_with_all = ["kernel", "bootloader"])]
     pub guest_kernel: Option<String>,
-    /// Where --guest-kernel is extracted (created when missing).
+    /// Where the guest's kernel is extracted (created when missing).
     #[arg(long, value_name = "DIR")]
     pub kernel_dir: Option<PathBuf>,
     /// Boot with a bootloader run by the toolstack.
-    #[arg(long, value_enum)]
+    #[arg(long, value_enum, conflicts_with = "kernel")]
     pub bootloader: Option<BootloaderArg>,
     /// More kernel command line (after console=hvc0).
     #[arg(long, value_name = "ARGS", allow_hyphen_values = true)]
@@ -122,61 +94,92 @@ pub struct ConfigArgs {
     /// No network interface.
     #[arg(long, conflicts_with_all = ["bridge", "mac"])]
     pub no_network: bool,
-    /// Write each exported partition as a sparse file in DIR (created when missing).
+    /// Write each exported partition as a sparse file in DIR (created when
+    /// missing; partition mode on an image file).
     #[arg(long, value_name = "DIR")]
     pub split_to: Option<PathBuf>,
     /// Config syntax.
     #[arg(long, value_enum, default_value = "xl")]
     pub format: FormatArg,
+}
+
+impl DomuArgs {
+    /// The library's request, for `command`.
+    pub fn request(
+        &self,
+        map: &DeviceMapArgs,
+        force: bool,
+        command: &'static str,
+    ) -> anyhow::Result<DomuRequest> {
+        let boot = match (&self.kernel.kernel, &self.guest_kernel, self.bootloader) {
+            (Some(k), _, _) => BootAsk::Host(HostKernel {
+                kernel: k.clone(),
+                config: self.kernel.kernel_config.clone(),
+                initrd: self.kernel.initrd.clone(),
+                modules: self.kernel.modules.clone(),
+            }),
+            (_, Some(v), _) => BootAsk::Guest(v.clone()),
+            (_, _, Some(BootloaderArg::Pygrub)) => BootAsk::Pygrub,
+            _ => BootAsk::Newest,
+        };
+        let host_fstab = match &map.host_fstab {
+            Some(p) => Some((
+                super::read_host_fstab(p)?,
+                format!("--host-fstab {}", p.display()),
+            )),
+            None => None,
+        };
+        let cwd = std::env::current_dir().context("the current directory")?;
+        Ok(DomuRequest {
+            map: map.options(force),
+            host_fstab,
+            boot,
+            kernel_dir: self.kernel_dir.as_ref().map(|d| cwd.join(d)),
+            config: ConfigOptions {
+                split_to: self.split_to.as_ref().map(|d| cwd.join(d)),
+                name: self.name.clone(),
+                memory_mib: self.memory,
+                vcpus: self.vcpus,
+                guest_type: match self.guest_type {
+                    TypeArg::Pv => GuestType::Pv,
+                    TypeArg::Pvh => GuestType::Pvh,
+                },
+                boot: None,
+                extra: self.extra.clone(),
+                bridges: self.bridge.clone(),
+                macs: self.mac.clone(),
+                no_network: self.no_network,
+                min_memory_mib: None,
+                command,
+                force,
+            },
+            format: match self.format {
+                FormatArg::Xl => Format::Xl,
+                FormatArg::Xm => Format::Xm,
+            },
+        })
+    }
+}
+
+/// `config` arguments.
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    /// Raw disk image or block device.
+    pub image: PathBuf,
+    #[command(flatten)]
+    pub map: DeviceMapArgs,
+    #[command(flatten)]
+    pub domu: DomuArgs,
     /// Where to write the config (`-` or absent: standard output).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Print the plan (with the config text) as one JSON document.
     #[arg(long)]
     pub json: bool,
-    /// Replace existing files; accept less memory than the kernel needs or a
-    /// kernel judged not ready.
+    /// Replace existing files; accept less memory than the kernel needs, a
+    /// kernel judged not ready, or an unsafe device map.
     #[arg(long)]
     pub force: bool,
-}
-
-fn parse_export(s: &str) -> anyhow::Result<(u32, Option<String>)> {
-    let (n, v) = match s.split_once('=') {
-        Some((n, v)) => (n, Some(v.to_string())),
-        None => (s, None),
-    };
-    let n: u32 = n
-        .parse()
-        .map_err(|_| UsageError(format!("--export {s}: expected N or N=VDEV")))?;
-    Ok((n, v))
-}
-
-/// What a kernel config says about running as a domU: `Err` with the reason
-/// when not ready for `ty`.
-fn judge_kconfig(text: &str, ty: GuestType) -> Result<(), String> {
-    let val = |k: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(k).and_then(|r| r.strip_prefix('=')))
-            .map(str::trim)
-    };
-    let on = |k: &str| matches!(val(k), Some("y") | Some("m"));
-    match ty {
-        GuestType::Pv if !(on("CONFIG_XEN_PV") || on("CONFIG_XEN")) => {
-            return Err(
-                "the kernel is built without CONFIG_XEN_PV (it cannot run as a PV domU)".into(),
-            )
-        }
-        GuestType::Pvh if !on("CONFIG_XEN_PVH") => {
-            return Err(
-                "the kernel is built without CONFIG_XEN_PVH (it cannot run as a PVH domU)".into(),
-            )
-        }
-        _ => {}
-    }
-    if !on("CONFIG_XEN_BLKDEV_FRONTEND") {
-        return Err("the kernel has no Xen block front-end (CONFIG_XEN_BLKDEV_FRONTEND): it cannot see its disks".into());
-    }
-    Ok(())
 }
 
 fn write_new(path: &Path, data: &[u8], force: bool) -> anyhow::Result<()> {
@@ -206,113 +209,28 @@ fn refuse_existing(path: &Path, what: &str, force: bool) -> anyhow::Result<()> {
 }
 
 pub fn run(a: ConfigArgs) -> anyhow::Result<()> {
-    if a.kernel_dir.is_some() && a.guest_kernel.is_none() {
-        return Err(UsageError("--kernel-dir goes with --guest-kernel VER".into()).into());
-    }
-    let guest_type = match a.guest_type {
-        TypeArg::Pv => GuestType::Pv,
-        TypeArg::Pvh => GuestType::Pvh,
-    };
-    let format = match a.format {
-        FormatArg::Xl => Format::Xl,
-        FormatArg::Xm => Format::Xm,
-    };
-    let boot = match (&a.kernel, &a.guest_kernel, a.bootloader) {
-        (Some(k), _, _) => Some(BootChoice::Kernel {
-            kernel: k.clone(),
-            initrd: a.initrd.clone(),
-        }),
-        (_, Some(v), _) => Some(BootChoice::GuestKernel {
-            version: v.clone(),
-            dir: a.kernel_dir.clone().unwrap_or_default(),
-        }),
-        (_, _, Some(BootloaderArg::Pygrub)) => Some(BootChoice::Pygrub),
-        _ => None,
-    };
-    let mut notes: Vec<String> = Vec::new();
-    // The kernel's readiness, from its config when there is one.
-    if let Some(k) = &a.kernel {
-        let cfg = a.kernel_config.clone().or_else(|| {
-            let name = k.file_name()?.to_str()?;
-            let ver = name.strip_prefix("vmlinuz-")?;
-            Some(k.with_file_name(format!("config-{ver}")))
-        });
-        match cfg.as_deref().map(|c| (c, std::fs::read_to_string(c))) {
-            Some((c, Ok(text))) => {
-                if let Err(why) = judge_kconfig(&text, guest_type) {
-                    if !a.force {
-                        return Err(crate::Error::refused(format!(
-                            "{}: not ready to boot as a domU: {why} (from {}); --force writes the config anyway",
-                            k.display(),
-                            c.display()
-                        ))
-                        .into());
-                    }
-                    notes.push(format!("warning: {}: {why} (--force)", k.display()));
-                }
-            }
-            Some((c, Err(_))) if a.kernel_config.is_some() => {
-                return Err(UsageError(format!("--kernel-config {}: cannot read it", c.display())).into())
-            }
-            _ => notes.push(format!(
-                "note: no kernel config found for {}: its readiness as a domU is not checked (--kernel-config PATH)",
-                k.display()
-            )),
-        }
-    } else if guest_type == GuestType::Pvh && !a.force {
-        return Err(crate::Error::refused(
-            "--type pvh: the kernel's PVH readiness is only checked here from --kernel with its config; --force to write it unchecked",
+    let d = &a.domu;
+    if d.kernel.kernel.is_none() && d.guest_kernel.is_none() && d.bootloader.is_none() {
+        return Err(UsageError(
+            "how should the domU boot? give --kernel PATH [--initrd PATH], --guest-kernel VER --kernel-dir DIR, or --bootloader pygrub".into(),
         )
         .into());
     }
-    let mut exports = Vec::new();
-    for e in &a.export {
-        exports.push(parse_export(e)?);
+    if d.guest_kernel.is_some() != d.kernel_dir.is_some() {
+        return Err(
+            UsageError("--guest-kernel VER and --kernel-dir DIR go together".into()).into(),
+        );
     }
-    let opts = ConfigOptions {
-        mode: if a.whole_disk {
-            Some(Mode::WholeDisk)
-        } else if a.partitions {
-            Some(Mode::Partitions)
-        } else {
-            None
-        },
-        root: a.root,
-        swap: a.swap,
-        exports,
-        vdev_style: match a.vdev_style {
-            StyleArg::Xvd => VdevStyle::Xvd,
-            StyleArg::Hd => VdevStyle::Hd,
-            StyleArg::Sd => VdevStyle::Sd,
-        },
-        split_to: a.split_to.as_ref().map(|d| {
-            if d.is_absolute() {
-                d.clone()
-            } else {
-                std::env::current_dir().unwrap_or_default().join(d)
-            }
-        }),
-        name: a.name.clone(),
-        memory_mib: a.memory,
-        vcpus: a.vcpus,
-        guest_type,
-        boot,
-        extra: a.extra.clone(),
-        bridges: a.bridge.clone(),
-        macs: a.mac.clone(),
-        no_network: a.no_network,
-        min_memory_mib: None,
-        force: a.force,
-    };
+    let req = d.request(&a.map, a.force, "config")?;
     let disk = Arc::new(Disk::open(&a.image, Access::ReadOnly)?);
-    let is_block = disk.kind() == DiskKind::BlockDevice;
-    let report =
-        crate::inspect::inspect(disk.clone()).with_context(|| a.image.display().to_string())?;
+    let planned = convert::plan_domu(Arc::clone(&disk), &a.image, req, None)
+        .map_err(usage_or)
+        .with_context(|| a.image.display().to_string())?;
+    let (report, plan, text) = (&planned.report, &planned.config, &planned.text);
+    let notes: Vec<String> = Vec::new();
     let image_abs =
         std::fs::canonicalize(&a.image).with_context(|| format!("{}", a.image.display()))?;
-    let plan = domu::plan(&report, &image_abs, is_block, &opts)?;
-    let text = xlcfg::render(&plan.config, format)?;
-
+    let opts_split = d.split_to.clone();
     // Refusals before anything is written.
     let out = a.out.as_deref().filter(|p| *p != Path::new("-"));
     if let Some(o) = out {
@@ -321,7 +239,7 @@ pub fn run(a: ConfigArgs) -> anyhow::Result<()> {
     for f in &plan.split_files {
         refuse_existing(Path::new(&f.target), "the split file", a.force)?;
     }
-    let extract = guest_kernel_files(&report, &plan, &a)?;
+    let extract = guest_kernel_files(report, plan, &a)?;
     for (_, _, to) in &extract {
         if std::fs::symlink_metadata(to).is_ok() && !a.force {
             refuse_existing(to, "the extracted kernel file", false)?;
@@ -329,7 +247,7 @@ pub fn run(a: ConfigArgs) -> anyhow::Result<()> {
     }
 
     // Write: split files, the guest's kernel, the config.
-    if let Some(dir) = &opts.split_to {
+    if let Some(dir) = &opts_split {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     for f in &plan.split_files {
@@ -342,7 +260,7 @@ pub fn run(a: ConfigArgs) -> anyhow::Result<()> {
         )
         .with_context(|| format!("splitting partition {}", f.partition))?;
     }
-    if let (Some(dir), false) = (&a.kernel_dir, extract.is_empty()) {
+    if let (Some(dir), false) = (&d.kernel_dir, extract.is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
         for (part, gpath, to) in &extract {
             if a.force {
@@ -364,8 +282,12 @@ pub fn run(a: ConfigArgs) -> anyhow::Result<()> {
         }
     }
     if a.json {
-        let mut v = serde_json::to_value(&plan)?;
-        v["format"] = serde_json::json!(format);
+        let mut v = serde_json::to_value(plan)?;
+        v["format"] = serde_json::json!(match d.format {
+            FormatArg::Xl => Format::Xl,
+            FormatArg::Xm => Format::Xm,
+        });
+        v["kernel"] = serde_json::to_value(&planned.boot)?;
         v["text"] = serde_json::json!(text);
         v["notes"] = serde_json::json!(notes);
         v["out"] = serde_json::json!(out.map(|p| p.display().to_string()));
@@ -378,7 +300,7 @@ pub fn run(a: ConfigArgs) -> anyhow::Result<()> {
     match out {
         Some(o) => {
             write_new(o, text.as_bytes(), a.force)?;
-            print_summary(&plan, &mut std::io::stdout(), &notes);
+            print_summary(plan, &mut std::io::stdout(), &notes);
             println!(
                 "Config written to {}; start the guest with: xl create -c {}",
                 o.display(),
@@ -386,7 +308,7 @@ pub fn run(a: ConfigArgs) -> anyhow::Result<()> {
             );
         }
         None => {
-            print_summary(&plan, &mut std::io::stderr(), &notes);
+            print_summary(plan, &mut std::io::stderr(), &notes);
             print!("{text}");
         }
     }
@@ -399,7 +321,7 @@ fn guest_kernel_files(
     plan: &ConfigPlan,
     a: &ConfigArgs,
 ) -> anyhow::Result<Vec<(u32, Vec<u8>, PathBuf)>> {
-    let (Some(ver), Some(dir)) = (&a.guest_kernel, &a.kernel_dir) else {
+    let (Some(ver), Some(dir)) = (&a.domu.guest_kernel, &a.domu.kernel_dir) else {
         return Ok(Vec::new());
     };
     let guest = report

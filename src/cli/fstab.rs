@@ -3,36 +3,16 @@
 //! write transaction.
 
 use std::fmt::Write as _;
-use std::io::Read;
 use std::sync::Arc;
 
-use anyhow::Context;
-
 use super::inspect::print_out;
-use super::{FstabArgs, UsageError, VdevStyleArg};
+use super::{FstabArgs, UsageError};
 use crate::disk::{Access, Disk};
 use crate::error::ErrorKind;
-use crate::plan::devmap::{HostUse, MapOptions, Mode, VdevStyle};
+use crate::plan::devmap::Mode;
 use crate::plan::fstab::Action;
-use crate::plan::{self, apply, host, BackupAction, FstabOptions, FstabPlan};
+use crate::plan::{self, apply, BackupAction, FstabOptions, FstabPlan};
 use crate::writer;
-
-/// Largest `--host-fstab` read.
-const MAX_HOST_FSTAB: u64 = 1 << 20;
-
-fn read_host_fstab(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
-    let f = std::fs::File::open(path)
-        .with_context(|| format!("--host-fstab {}: cannot open", path.display()))?;
-    let mut buf = Vec::new();
-    f.take(MAX_HOST_FSTAB + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > MAX_HOST_FSTAB {
-        anyhow::bail!(
-            "--host-fstab {}: more than {MAX_HOST_FSTAB} bytes; not an fstab",
-            path.display()
-        );
-    }
-    Ok(buf)
-}
 
 /// A library error as the CLI reports it: bad arguments are usage errors (2).
 fn usage_or(e: crate::Error) -> anyhow::Error {
@@ -53,45 +33,10 @@ pub fn run(a: FstabArgs) -> anyhow::Result<()> {
     }
     let disk = Arc::new(Disk::open(&a.image, Access::ReadOnly)?);
     let inputs = plan::gather(Arc::clone(&disk), a.map.root).map_err(usage_or)?;
-    let mut host_use = HostUse::default();
-    if let Some(p) = &a.map.host_fstab {
-        let text = read_host_fstab(p)?;
-        let what = format!("--host-fstab {}", p.display());
-        host_use = host::merge(host_use, host::from_fstab(&text, &what, &inputs.facts));
-    }
-    if disk.kind() == crate::disk::DiskKind::BlockDevice {
-        let nodes: Vec<(u32, String)> = inputs
-            .facts
-            .parts
-            .iter()
-            .filter_map(|p| {
-                let n = p.view.number;
-                disk.partition_node(n)
-                    .map(|node| (n, node.display().to_string()))
-            })
-            .collect();
-        host_use = host::merge(host_use, host::from_this_host(&nodes));
-    }
+    let host_use = a.map.host_use(&disk, &inputs.facts)?;
     drop(disk);
     let opts = FstabOptions {
-        map: MapOptions {
-            mode: if a.map.whole_disk {
-                Some(Mode::WholeDisk)
-            } else if a.map.partitions {
-                Some(Mode::Partitions)
-            } else {
-                None
-            },
-            root: a.map.root,
-            swap: a.map.swap,
-            exports: a.map.export.clone(),
-            vdev_style: match a.map.vdev_style {
-                VdevStyleArg::Xvd => VdevStyle::Xvd,
-                VdevStyleArg::Hd => VdevStyle::Hd,
-                VdevStyleArg::Sd => VdevStyle::Sd,
-            },
-            force: a.opts.force,
-        },
+        map: a.map.options(a.opts.force),
         revert: a.revert,
         backup: !a.no_backup,
     };

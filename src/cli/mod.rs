@@ -387,6 +387,67 @@ pub struct DeviceMapArgs {
     pub host_fstab: Option<PathBuf>,
 }
 
+impl DeviceMapArgs {
+    /// The map options these flags give.
+    pub fn options(&self, force: bool) -> crate::plan::devmap::MapOptions {
+        use crate::plan::devmap::{MapOptions, Mode, VdevStyle};
+        MapOptions {
+            mode: if self.whole_disk {
+                Some(Mode::WholeDisk)
+            } else if self.partitions {
+                Some(Mode::Partitions)
+            } else {
+                None
+            },
+            root: self.root,
+            swap: self.swap,
+            exports: self.export.clone(),
+            vdev_style: match self.vdev_style {
+                VdevStyleArg::Xvd => VdevStyle::Xvd,
+                VdevStyleArg::Hd => VdevStyle::Hd,
+                VdevStyleArg::Sd => VdevStyle::Sd,
+            },
+            force,
+        }
+    }
+
+    /// What dom0 uses on `disk`: `--host-fstab`, and `/proc` for a block device
+    /// of this host.
+    pub fn host_use(
+        &self,
+        disk: &crate::disk::Disk,
+        facts: &crate::plan::devmap::DiskFacts,
+    ) -> anyhow::Result<crate::plan::devmap::HostUse> {
+        let text = match &self.host_fstab {
+            Some(p) => Some((read_host_fstab(p)?, format!("--host-fstab {}", p.display()))),
+            None => None,
+        };
+        Ok(crate::plan::host::for_disk(
+            disk,
+            facts,
+            text.as_ref().map(|(t, w)| (t.as_slice(), w.as_str())),
+        ))
+    }
+}
+
+/// Largest `--host-fstab` read.
+const MAX_HOST_FSTAB: u64 = 1 << 20;
+
+pub(crate) fn read_host_fstab(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = std::fs::File::open(path)
+        .map_err(|e| anyhow::anyhow!("--host-fstab {}: cannot open: {e}", path.display()))?;
+    let mut buf = Vec::new();
+    f.take(MAX_HOST_FSTAB + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > MAX_HOST_FSTAB {
+        anyhow::bail!(
+            "--host-fstab {}: more than {MAX_HOST_FSTAB} bytes; not an fstab",
+            path.display()
+        );
+    }
+    Ok(buf)
+}
+
 /// `fstab` arguments.
 #[derive(Args, Debug)]
 pub struct FstabArgs {

@@ -121,12 +121,17 @@ impl GuestFiles {
     /// Open the system on `part` (or the only one) of `disk`.
     pub fn open(disk: Arc<Disk>, part: Option<u32>) -> Result<GuestFiles> {
         let report = inspect::inspect(Arc::clone(&disk))?;
-        let guest = choose_system(&report, part)?.clone();
+        GuestFiles::from_report(disk, &report, part)
+    }
+
+    /// [`GuestFiles::open`] with the inspection already made.
+    pub fn from_report(disk: Arc<Disk>, report: &Report, part: Option<u32>) -> Result<GuestFiles> {
+        let guest = choose_system(report, part)?.clone();
         let mut notes = Vec::new();
-        let root = inspect::open_partition(&disk, &report, guest.partition, &mut notes)?;
+        let root = inspect::open_partition(&disk, report, guest.partition, &mut notes)?;
         let boot = match guest.kernels.first().map(|k| k.partition) {
             Some(b) if b != guest.partition => {
-                Some(inspect::open_partition(&disk, &report, b, &mut notes)?)
+                Some(inspect::open_partition(&disk, report, b, &mut notes)?)
             }
             _ => None,
         };
@@ -244,6 +249,7 @@ fn unreadable(k: &Kernel, e: Error) -> KernelReport {
 /// An external kernel on the host: `--kernel`, `--kernel-config`, `--initrd`,
 /// `--modules`. The config defaults to `config-VER` beside the kernel and the
 /// initramfs to `initrd.img-VER` beside it, when they exist.
+#[derive(Clone, Debug)]
 pub struct HostKernel {
     /// The kernel image.
     pub kernel: PathBuf,

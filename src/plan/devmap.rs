@@ -276,6 +276,9 @@ pub struct DeviceMap {
     /// In whole-disk mode, the disk's vdev (`xvda`).
     #[serde(skip)]
     pub disk_vdev: Option<String>,
+    /// The naming style asked for.
+    #[serde(skip)]
+    pub vdev_style: VdevStyle,
     /// Every partition the domU sees.
     pub device_map: Vec<MapEntry>,
     /// What the map found worth knowing (forced safety checks among them).
@@ -534,6 +537,7 @@ impl DeviceMap {
             root,
             root_reason,
             disk_vdev,
+            vdev_style: style,
             device_map: map,
             findings,
         })

@@ -99,6 +99,33 @@ pub fn merge(mut a: HostUse, b: HostUse) -> HostUse {
     a
 }
 
+/// What dom0 uses on `disk`: its root and swap named by `host_fstab` (the text
+/// and how to name it in messages), and for a block device of this host what
+/// `/proc` says is mounted or swapped on its partitions.
+pub fn for_disk(
+    disk: &crate::disk::Disk,
+    facts: &DiskFacts,
+    host_fstab: Option<(&[u8], &str)>,
+) -> HostUse {
+    let mut used = HostUse::default();
+    if let Some((text, what)) = host_fstab {
+        used = merge(used, from_fstab(text, what, facts));
+    }
+    if disk.kind() == crate::disk::DiskKind::BlockDevice {
+        let nodes: Vec<(u32, String)> = facts
+            .parts
+            .iter()
+            .filter_map(|p| {
+                let n = p.view.number;
+                disk.partition_node(n)
+                    .map(|node| (n, node.display().to_string()))
+            })
+            .collect();
+        used = merge(used, from_this_host(&nodes));
+    }
+    used
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,3 +155,4 @@ mod tests {
         );
     }
 }
+

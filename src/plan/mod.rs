@@ -6,11 +6,13 @@
 //! only code that writes. Layers:
 //! - [`devmap`]: which partitions the domU sees and under which names (shared by
 //!   every exporting command: `fstab`, later `config` and `convert`);
+//! - [`boot`]: which kernel the domU boots, whether it can, the memory it needs;
 //! - [`host`]: what dom0 uses (its root, its swap), from `--host-fstab` and `/proc`;
 //! - [`fstab`]: the guest's `/etc/fstab` rewritten entry by entry, and its revert;
 //! - [`apply`]: writes a plan through the ext engine.
 
 pub mod apply;
+pub mod boot;
 pub mod devmap;
 pub mod fstab;
 pub mod host;
@@ -57,6 +59,16 @@ pub struct FstabInputs {
 /// [`guest::MAX_FSTAB`] bytes: a larger one is refused without being read) and
 /// its backup. Only reads.
 pub fn gather(disk: Arc<Disk>, root: Option<u32>) -> Result<FstabInputs> {
+    gather_all(disk, root).map(|(inputs, _)| inputs)
+}
+
+/// [`gather`], and the whole inspection for the planners that need more than
+/// the facts (partition offsets and device nodes, the guest's kernels and
+/// hostname): one read of the image for a whole conversion.
+pub fn gather_all(
+    disk: Arc<Disk>,
+    root: Option<u32>,
+) -> Result<(FstabInputs, crate::inspect::Report)> {
     let report = crate::inspect::inspect(Arc::clone(&disk))?;
     let parts: Vec<PartFacts> = report
         .partitions
@@ -135,13 +147,16 @@ pub fn gather(disk: Arc<Disk>, root: Option<u32>) -> Result<FstabInputs> {
     let backup = (*fs)
         .read_file(BACKUP, guest::MAX_FSTAB)
         .map_err(|e| e.context(place(BACKUP)))?;
-    Ok(FstabInputs {
-        facts,
-        root,
-        root_reason,
-        current,
-        backup,
-    })
+    Ok((
+        FstabInputs {
+            facts,
+            root,
+            root_reason,
+            current,
+            backup,
+        },
+        report,
+    ))
 }
 
 /// The options of an fstab plan.
@@ -213,26 +228,49 @@ impl FstabPlan {
 /// device map's checks and "`/` must end up on an exported device" refuse unless
 /// `--force` (then they are warnings).
 pub fn plan_fstab(input: &FstabInputs, host: &HostUse, opts: &FstabOptions) -> Result<FstabPlan> {
-    let place = format!("partition {}: {FSTAB}", input.root);
-    fstab::check_text(&input.current).map_err(|m| Error::refused(format!("{place}: {m}")))?;
-    let original = fstab::unmark(&input.current);
-    // The map chooses the same root as `gather` did (from the same facts), and
-    // says why in the same words.
     let mut map_opts = opts.map.clone();
-    let view = input.facts.view(input.root);
-    let lines = guest::fstab::parse(&original);
-    let resolved = fstab::resolve_lines(&lines, &view);
     if opts.revert {
         // The map is shown for reference only: a revert writes no device name.
         map_opts.force = true;
     }
-    let map = DeviceMap::build(&input.facts, &resolved, host, &map_opts)?;
+    let map = device_map(input, host, &map_opts)?;
+    plan_fstab_with(input, &map, opts)
+}
+
+/// The device map of the guest [`gather`] chose, from its fstab as it was before
+/// domuify (the markers undone): the one map every planner of a conversion
+/// shares. Refuses a binary fstab; the map's safety checks refuse unless
+/// `opts.force`.
+pub fn device_map(input: &FstabInputs, host: &HostUse, opts: &MapOptions) -> Result<DeviceMap> {
+    let place = format!("partition {}: {FSTAB}", input.root);
+    fstab::check_text(&input.current).map_err(|m| Error::refused(format!("{place}: {m}")))?;
+    let original = fstab::unmark(&input.current);
+    let view = input.facts.view(input.root);
+    let lines = guest::fstab::parse(&original);
+    let resolved = fstab::resolve_lines(&lines, &view);
+    // The map chooses the same root as `gather` did (from the same facts), and
+    // says why in the same words.
+    DeviceMap::build(&input.facts, &resolved, host, opts)
+}
+
+/// Plan the fstab against a map [`device_map`] built. Pure.
+pub fn plan_fstab_with(
+    input: &FstabInputs,
+    map: &DeviceMap,
+    opts: &FstabOptions,
+) -> Result<FstabPlan> {
+    let place = format!("partition {}: {FSTAB}", input.root);
+    fstab::check_text(&input.current).map_err(|m| Error::refused(format!("{place}: {m}")))?;
+    let original = fstab::unmark(&input.current);
+    let view = input.facts.view(input.root);
+    let lines = guest::fstab::parse(&original);
+    let resolved = fstab::resolve_lines(&lines, &view);
     let mut warnings: Vec<Finding> = Vec::new();
     let (entries, new) = if opts.revert {
         revert_plan(input, &original, &place, &mut warnings)
     } else {
         warnings.extend(map.findings.iter().cloned());
-        let rw = fstab::rewrite(&original, &view, &map);
+        let rw = fstab::rewrite(&original, &view, map);
         for (line, msg) in &rw.warnings {
             warnings.push(Finding::warning(
                 format!("{place} line {line}"),
@@ -294,12 +332,12 @@ pub fn plan_fstab(input: &FstabInputs, host: &HostUse, opts: &FstabOptions) -> R
     };
     Ok(FstabPlan {
         mode: map.mode,
-        mode_reason: map.mode_reason,
-        device_map: map.device_map,
+        mode_reason: map.mode_reason.clone(),
+        device_map: map.device_map.clone(),
         entries,
         warnings,
         root: input.root,
-        root_reason: map.root_reason,
+        root_reason: map.root_reason.clone(),
         current: input.current.clone(),
         original,
         new,

@@ -67,16 +67,59 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// A kernel of dom0 with its config beside it (`config-VER`).
-fn kernel_kit(dir: &Path, kconfig: &str) -> PathBuf {
+/// A kernel of dom0 with its config beside it (`config-VER`): a bzImage setup
+/// header (boot protocol 2.15) over a small gzip payload, as the kernel judge
+/// reads it; the Xen facts come from the config.
+pub fn kernel_kit(dir: &Path, kconfig: &str) -> PathBuf {
+    use std::io::Write;
     std::fs::create_dir_all(dir).unwrap();
     let k = dir.join("vmlinuz-6.1.0-test");
-    std::fs::write(&k, b"not really a kernel").unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&[0x7f; 4096]).unwrap();
+    let packed = gz.finish().unwrap();
+    let mut b = vec![0u8; 5 * 512];
+    b[0x1f1] = 4;
+    b[0x1fe..0x200].copy_from_slice(&0xAA55u16.to_le_bytes());
+    b[0x202..0x206].copy_from_slice(b"HdrS");
+    b[0x206..0x208].copy_from_slice(&0x020fu16.to_le_bytes());
+    b[0x248..0x24c].copy_from_slice(&0u32.to_le_bytes());
+    b[0x24c..0x250].copy_from_slice(&(packed.len() as u32).to_le_bytes());
+    b.extend(packed);
+    std::fs::write(&k, b).unwrap();
     std::fs::write(dir.join("config-6.1.0-test"), kconfig).unwrap();
     k
 }
 
-const READY: &str = "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_PVH=y\nCONFIG_XEN_BLKDEV_FRONTEND=m\nCONFIG_HVC_XEN=y\n";
+/// An initramfs that holds nothing: a newc archive of only its trailer.
+fn newc_trailer() -> Vec<u8> {
+    let name = b"TRAILER!!!\0";
+    let mut v = format!(
+        "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}",
+        0,
+        0,
+        0,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        name.len(),
+        0
+    )
+    .into_bytes();
+    v.extend(name);
+    while v.len() % 4 != 0 {
+        v.push(0);
+    }
+    v.resize(512, 0);
+    v
+}
+
+/// Xen-ready, with the block front-end built in (no initramfs needed).
+pub const READY: &str = "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_PVH=y\nCONFIG_XEN_BLKDEV_FRONTEND=y\nCONFIG_HVC_XEN=y\n";
 
 /// `cmp` of `len` bytes of `img` at `start` with `file`, and `file` is that long.
 fn assert_same_bytes(img: &Path, start: u64, len: u64, file: &Path) {
@@ -223,7 +266,22 @@ fn config_gpt_whole_disk_pygrub() {
     let tmp = tempfile::tempdir().unwrap();
     let img = fixtures::copy("gpt.img", tmp.path());
     let cfg = tmp.path().join("gpt.cfg");
-    bin()
+    // The fixture's kernel files are placeholders: pygrub's kernels are
+    // judged, found not to be kernels, and the config is refused...
+    let out = bin()
+        .args(["config", s(&img), "--bootloader", "pygrub"])
+        .args(["--out", s(&cfg)])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no kernel of the guest can boot") && err.contains("not a Linux kernel"),
+        "{err}"
+    );
+    assert!(!cfg.exists());
+    // ... unless forced, and then the warning is shown.
+    let out = bin()
         .args([
             "config",
             s(&img),
@@ -233,6 +291,7 @@ fn config_gpt_whole_disk_pygrub() {
             "1024",
             "--vcpus",
             "2",
+            "--force",
         ])
         .args([
             "--bridge",
@@ -243,8 +302,13 @@ fn config_gpt_whole_disk_pygrub() {
             "xenbr1",
         ])
         .args(["--out", s(&cfg)])
-        .assert()
-        .success();
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("(--force)"),
+        "{out:?}"
+    );
     let p = parsed(check, &cfg);
     assert_eq!(p["name"], "bookworm");
     assert_eq!(p["bootloader"], "pygrub");
@@ -273,6 +337,7 @@ fn config_gpt_whole_disk_pygrub() {
             "--bootloader",
             "pygrub",
             "--no-network",
+            "--force",
             "--out",
             s(&cfg2),
         ])
@@ -290,6 +355,7 @@ fn config_strings_round_trip_through_xl() {
     let kit = tmp.path().join("k\"it 'a\\b,c=d");
     let k = kernel_kit(&kit, READY);
     let extra = r#"init=/bin/sh "quoted arg" back\slash 'single'"#;
+    std::fs::write(kit.join("initrd.img-6.1.0-test"), newc_trailer()).unwrap();
     let parts = tmp.path().join("p,a=rts");
     let cfg = tmp.path().join("rt.cfg");
     bin()
@@ -374,7 +440,7 @@ fn config_refusals_write_nothing() {
         (&["--name", "my\"domu"][..], "not allowed"),
         (&["--mac", "00:16:3e:zz:00:01"][..], "MAC"),
         (&["--mac", "03:16:3e:00:00:01"][..], "multicast"),
-        (&["--export", "3=xvda5"][..], "vdev clash"),
+        (&["--export", "3=xvda5"][..], "cannot share one vdev"),
         (&["--export", "4"][..], "extended"),
         (&["--export", "9"][..], "no partition 9"),
         (&["--whole-disk"][..], "--split-to"),
@@ -479,6 +545,8 @@ fn config_guest_kernel_extracted() {
             s(&kdir),
             "--out",
             s(&cfg),
+            // The fixture's kernel files are placeholders, not kernels.
+            "--force",
         ])
         .assert()
         .success();
