@@ -161,16 +161,29 @@ Examples:
 
 /// The end of `domuify config --help`.
 pub const CONFIG: &str = "\
-Reads: the image (partition table, the guest's fstab, hostname and kernels), read-only; the kernel's config beside --kernel.
+Reads: the image (partition table, the guest's fstab, hostname and kernels), read-only; the kernel given with --kernel, its config and initramfs (judged as `domuify kernels` does).
 Writes: the config to --out (standard output by default); with --split-to DIR, each exported partition as a sparse file; with --guest-kernel, its kernel and initramfs into --kernel-dir. Never the image.
 
 Examples:
-  # The seed's domU: partitions 5 (root) and 2 (swap) split into files, booting a kernel of dom0
-  $ domuify config seed.img --root 5 --swap 2 --split-to parts --kernel /boot/vmlinuz --out systemdomu.cfg
+  # The seed's domU: partitions 5 (root) and 2 (swap) split into files, booting the guest's kernel (the sample's kernel files are placeholders: --force writes the config anyway and says so)
+  $ domuify config seed.img --root 5 --swap 2 --split-to parts --guest-kernel 2.6.32-5-xen-686 --kernel-dir kernels --force --out systemdomu.cfg
   # The same in the legacy xm form, on standard output
-  $ domuify config seed.img --root 5 --split-to parts2 --kernel /boot/vmlinuz --format xm
+  $ domuify config seed.img --root 5 --split-to parts2 --guest-kernel 2.6.32-5-xen-686 --kernel-dir kernels2 --force --format xm
   # The whole disk as xvda, booted by pygrub
-  $ domuify config seed.img --root 5 --bootloader pygrub --out whole.cfg";
+  $ domuify config seed.img --root 5 --bootloader pygrub --force --out whole.cfg";
+
+/// The end of `domuify convert --help`.
+pub const CONVERT: &str = "\
+Reads: the image read-only while planning (partition table, filesystems, the guest's fstab, hostname, kernels and initramfs, /lib/modules); --kernel's files and --modules DIR; --host-fstab; for a block device of this host, /proc/swaps and /proc/self/mountinfo.
+Writes: nothing without --apply. With --apply: the guest's /etc/fstab in place (the old one kept as /etc/fstab.domuify-orig), the module tree of --modules, in one write with an undo file (NAME.undo beside the config unless --undo FILE or --no-undo); then the guest's kernel and initramfs (into --kernel-dir, default beside the config), the split partition files, and the config (default NAME.cfg here). Never overwrites a different file without --force, never an undo file. Exit code 0 done (or nothing to do), 1 refused or failed (nothing written when refused), 2 usage.
+
+Examples:
+  # The plan for the seed disk's guest (partition 5, swap 2, each partition its own file); the sample's kernels are placeholders, so --force
+  $ domuify convert seed.img --root 5 --swap 2 --split-to parts --force
+  # Carry it out: fstab, extracted kernel, split files, config, and seedsys.undo to go back
+  $ domuify convert seed.img --root 5 --swap 2 --split-to parts --force --apply --out seedsys.cfg
+  # Undo it: the image is bit for bit as before (the host files stay)
+  $ domuify undo seedsys.undo seed.img";
 
 /// The end of `domuify fstab --help`.
 pub const FSTAB: &str = "\

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 
 mod config;
+mod convert;
 mod docs;
 mod files;
 mod fstab;
@@ -97,6 +98,10 @@ enum Command {
     /// each exported partition as a sparse file in DIR. Never writes the image.
     #[command(after_help = help::CONFIG)]
     Config(Box<config::ConfigArgs>),
+    /// The whole job: plan (and with --apply carry out) the fstab, the module
+    /// tree, the kernel and the config that make the installed system a domU.
+    #[command(after_help = help::CONVERT)]
+    Convert(Box<convert::ConvertArgs>),
     /// Write the man pages (domuify and one per command), made from these same
     /// definitions.
     #[command(after_help = help::MAN)]
@@ -525,6 +530,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Undo(a) => files::undo(a),
         Command::Modules(a) => modules::run(a),
         Command::Config(a) => config::run(*a),
+        Command::Convert(a) => convert::run(*a),
         Command::Man(a) => docs::man(a),
         Command::Completions(a) => docs::completions(a),
         Command::Fstab(a) => fstab::run(a),
