@@ -228,7 +228,11 @@ fn human(plan: &ConvertPlan) -> String {
                 p.free.inodes
             );
         } else {
-            let _ = writeln!(s, "\nModule tree: {} is already in the guest", p.destination);
+            let _ = writeln!(
+                s,
+                "\nModule tree: {} is already in the guest",
+                p.destination
+            );
         }
     }
     let _ = writeln!(s, "\nKernel:");

@@ -16,7 +16,7 @@ const SEED_P5: u64 = 50 << 20;
 
 /// The libxlutil checker, built once; `None` (skipped with a message) when
 /// libxen-dev is missing outside CI; under `CI=true` that fails.
-fn xlcheck() -> Option<&'static Path> {
+pub fn xlcheck() -> Option<&'static Path> {
     static BIN: OnceLock<Option<PathBuf>> = OnceLock::new();
     BIN.get_or_init(|| {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
@@ -47,7 +47,7 @@ fn xlcheck() -> Option<&'static Path> {
 }
 
 /// What Xen's parser read from `cfg` (`key` -> value); panics when it refuses.
-fn parsed(check: &Path, cfg: &Path) -> BTreeMap<String, String> {
+pub fn parsed(check: &Path, cfg: &Path) -> BTreeMap<String, String> {
     let out = run(Command::new(check).arg(cfg));
     assert!(
         out.status.success(),
@@ -122,7 +122,7 @@ fn newc_trailer() -> Vec<u8> {
 pub const READY: &str = "CONFIG_XEN=y\nCONFIG_XEN_PV=y\nCONFIG_XEN_PVH=y\nCONFIG_XEN_BLKDEV_FRONTEND=y\nCONFIG_HVC_XEN=y\n";
 
 /// `cmp` of `len` bytes of `img` at `start` with `file`, and `file` is that long.
-fn assert_same_bytes(img: &Path, start: u64, len: u64, file: &Path) {
+pub fn assert_same_bytes(img: &Path, start: u64, len: u64, file: &Path) {
     assert_eq!(std::fs::metadata(file).unwrap().len(), len);
     let out = run(Command::new("cmp")
         .arg(format!("--ignore-initial={start}:0"))

@@ -15,7 +15,7 @@ use serde_json::Value;
 use crate::harness::*;
 
 /// A missing prerequisite: a failure under CI, a skip (said on stderr) elsewhere.
-fn missing(what: &str) -> Option<PathBuf> {
+pub fn missing(what: &str) -> Option<PathBuf> {
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
         "prerequisite missing under CI: {what}"
@@ -26,7 +26,7 @@ fn missing(what: &str) -> Option<PathBuf> {
 
 /// The cached Debian kernel directory (vmlinuz-VER, config-VER, initrd.img-VER,
 /// modules/VER), built on first use by `scripts/debian-kernel` (root).
-fn debian() -> Option<PathBuf> {
+pub fn debian() -> Option<PathBuf> {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/debian-kernel");
     let out = run(Command::new("bash").arg(&script));
     if !out.status.success() {
