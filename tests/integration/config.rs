@@ -628,3 +628,89 @@ fn config_block_device_partition_nodes() {
     assert_eq!(p["disk[1].vdev"], "xvda2");
     assert_eq!(p["root"], "/dev/xvda5 ro");
 }
+
+/// The memory comes from the kernel's judgement: Debian's real kernel kit
+/// (its initramfs walked as `kernels` does) gives the least memory; the default
+/// is the larger of 512 and that; less is refused without --force, accepted with
+/// it and a warning. dom0's swap named by --host-fstab is refused as in `fstab`.
+#[test]
+fn config_memory_from_the_initramfs_and_host_fstab() {
+    let Some(check) = xlcheck() else { return };
+    let Some(kit) = crate::kernels::debian() else {
+        return;
+    };
+    let ver = std::fs::read_to_string(kit.join("version"))
+        .unwrap()
+        .trim()
+        .to_string();
+    let kernel = kit.join(format!("vmlinuz-{ver}"));
+    let kj = bin()
+        .args(["kernels", "--kernel", s(&kernel), "--json"])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&kj.stdout).unwrap();
+    let min = v["kernels"][0]["min_memory_mib"].as_u64().unwrap();
+    assert!(min > 256, "{min}");
+    let tmp = tempfile::tempdir().unwrap();
+    let img = fixtures::copy("seed.img", tmp.path());
+    let parts = tmp.path().join("parts");
+    let cfg = tmp.path().join("m.cfg");
+    let base = |extra: &[&str]| {
+        let mut c = bin();
+        c.args([
+            "config",
+            s(&img),
+            "--root",
+            "5",
+            "--swap",
+            "2",
+            "--split-to",
+        ])
+        .arg(&parts)
+        .args(["--kernel", s(&kernel)])
+        .args(extra);
+        c
+    };
+    base(&["--out", s(&cfg)]).assert().success();
+    let p = parsed(check, &cfg);
+    assert_eq!(p["memory"], min.max(512).to_string());
+    assert_eq!(p["ramdisk"], s(&kit.join(format!("initrd.img-{ver}"))));
+    let out = base(&["--memory", "256", "--out", s(&tmp.path().join("low.cfg"))])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("at least {min} MiB")), "{err}");
+    assert!(!tmp.path().join("low.cfg").exists());
+    let low = tmp.path().join("low2.cfg");
+    let out = base(&["--memory", "256", "--force", "--out", s(&low)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("below"),
+        "{out:?}"
+    );
+    assert_eq!(parsed(check, &low)["memory"], "256");
+    // dom0's fstab names partition 2 as its swap: refused (the guest's swap).
+    let host = tmp.path().join("dom0.fstab");
+    std::fs::write(
+        &host,
+        "/dev/sda3 / ext3 defaults 0 1\n/dev/sda2 none swap sw 0 0\n",
+    )
+    .unwrap();
+    let out = base(&[
+        "--host-fstab",
+        s(&host),
+        "--out",
+        s(&tmp.path().join("h.cfg")),
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("dom0's swap"),
+        "{out:?}"
+    );
+    assert!(!tmp.path().join("h.cfg").exists());
+}
