@@ -326,3 +326,19 @@ pub fn copy_image(img: &Path, dir: &Path, name: &str) -> PathBuf {
     fs::copy(img, &to).unwrap();
     to
 }
+
+/// The findings of one severity (`"damage"`, `"warning"`, `"note"`) in an
+/// `inspect --json` document; each is checked to have the four keys of a finding.
+pub fn findings<'a>(doc: &'a serde_json::Value, severity: &str) -> Vec<&'a serde_json::Value> {
+    let all = doc["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no findings[] in {doc:#}"));
+    for f in all {
+        let keys: Vec<&str> = f.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 4, "{f}");
+        for k in ["severity", "where", "offset", "message"] {
+            assert!(keys.contains(&k), "{k} missing: {f}");
+        }
+    }
+    all.iter().filter(|f| f["severity"] == severity).collect()
+}
