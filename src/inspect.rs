@@ -1,7 +1,8 @@
 //! The whole-disk report behind `domuify inspect`: the partition table, the
 //! filesystem on every partition, and every installed system found.
 //!
-//! Read-only by construction: it takes a [`Disk`] and only reads. Damage does not
+//! Read-only by construction: it takes any device ([`ReadAt`]: a [`Disk`], an
+//! undo log over one, an image in memory) and only reads. Damage does not
 //! stop it: each damaged part (a table entry past the end, a corrupt superblock, an
 //! unreadable fstab) becomes a damage [`Finding`] and the rest is still reported,
 //! as an examiner with a truncated acquisition wants. Every finding of every layer
@@ -71,6 +72,9 @@ pub struct Report {
     pub hashes: Option<Hashes>,
 }
 
+/// The `image` of a report on a device that reads no [`Disk`].
+pub const IN_MEMORY: &str = "(in memory)";
+
 impl Report {
     /// Was damage found (exit code 1)?
     pub fn damaged(&self) -> bool {
@@ -83,9 +87,15 @@ impl Report {
     }
 }
 
-/// Inspect `disk`: table, filesystems, systems.
-pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
-    let table: PartitionTable = part::read_table(&*disk, disk.logical_sector_size())?;
+/// Inspect `disk`: table, filesystems, systems. Any device serves; what the
+/// report says of the device itself (its name, kind, sector size, the kernel's
+/// nodes of its partitions) comes from the [`Disk`] it reads
+/// ([`ReadAt::disk`]), and a device in memory is an unnamed image file of
+/// 512-byte sectors.
+pub fn inspect<D: ReadAt + ?Sized + 'static>(disk: Arc<D>) -> Result<Report> {
+    let file = disk.disk();
+    let sector_size = file.map_or(512, Disk::logical_sector_size);
+    let table: PartitionTable = part::read_table(&*disk, sector_size)?;
     let mut findings: Vec<Finding> = Vec::new();
     if disk.size() == 0 {
         findings.push(Finding::damage("disk", "the image is empty (0 bytes)"));
@@ -121,8 +131,8 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         partitions.push(PartitionReport {
             partition: p.clone(),
             filesystem,
-            device_node: disk
-                .partition_node(p.number)
+            device_node: file
+                .and_then(|f| f.partition_node(p.number))
                 .map(|n| n.display().to_string()),
             hashes: None,
         });
@@ -217,10 +227,10 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
     }
 
     let mut report = Report {
-        image: disk.path().display().to_string(),
-        device_kind: match disk.kind() {
-            crate::disk::DiskKind::ImageFile => "image-file",
-            crate::disk::DiskKind::BlockDevice => "block-device",
+        image: file.map_or_else(|| IN_MEMORY.to_string(), |f| f.path().display().to_string()),
+        device_kind: match file.map(Disk::kind) {
+            None | Some(crate::disk::DiskKind::ImageFile) => "image-file",
+            Some(crate::disk::DiskKind::BlockDevice) => "block-device",
         },
         size_bytes: disk.size(),
         sector_size: table.sector_size,
@@ -288,7 +298,11 @@ pub fn add_hashes(
 
 /// Probe partition `p`; its damage, placed on the disk (the partition and its
 /// first byte), is both in the result and in `findings`.
-fn probe_partition(disk: &Arc<Disk>, p: &Partition, findings: &mut Vec<Finding>) -> FsInfo {
+fn probe_partition<D: ReadAt + ?Sized>(
+    disk: &Arc<D>,
+    p: &Partition,
+    findings: &mut Vec<Finding>,
+) -> FsInfo {
     let place = partition_place(p.number);
     // A partition cut short by the disk's end is probed over what the disk holds;
     // one that starts past the end holds nothing (the table reader reported both).
@@ -322,8 +336,8 @@ fn probe_partition(disk: &Arc<Disk>, p: &Partition, findings: &mut Vec<Finding>)
 /// inodes); the fallback is a note in `findings`, never hidden. A filesystem of more
 /// than [`crate::ext::MAX_GROUPS`] block groups is not opened (an `Unsupported`
 /// error, from [`reader::open`]).
-fn open_reader(
-    disk: &Arc<Disk>,
+fn open_reader<D: ReadAt + ?Sized + 'static>(
+    disk: &Arc<D>,
     r: &PartitionReport,
     findings: &mut Vec<Finding>,
 ) -> Result<Box<dyn GuestRead>> {
@@ -348,8 +362,8 @@ fn open_reader(
 
 /// The reader of partition `number` of a report's disk (a fallback is a note in
 /// `findings`), for commands that read further than `inspect` did.
-pub fn open_partition(
-    disk: &Arc<Disk>,
+pub fn open_partition<D: ReadAt + ?Sized + 'static>(
+    disk: &Arc<D>,
     report: &Report,
     number: u32,
     findings: &mut Vec<Finding>,
@@ -362,8 +376,8 @@ pub fn open_partition(
     open_reader(disk, r, findings)
 }
 
-fn read_separate_boot(
-    disk: &Arc<Disk>,
+fn read_separate_boot<D: ReadAt + ?Sized + 'static>(
+    disk: &Arc<D>,
     partitions: &[PartitionReport],
     boot: u32,
     guest: &mut Guest,

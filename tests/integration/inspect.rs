@@ -941,3 +941,40 @@ fn read_only_commands_keep_the_access_time() {
         );
     }
 }
+
+/// `inspect` runs over any device: the bytes of a fixture in memory, and the
+/// same bytes under an undo log, give the report the image file gives (named
+/// as an image in memory); an undo log over the file itself keeps its name.
+#[test]
+fn inspect_runs_over_memory_and_undo_devices() {
+    use domuify::disk::{Access, Disk, MemDisk};
+    use domuify::inspect::{inspect, IN_MEMORY};
+    use domuify::undo::UndoDev;
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["seed.img", "gpt.img", "truncated.img"] {
+        let path = fixtures::image(name);
+        let file = inspect(Arc::new(Disk::open(&path, Access::ReadOnly).unwrap())).unwrap();
+        let from_file = serde_json::to_value(&file).unwrap();
+        let mut want = from_file.clone();
+        want["image"] = IN_MEMORY.into();
+        let bytes = std::fs::read(&path).unwrap();
+
+        let in_memory = inspect(Arc::new(bytes.clone())).unwrap();
+        assert_eq!(serde_json::to_value(&in_memory).unwrap(), want, "{name}");
+
+        let log = tmp.path().join(format!("{name}.mem.undo"));
+        let undo = UndoDev::create(MemDisk::new(bytes), &log).unwrap();
+        let under_undo = inspect(Arc::new(undo)).unwrap();
+        assert_eq!(serde_json::to_value(&under_undo).unwrap(), want, "{name}");
+
+        let copy = tmp.path().join(name);
+        std::fs::copy(&path, &copy).unwrap();
+        let log = tmp.path().join(format!("{name}.file.undo"));
+        let disk = Disk::open(&copy, Access::ReadWrite).unwrap();
+        let under_undo = inspect(Arc::new(UndoDev::create(disk, &log).unwrap())).unwrap();
+        let mut want = from_file;
+        want["image"] = copy.display().to_string().into();
+        assert_eq!(serde_json::to_value(&under_undo).unwrap(), want, "{name}");
+    }
+}
