@@ -9,7 +9,7 @@
 //! its holes found with `SEEK_DATA`/`SEEK_HOLE` and its data moved with
 //! `copy_file_range` (plain reads and writes where the kernel cannot).
 //!
-//! The device map here ([`Exports`]) is the part of `domuify fstab`'s map that a
+//! The device map here ([`Export`] entries) is the part of `domuify fstab`'s map that a
 //! config needs (which partitions, under which vdev): the same flags, the same
 //! defaults. When the shared map (`plan::devmap`) is on main, [`plan`] takes it
 //! instead.

@@ -6,7 +6,7 @@
 //! by slot), the byte window, the type, and the identifiers fstab can name
 //! (`PARTUUID=`, `PARTLABEL=`). Damage is reported, not fatal: a table that points
 //! past the end of the disk or an EBR chain that loops still yields every partition
-//! that could be read, with a damage [`Finding`](crate::finding::Finding) for each damaged part.
+//! that could be read, with a damage [`Finding`] for each damaged part.
 //!
 //! Which table a disk has, and how entries are numbered, follow libblkid (2.38,
 //! as installed) and the kernel; the tests judge against `sfdisk --json` and
