@@ -25,6 +25,13 @@ pub trait ReadAt {
     fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()>;
     /// The device's size in bytes.
     fn size(&self) -> u64;
+    /// The image file or block device this device reads, when it reads one
+    /// whole (a layer over a [`Disk`], such as an undo log, forwards it): what a
+    /// report names, and where a block device's partition nodes are found.
+    /// `None` for bytes held in memory.
+    fn disk(&self) -> Option<&Disk> {
+        None
+    }
 }
 
 /// Positional writes to a byte-addressed device.
@@ -41,6 +48,9 @@ impl<T: ReadAt + ?Sized> ReadAt for &T {
     }
     fn size(&self) -> u64 {
         (**self).size()
+    }
+    fn disk(&self) -> Option<&Disk> {
+        (**self).disk()
     }
 }
 
@@ -59,6 +69,33 @@ impl<T: ReadAt + ?Sized> ReadAt for Arc<T> {
     }
     fn size(&self) -> u64 {
         (**self).size()
+    }
+    fn disk(&self) -> Option<&Disk> {
+        (**self).disk()
+    }
+}
+
+/// An image held in memory (a test's, or one built on the fly).
+impl ReadAt for [u8] {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        check_range(offset, buf.len(), self.size(), &"in-memory image")?;
+        // OK to cast: the range is checked against the slice's length.
+        let start = offset as usize;
+        buf.copy_from_slice(&self[start..start + buf.len()]);
+        Ok(())
+    }
+    fn size(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
+/// An image held in memory.
+impl ReadAt for Vec<u8> {
+    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        self.as_slice().read_exact_at(offset, buf)
+    }
+    fn size(&self) -> u64 {
+        self.len() as u64
     }
 }
 
@@ -322,6 +359,9 @@ impl ReadAt for Disk {
     }
     fn size(&self) -> u64 {
         self.size
+    }
+    fn disk(&self) -> Option<&Disk> {
+        Some(self)
     }
 }
 

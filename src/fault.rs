@@ -72,6 +72,9 @@ impl<D: ReadAt> ReadAt for FaultDev<D> {
     fn size(&self) -> u64 {
         self.dev.size()
     }
+    fn disk(&self) -> Option<&crate::disk::Disk> {
+        self.dev.disk()
+    }
 }
 
 impl<D: WriteAt> WriteAt for FaultDev<D> {

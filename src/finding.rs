@@ -70,6 +70,16 @@ impl Finding {
     }
 }
 
+/// The place of partition `number` in findings: `"partition 5"`, or
+/// `"filesystem"` for the bare filesystem of a disk without a table (number 0).
+pub fn partition_place(number: u32) -> String {
+    if number == 0 {
+        "filesystem".to_string()
+    } else {
+        format!("partition {number}")
+    }
+}
+
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let sev = match self.severity {

@@ -1,10 +1,13 @@
 //! The whole-disk report behind `domuify inspect`: the partition table, the
 //! filesystem on every partition, and every installed system found.
 //!
-//! Read-only by construction: it takes a [`Disk`] and only reads. Damage does not
+//! Read-only by construction: it takes any device ([`ReadAt`]: a [`Disk`], an
+//! undo log over one, an image in memory) and only reads. Damage does not
 //! stop it: each damaged part (a table entry past the end, a corrupt superblock, an
-//! unreadable fstab) becomes a [`Problem`] and the rest is still reported, as an
-//! examiner with a truncated acquisition wants.
+//! unreadable fstab) becomes a damage [`Finding`] and the rest is still reported,
+//! as an examiner with a truncated acquisition wants. Every finding of every layer
+//! (table, probes, readers, the guests, hibernation) ends in one list,
+//! [`Report::findings`].
 
 use std::sync::Arc;
 
@@ -12,7 +15,7 @@ use serde::Serialize;
 
 use crate::disk::{Disk, ReadAhead, ReadAt};
 use crate::error::{ErrorKind, Result};
-use crate::finding::Finding;
+use crate::finding::{partition_place, Finding, Severity};
 use crate::guest::reader::{self, GuestRead};
 use crate::guest::resolve::{DiskView, PartView};
 use crate::guest::{self, Guest};
@@ -20,18 +23,6 @@ use crate::hash::{self, Algorithm, Hashes};
 use crate::hibernation::{self, Hibernation};
 use crate::part::{self, Partition, PartitionTable, Slot, TableKind};
 use crate::probe::{self, FsInfo, FsType};
-
-/// One damaged part of the disk.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    /// Where: `"partition table"`, `"partition 5"`, `"partition 5: /etc/fstab"`.
-    #[serde(rename = "where")]
-    pub place: String,
-    /// Byte offset on the disk, when known.
-    pub offset: Option<u64>,
-    /// What is wrong.
-    pub message: String,
-}
 
 /// A partition with what was found on it.
 #[derive(Clone, Debug, Serialize)]
@@ -68,13 +59,12 @@ pub struct Report {
     pub partitions: Vec<PartitionReport>,
     /// Every installed Linux system found.
     pub systems: Vec<Guest>,
-    /// Damage found; non-empty means exit code 1.
-    pub problems: Vec<Problem>,
-    /// Limits met that are not damage (a filesystem the reader cannot open, a
-    /// partition table not read).
-    pub notes: Vec<String>,
-    /// What a user must know before writing: a hibernation image in a swap.
-    pub warnings: Vec<Finding>,
+    /// Everything found worth saying, in the order found: damage (any means
+    /// exit code 1), warnings (what a user must know before writing: a
+    /// hibernation image in a swap, an fstab line that is no entry) and notes
+    /// (limits met: a filesystem the reader cannot open, a partition table not
+    /// read).
+    pub findings: Vec<Finding>,
     /// Every hibernation image found, with the filesystems it freezes.
     pub hibernation: Vec<Hibernation>,
     /// Hashes of the whole image, when asked for ([`add_hashes`]).
@@ -82,34 +72,53 @@ pub struct Report {
     pub hashes: Option<Hashes>,
 }
 
-/// Inspect `disk`: table, filesystems, systems.
-pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
-    let table: PartitionTable = part::read_table(&*disk, disk.logical_sector_size())?;
-    let mut problems: Vec<Problem> = Vec::new();
-    if disk.size() == 0 {
-        problems.push(Problem {
-            place: "disk".into(),
-            offset: None,
-            message: "the image is empty (0 bytes)".into(),
-        });
+/// The `image` of a report on a device that reads no [`Disk`].
+pub const IN_MEMORY: &str = "(in memory)";
+
+impl Report {
+    /// Was damage found (exit code 1)?
+    pub fn damaged(&self) -> bool {
+        self.findings.iter().any(|f| f.severity == Severity::Damage)
     }
-    problems.extend(table.problems.iter().map(|p| Problem {
-        place: "partition table".into(),
-        offset: p.offset,
-        message: p.message.clone(),
-    }));
-    let mut notes = Vec::new();
+
+    /// The findings of one severity, in the order found.
+    pub fn findings_of(&self, severity: Severity) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(move |f| f.severity == severity)
+    }
+}
+
+/// Inspect `disk`: table, filesystems, systems. Any device serves; what the
+/// report says of the device itself (its name, kind, sector size, the kernel's
+/// nodes of its partitions) comes from the [`Disk`] it reads
+/// ([`ReadAt::disk`]), and a device in memory is an unnamed image file of
+/// 512-byte sectors.
+pub fn inspect<D: ReadAt + ?Sized + 'static>(disk: Arc<D>) -> Result<Report> {
+    let file = disk.disk();
+    let sector_size = file.map_or(512, Disk::logical_sector_size);
+    let table: PartitionTable = part::read_table(&*disk, sector_size)?;
+    let mut findings: Vec<Finding> = Vec::new();
+    if disk.size() == 0 {
+        findings.push(Finding::damage("disk", "the image is empty (0 bytes)"));
+    }
+    findings.extend(table.problems.iter().cloned());
     for f in &table.foreign {
-        notes.push(match f.partition {
-            None => format!(
-                "partition table: a {} disklabel at byte {:#x}, which domuify does not read: its partitions are not listed",
-                f.name, f.offset
+        findings.push(match f.partition {
+            None => Finding::note(
+                part::PLACE,
+                format!(
+                    "a {} disklabel at byte {:#x}, which domuify does not read: its partitions are not listed",
+                    f.name, f.offset
+                ),
             ),
-            Some(n) => format!(
-                "partition {n}: a {} disklabel at byte {:#x} inside the slice, which domuify does not read: its partitions are not listed",
-                f.name, f.offset
+            Some(n) => Finding::note(
+                partition_place(n),
+                format!(
+                    "a {} disklabel at byte {:#x} inside the slice, which domuify does not read: its partitions are not listed",
+                    f.name, f.offset
+                ),
             ),
-        });
+        }
+        .at(f.offset));
     }
 
     let mut partitions = Vec::with_capacity(table.partitions.len());
@@ -117,24 +126,23 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         let filesystem = if p.slot == Slot::Extended {
             None
         } else {
-            Some(probe_partition(&disk, p, &mut problems))
+            Some(probe_partition(&disk, p, &mut findings))
         };
         partitions.push(PartitionReport {
             partition: p.clone(),
             filesystem,
-            device_node: disk
-                .partition_node(p.number)
+            device_node: file
+                .and_then(|f| f.partition_node(p.number))
                 .map(|n| n.display().to_string()),
             hashes: None,
         });
     }
 
     if nothing_recognised(&table, &partitions) {
-        problems.push(Problem {
-            place: "disk".into(),
-            offset: None,
-            message: "nothing recognised: no partition table and no filesystem signature".into(),
-        });
+        findings.push(Finding::damage(
+            "disk",
+            "nothing recognised: no partition table and no filesystem signature",
+        ));
     }
 
     let view = DiskView {
@@ -171,18 +179,17 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         }
         let number = r.partition.number;
         let place = partition_place(number);
-        let reader = match open_reader(&disk, r, &mut notes) {
+        let start = r.partition.start_bytes;
+        let reader = match open_reader(&disk, r, &mut findings) {
             Ok(reader) => reader,
             Err(e) if e.kind() == ErrorKind::Unsupported => {
-                notes.push(format!("{place}: not inspected: {e}"));
+                findings.push(Finding::note(place, format!("not inspected: {e}")));
                 continue;
             }
             Err(e) => {
-                problems.push(Problem {
-                    place,
-                    offset: Some(r.partition.start_bytes),
-                    message: format!("cannot read the filesystem: {e}"),
-                });
+                findings.push(
+                    Finding::damage(place, format!("cannot read the filesystem: {e}")).at(start),
+                );
                 continue;
             }
         };
@@ -196,33 +203,34 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         });
         match guest {
             Ok(Some(mut g)) => {
-                problems.extend(g.unreadable.iter().map(|(path, message)| Problem {
-                    place: format!("{place}: {path}"),
-                    offset: Some(r.partition.start_bytes),
-                    message: message.clone(),
-                }));
+                // A file that could not be read is damage of the filesystem,
+                // which starts here.
+                for f in &mut g.findings {
+                    if f.severity == Severity::Damage && f.offset.is_none() {
+                        f.offset = Some(start);
+                    }
+                }
                 if let Some(boot) = g.boot_partition() {
-                    let sink = (&mut problems, &mut notes);
-                    read_separate_boot(&disk, &partitions, boot, &mut g, sink);
+                    read_separate_boot(&disk, &partitions, boot, &mut g, &mut findings);
                 } else {
                     crate::kernel::guest::cheap_verdicts(&mut g.kernels, &*reader, false);
                 }
+                findings.extend(g.findings.iter().cloned());
                 systems.push(g);
             }
             Ok(None) => {}
-            Err(e) => problems.push(Problem {
-                place,
-                offset: Some(r.partition.start_bytes),
-                message: format!("cannot inspect the installed system: {e}"),
-            }),
+            Err(e) => findings.push(
+                Finding::damage(place, format!("cannot inspect the installed system: {e}"))
+                    .at(start),
+            ),
         }
     }
 
     let mut report = Report {
-        image: disk.path().display().to_string(),
-        device_kind: match disk.kind() {
-            crate::disk::DiskKind::ImageFile => "image-file",
-            crate::disk::DiskKind::BlockDevice => "block-device",
+        image: file.map_or_else(|| IN_MEMORY.to_string(), |f| f.path().display().to_string()),
+        device_kind: match file.map(Disk::kind) {
+            None | Some(crate::disk::DiskKind::ImageFile) => "image-file",
+            Some(crate::disk::DiskKind::BlockDevice) => "block-device",
         },
         size_bytes: disk.size(),
         sector_size: table.sector_size,
@@ -230,18 +238,17 @@ pub fn inspect(disk: Arc<Disk>) -> Result<Report> {
         disk_id: table.disk_id.clone(),
         partitions,
         systems,
-        problems,
-        notes,
+        findings,
         hashes: None,
-        warnings: Vec::new(),
         hibernation: Vec::new(),
     };
     report.hibernation = hibernation::find(&report);
-    report.warnings = report
+    let frozen: Vec<Finding> = report
         .hibernation
         .iter()
         .map(Hibernation::finding)
         .collect();
+    report.findings.extend(frozen);
     Ok(report)
 }
 
@@ -282,23 +289,20 @@ pub fn add_hashes(
                 r.hashes = Some(h);
             }
         }
-        Err(e) => report.problems.push(Problem {
-            place: "disk".into(),
-            offset: None,
-            message: format!("cannot hash the image: {e}"),
-        }),
+        Err(e) => report.findings.push(Finding::damage(
+            "disk",
+            format!("cannot hash the image: {e}"),
+        )),
     }
 }
 
-fn partition_place(number: u32) -> String {
-    if number == 0 {
-        "filesystem".to_string()
-    } else {
-        format!("partition {number}")
-    }
-}
-
-fn probe_partition(disk: &Arc<Disk>, p: &Partition, problems: &mut Vec<Problem>) -> FsInfo {
+/// Probe partition `p`; its damage, placed on the disk (the partition and its
+/// first byte), is both in the result and in `findings`.
+fn probe_partition<D: ReadAt + ?Sized>(
+    disk: &Arc<D>,
+    p: &Partition,
+    findings: &mut Vec<Finding>,
+) -> FsInfo {
     let place = partition_place(p.number);
     // A partition cut short by the disk's end is probed over what the disk holds;
     // one that starts past the end holds nothing (the table reader reported both).
@@ -306,24 +310,21 @@ fn probe_partition(disk: &Arc<Disk>, p: &Partition, problems: &mut Vec<Problem>)
         return FsInfo::unknown();
     };
     match probe::probe(&w) {
-        Ok(info) => {
-            if let Some(msg) = &info.problem {
-                problems.push(Problem {
-                    place,
-                    offset: Some(p.start_bytes),
-                    message: msg.clone(),
-                });
+        Ok(mut info) => {
+            if let Some(f) = &mut info.problem {
+                f.place = place;
+                f.offset = Some(p.start_bytes);
+                findings.push(f.clone());
             }
             info
         }
         Err(e) => {
-            problems.push(Problem {
-                place,
-                offset: Some(p.start_bytes),
-                message: format!("cannot probe the filesystem: {e}"),
-            });
+            findings.push(
+                Finding::damage(place.clone(), format!("cannot probe the filesystem: {e}"))
+                    .at(p.start_bytes),
+            );
             FsInfo {
-                problem: Some(e.to_string()),
+                problem: Some(Finding::damage(place, e.to_string()).at(p.start_bytes)),
                 ..FsInfo::unknown()
             }
         }
@@ -332,13 +333,13 @@ fn probe_partition(disk: &Arc<Disk>, p: &Partition, problems: &mut Vec<Problem>)
 
 /// The reader for an ext partition: ext4-view, or our engine where ext4-view
 /// cannot read (it refuses some features, and fails on metadata_csum with 128-byte
-/// inodes); the fallback is said in `notes`, never hidden. A filesystem of more
+/// inodes); the fallback is a note in `findings`, never hidden. A filesystem of more
 /// than [`crate::ext::MAX_GROUPS`] block groups is not opened (an `Unsupported`
 /// error, from [`reader::open`]).
-fn open_reader(
-    disk: &Arc<Disk>,
+fn open_reader<D: ReadAt + ?Sized + 'static>(
+    disk: &Arc<D>,
     r: &PartitionReport,
-    notes: &mut Vec<String>,
+    findings: &mut Vec<Finding>,
 ) -> Result<Box<dyn GuestRead>> {
     let p = &r.partition;
     let past_end = || {
@@ -354,40 +355,41 @@ fn open_reader(
         .ok_or_else(past_end)?;
     let (reader, fallback) = reader::open(cached)?;
     if let Some(why) = fallback {
-        notes.push(format!("{}: {why}", partition_place(p.number)));
+        findings.push(Finding::note(partition_place(p.number), why));
     }
     Ok(reader)
 }
 
-/// The reader of partition `number` of a report's disk (fallbacks said in
-/// `notes`), for commands that read further than `inspect` did.
-pub fn open_partition(
-    disk: &Arc<Disk>,
+/// The reader of partition `number` of a report's disk (a fallback is a note in
+/// `findings`), for commands that read further than `inspect` did.
+pub fn open_partition<D: ReadAt + ?Sized + 'static>(
+    disk: &Arc<D>,
     report: &Report,
     number: u32,
-    notes: &mut Vec<String>,
+    findings: &mut Vec<Finding>,
 ) -> Result<Box<dyn GuestRead>> {
     let r = report
         .partitions
         .iter()
         .find(|r| r.partition.number == number)
         .ok_or_else(|| crate::Error::not_found(format!("no partition {number}")))?;
-    open_reader(disk, r, notes)
+    open_reader(disk, r, findings)
 }
 
-fn read_separate_boot(
-    disk: &Arc<Disk>,
+fn read_separate_boot<D: ReadAt + ?Sized + 'static>(
+    disk: &Arc<D>,
     partitions: &[PartitionReport],
     boot: u32,
     guest: &mut Guest,
-    (problems, notes): (&mut Vec<Problem>, &mut Vec<String>),
+    findings: &mut Vec<Finding>,
 ) {
     let Some(r) = partitions.iter().find(|r| r.partition.number == boot) else {
         return;
     };
     if !r.filesystem.as_ref().is_some_and(|f| f.fstype.is_ext()) {
-        guest.warnings.push(format!(
-            "/boot is on partition {boot}, which is not ext: its kernels are not listed"
+        guest.findings.push(Finding::warning(
+            partition_place(guest.partition),
+            format!("/boot is on partition {boot}, which is not ext: its kernels are not listed"),
         ));
         return;
     }
@@ -396,15 +398,20 @@ fn read_separate_boot(
         crate::kernel::guest::cheap_verdicts(&mut k, &*fs, true);
         Ok(k)
     };
-    match open_reader(disk, r, notes).and_then(scan) {
+    match open_reader(disk, r, findings).and_then(scan) {
         Ok(k) => guest.kernels = k,
         Err(e) if e.kind() == ErrorKind::Unsupported => {
-            notes.push(format!("{}: /boot not read: {e}", partition_place(boot)));
+            findings.push(Finding::note(
+                partition_place(boot),
+                format!("/boot not read: {e}"),
+            ));
         }
-        Err(e) => problems.push(Problem {
-            place: partition_place(boot),
-            offset: Some(r.partition.start_bytes),
-            message: format!("cannot list the kernels of /boot: {e}"),
-        }),
+        Err(e) => findings.push(
+            Finding::damage(
+                partition_place(boot),
+                format!("cannot list the kernels of /boot: {e}"),
+            )
+            .at(r.partition.start_bytes),
+        ),
     }
 }

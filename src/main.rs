@@ -1,5 +1,5 @@
 //! The `domuify` binary: parse, run, print the error chain, map it to an exit code.
 
 fn main() -> std::process::ExitCode {
-    domuify::cli::main()
+    domuify::cli_main()
 }

@@ -611,6 +611,9 @@ impl<D: WriteAt> ReadAt for UndoDev<D> {
     fn size(&self) -> u64 {
         self.dev.size()
     }
+    fn disk(&self) -> Option<&crate::disk::Disk> {
+        self.dev.disk()
+    }
 }
 
 impl<D: WriteAt> WriteAt for UndoDev<D> {

@@ -12,6 +12,7 @@ use anyhow::Context;
 use super::{DamageFound, HashArg, InspectArgs};
 use crate::batch;
 use crate::disk::{Access, Disk, ReadAt};
+use crate::finding::{partition_place, Finding, Severity};
 use crate::guest::resolve::SourceKind;
 use crate::hash::Algorithm;
 use crate::inspect::{self, Report};
@@ -50,7 +51,7 @@ pub fn run(a: InspectArgs) -> anyhow::Result<()> {
         if a.stats {
             eprintln!("stats: {} reads, {} bytes read", stats.0, stats.1);
         }
-        return if report.problems.is_empty() {
+        return if !report.damaged() {
             Ok(())
         } else {
             Err(DamageFound.into())
@@ -66,7 +67,7 @@ pub fn run(a: InspectArgs) -> anyhow::Result<()> {
         let path = &a.images[i];
         let text = match &outcome {
             Ok((report, stats)) => {
-                failed |= !report.problems.is_empty();
+                failed |= report.damaged();
                 if a.stats {
                     eprintln!(
                         "stats: {}: {} reads, {} bytes read",
@@ -158,21 +159,17 @@ fn hash_bar(size: u64, path: &Path) -> indicatif::ProgressBar {
 }
 
 /// The JSON line of an image that could not be inspected at all: its `image`
-/// and `problems`, as in a report.
+/// and `findings` (one: the damage), as in a report.
 #[derive(serde::Serialize)]
 struct Unreadable {
     image: String,
-    problems: [inspect::Problem; 1],
+    findings: [Finding; 1],
 }
 
 fn unreadable(path: &Path, e: &anyhow::Error) -> Unreadable {
     Unreadable {
         image: path.display().to_string(),
-        problems: [inspect::Problem {
-            place: "image".into(),
-            offset: None,
-            message: format!("cannot inspect: {e:#}"),
-        }],
+        findings: [Finding::damage("image", format!("cannot inspect: {e:#}"))],
     }
 }
 
@@ -371,8 +368,10 @@ fn human(r: &Report) -> String {
                 shown(&g.module_trees.join(", "))
             }
         );
-        for w in &g.warnings {
-            let _ = writeln!(o, "  warning: {}", shown(w));
+        // Its damage is under "Problems found", with the rest of the disk's.
+        let place = partition_place(g.partition);
+        for f in g.findings.iter().filter(|f| f.severity != Severity::Damage) {
+            let _ = writeln!(o, "  {}", shown(&within(f, &place)));
         }
     }
     if r.systems.is_empty() {
@@ -381,15 +380,17 @@ fn human(r: &Report) -> String {
             "\nNo installed Linux system found (no ext filesystem with /etc/fstab)."
         );
     }
-    for n in &r.notes {
-        let _ = writeln!(o, "\nnote: {}", shown(n));
+    // A system's own findings are shown under it (above).
+    let of_a_system = |f: &Finding| r.systems.iter().any(|g| g.findings.contains(f));
+    for n in r.findings_of(Severity::Note).filter(|f| !of_a_system(f)) {
+        let _ = writeln!(o, "\nnote: {}: {}", shown(&n.place), shown(&n.message));
     }
-    for w in &r.warnings {
+    for w in r.findings_of(Severity::Warning).filter(|f| !of_a_system(f)) {
         let _ = writeln!(o, "\n{}", shown(&w.to_string()));
     }
-    if !r.problems.is_empty() {
+    if r.damaged() {
         let _ = writeln!(o, "\nProblems found:");
-        for p in &r.problems {
+        for p in r.findings_of(Severity::Damage) {
             let _ = writeln!(
                 o,
                 "  {}{}: {}",
@@ -455,6 +456,26 @@ fn shown(s: &str) -> String {
         }
     }
     out
+}
+
+/// A system's finding as it reads under the system's heading: its severity, and
+/// the place inside the system (`warning: /etc/fstab line 3: …`), or the message
+/// alone when it is about the whole system.
+fn within(f: &Finding, system: &str) -> String {
+    let sev = match f.severity {
+        Severity::Note => "note",
+        Severity::Warning => "warning",
+        Severity::Damage => "damage",
+    };
+    match f
+        .place
+        .strip_prefix(system)
+        .and_then(|p| p.strip_prefix(": "))
+    {
+        Some(inside) => format!("{sev}: {inside}: {}", f.message),
+        None if f.place == system => format!("{sev}: {}", f.message),
+        None => format!("{sev}: {}: {}", f.place, f.message),
+    }
 }
 
 fn indent(s: &str) -> String {

@@ -44,7 +44,7 @@ pub fn run(a: KernelsArgs) -> anyhow::Result<()> {
             .map_err(usage)
             .with_context(|| image.display().to_string())?;
         for n in &g.notes {
-            eprintln!("domuify: note: {n}");
+            eprintln!("domuify: note: {}: {}", n.place, n.message);
         }
         if let (Some(v), Some(to)) = (&a.extract, &a.to) {
             let done = kguest::extract(&g, v, to, a.force)?;

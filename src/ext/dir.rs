@@ -1,7 +1,7 @@
 //! Whole directories: iterate, look up, add, remove, check emptiness, verify,
 //! linear or htree-indexed (the latter handed to [`super::htree`]). The block
 //! format they stand on (entries, leaf tails, [`DirBlocks`]) is the leaf module
-//! [`super::dir_block`], re-exported here for the engine.
+//! `super::dir_block`, re-exported here for the engine.
 //!
 //! This module works on directory *blocks* through [`DirBlocks`], which the engine
 //! implements over a directory inode (mapping logical blocks, allocating new ones).

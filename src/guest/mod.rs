@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::ext::FileType;
+use crate::finding::{partition_place, Finding};
 use reader::GuestFs;
 use resolve::{DiskView, ResolvedBy, SourceKind};
 
@@ -92,13 +93,15 @@ pub struct Guest {
     pub kernels: Vec<Kernel>,
     /// Versions under `/lib/modules`.
     pub module_trees: Vec<String>,
-    /// Things worth knowing that are not damage (malformed fstab lines, notes).
-    pub warnings: Vec<String>,
-    /// Files or directories of the guest that could not be read (a corrupt
-    /// inode, an fstab over [`MAX_FSTAB`]): (path, what went wrong). The rest of
-    /// the guest is still read; `inspect` reports each as a problem.
+    /// What reading the system found, each placed at its file
+    /// (`"partition 5: /etc/fstab line 3"`): damage for a file or directory that
+    /// could not be read (a corrupt inode, an fstab over [`MAX_FSTAB`]; the rest
+    /// of the guest is still read), warnings for what is worth knowing (fstab
+    /// lines that are no entry, ignored text, a list cut short). `inspect` gives
+    /// the damage its byte offset and lists every one in the report's findings,
+    /// so the JSON of a system does not repeat them.
     #[serde(skip)]
-    pub unreadable: Vec<(String, String)>,
+    pub findings: Vec<Finding>,
 }
 
 /// Does this filesystem hold an installed Linux root (an `/etc/fstab`, whatever
@@ -110,9 +113,11 @@ pub fn is_root(fs: &(impl GuestFs + ?Sized)) -> Result<bool> {
 }
 
 /// Read the guest on `fs` (partition `view.guest_partition`). A file that cannot
-/// be read is recorded in [`Guest::unreadable`] and the rest is still read.
+/// be read is a damage finding in [`Guest::findings`] and the rest is still read.
 pub fn read_guest(fs: &(impl GuestFs + ?Sized), view: &DiskView) -> Result<Guest> {
-    let mut warnings = Vec::new();
+    let here = partition_place(view.guest_partition);
+    let at = |path: &str| format!("{here}: {path}");
+    let mut warnings: Vec<Finding> = Vec::new();
     let mut unreadable = Vec::new();
     let mut read = |path: &str, max: u64| match fs.read_file(path, max) {
         Ok(b) => b,
@@ -136,16 +141,19 @@ pub fn read_guest(fs: &(impl GuestFs + ?Sized), view: &DiskView) -> Result<Guest
         Some(b) => b,
         None => {
             if !unreadable.iter().any(|(p, _)| p == "/etc/fstab") {
-                warnings.push(
-                    "/etc/fstab is not a regular file (a directory, a device, a dangling link)"
-                        .to_string(),
-                );
+                warnings.push(Finding::warning(
+                    at("/etc/fstab"),
+                    "not a regular file (a directory, a device, a dangling link)",
+                ));
             }
             Vec::new()
         }
     };
     if fstab_bytes.contains(&0) {
-        warnings.push("/etc/fstab holds binary data (NUL bytes)".to_string());
+        warnings.push(Finding::warning(
+            at("/etc/fstab"),
+            "holds binary data (NUL bytes)",
+        ));
     }
     let fstab_lines = fstab::parse(&fstab_bytes);
     let entries: Vec<(usize, &fstab::Entry)> = fstab_lines
@@ -153,15 +161,18 @@ pub fn read_guest(fs: &(impl GuestFs + ?Sized), view: &DiskView) -> Result<Guest
         .filter_map(|l| match &l.kind {
             fstab::LineKind::Entry(e) => {
                 if let Some(text) = &e.ignored {
-                    warnings.push(format!(
-                        "/etc/fstab line {}: {text:?} after the pass field is ignored (as mount ignores it)",
-                        l.number
+                    warnings.push(Finding::warning(
+                        at(&format!("/etc/fstab line {}", l.number)),
+                        format!("{text:?} after the pass field is ignored (as mount ignores it)"),
                     ));
                 }
                 Some((l.number, e))
             }
             fstab::LineKind::Malformed { reason } => {
-                warnings.push(format!("/etc/fstab line {}: {reason}", l.number));
+                warnings.push(Finding::warning(
+                    at(&format!("/etc/fstab line {}", l.number)),
+                    reason.clone(),
+                ));
                 None
             }
             _ => None,
@@ -189,9 +200,12 @@ pub fn read_guest(fs: &(impl GuestFs + ?Sized), view: &DiskView) -> Result<Guest
         .collect();
     for e in fstab.iter().filter(|e: &&FstabEntry| e.target == "/") {
         if let Some(p) = e.partition.filter(|p| *p != view.guest_partition) {
-            warnings.push(format!(
-                "/etc/fstab line {}: the root entry {} names partition {p}, but this root filesystem is partition {}",
-                e.line, e.source, view.guest_partition
+            warnings.push(Finding::warning(
+                at(&format!("/etc/fstab line {}", e.line)),
+                format!(
+                    "the root entry {} names partition {p}, but this root filesystem is partition {}",
+                    e.source, view.guest_partition
+                ),
             ));
         }
     }
@@ -203,16 +217,22 @@ pub fn read_guest(fs: &(impl GuestFs + ?Sized), view: &DiskView) -> Result<Guest
         unreadable.push(("/lib/modules".to_string(), e.to_string()));
         Vec::new()
     });
-    for (n, what) in [
-        (kernels.len(), "kernels in /boot"),
-        (module_trees.len(), "module trees"),
+    for (n, path, what) in [
+        (kernels.len(), "/boot", "kernels in /boot"),
+        (module_trees.len(), "/lib/modules", "module trees"),
     ] {
         if n >= MAX_LISTED {
-            warnings.push(format!(
-                "{MAX_LISTED} or more {what}: at most {MAX_LISTED} are listed"
+            warnings.push(Finding::warning(
+                at(path),
+                format!("{MAX_LISTED} or more {what}: at most {MAX_LISTED} are listed"),
             ));
         }
     }
+    let mut findings: Vec<Finding> = unreadable
+        .into_iter()
+        .map(|(path, why)| Finding::damage(at(&path), why))
+        .collect();
+    findings.extend(warnings);
     Ok(Guest {
         partition: view.guest_partition,
         os_release,
@@ -221,8 +241,7 @@ pub fn read_guest(fs: &(impl GuestFs + ?Sized), view: &DiskView) -> Result<Guest
         fstab_lines,
         kernels,
         module_trees,
-        warnings,
-        unreadable,
+        findings,
     })
 }
 
@@ -484,8 +503,13 @@ mod tests {
         assert_eq!(g.kernels.len(), 1);
         assert_eq!(g.module_trees, ["6.1.0-1-amd64"]);
         assert!(g.fstab.is_empty());
-        assert_eq!(g.unreadable.len(), 1);
-        assert_eq!(g.unreadable[0].0, "/etc/fstab");
+        let damage: Vec<&Finding> = g
+            .findings
+            .iter()
+            .filter(|f| f.severity == crate::finding::Severity::Damage)
+            .collect();
+        assert_eq!(damage.len(), 1, "{:?}", g.findings);
+        assert_eq!(damage[0].place, "partition 2: /etc/fstab");
     }
 
     #[test]
@@ -494,12 +518,16 @@ mod tests {
         let g = read_guest(&fs, &view(2)).unwrap();
         assert_eq!(g.fstab[0].partition, Some(1));
         assert!(
-            g.warnings.iter().any(|w| w.contains("names partition 1")),
+            g.findings
+                .iter()
+                .any(|w| w.message.contains("names partition 1")
+                    && w.place == "partition 2: /etc/fstab line 1"
+                    && w.severity == crate::finding::Severity::Warning),
             "{:?}",
-            g.warnings
+            g.findings
         );
         let fs = MemFs::new(&[("/etc/fstab", b"/dev/sda2 / ext4 defaults 0 1\n")]);
-        assert!(read_guest(&fs, &view(2)).unwrap().warnings.is_empty());
+        assert!(read_guest(&fs, &view(2)).unwrap().findings.is_empty());
     }
 
     #[test]
@@ -517,7 +545,7 @@ mod tests {
             ("/boot/vmlinuz-\u{fffd}.old", b""),
         ]);
         let g = read_guest(&fs, &view(2)).unwrap();
-        assert!(g.warnings.iter().any(|w| w.contains("NUL")));
+        assert!(g.findings.iter().any(|w| w.message.contains("NUL")));
         assert_eq!(g.os_release["PRETTY_NAME"], "ok");
         assert_eq!(g.os_release["NAME"], "\"unterminated");
         assert_eq!(g.hostname.as_deref(), Some("\u{1b}[2Jname"));
@@ -531,9 +559,11 @@ mod tests {
         let g = read_guest(&fs, &view(2)).unwrap();
         assert!(g.fstab.is_empty());
         assert!(
-            g.warnings.iter().any(|w| w.contains("not a regular file")),
+            g.findings
+                .iter()
+                .any(|w| w.message.contains("not a regular file")),
             "{:?}",
-            g.warnings
+            g.findings
         );
     }
 
@@ -545,9 +575,11 @@ mod tests {
         let g = read_guest(&MemFs::new(&files), &view(2)).unwrap();
         assert_eq!(g.kernels.len(), MAX_LISTED);
         assert!(
-            g.warnings.iter().any(|w| w.contains("kernels in /boot")),
+            g.findings
+                .iter()
+                .any(|w| w.message.contains("kernels in /boot")),
             "{:?}",
-            g.warnings
+            g.findings
         );
     }
 

@@ -113,8 +113,8 @@ pub struct GuestFiles {
     pub guest: Guest,
     root: Box<dyn GuestRead>,
     boot: Option<Box<dyn GuestRead>>,
-    /// Fallbacks and limits met while opening (for notes).
-    pub notes: Vec<String>,
+    /// Fallbacks and limits met while opening (notes).
+    pub notes: Vec<crate::finding::Finding>,
 }
 
 impl GuestFiles {

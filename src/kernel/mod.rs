@@ -9,7 +9,7 @@
 //! - [`compress`]: the compressions and their bounded streaming decoders;
 //! - [`initramfs`]: the cpio stream over concatenated segments;
 //! - [`memory`]: the least memory a domU needs to unpack the initramfs;
-//! - this module: the [`Verdict`] from all of them ([`judge`]);
+//! - this module: the verdict from all of them ([`judge`]);
 //! - [`guest`]: finding a guest's kernels, their files, and extracting them.
 
 pub mod compress;

@@ -11,11 +11,12 @@
 //!
 //! Numbering is by slot (entry index + 1), empty entries skipped, as Linux and
 //! sfdisk number them. An entry that ends past the disk or outside the usable
-//! range is kept with its declared size and reported as a [`Problem`].
+//! range is kept with its declared size and reported as a damage [`Finding`](crate::finding::Finding).
 
-use super::{past_end_problem, Partition, PartitionTable, Problem, Slot, TableKind};
+use super::{damage_at, past_end_problem, Partition, PartitionTable, Slot, TableKind};
 use crate::disk::ReadAt;
 use crate::error::Result;
+use crate::finding::Finding;
 use crate::probe::bytes;
 
 // Header fields (UEFI 2.x, 5.3.2).
@@ -99,7 +100,7 @@ pub(super) fn read<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Part
     let ss64 = u64::from(ss);
     let n_sectors = dev.size() / ss64;
     if n_sectors < 3 {
-        t.problems.push(Problem::at(
+        t.problems.push(damage_at(
             0,
             format!(
                 "protective MBR found but the disk ({:#x} bytes) is too small to hold a GPT",
@@ -118,7 +119,7 @@ pub(super) fn read<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Part
             let primary = format!("the primary GPT header at LBA 1 is damaged: {why}");
             match read_header(dev, ss, last_lba, last_lba)? {
                 Ok(h) => {
-                    t.problems.push(Problem::at(
+                    t.problems.push(damage_at(
                         ss64,
                         format!(
                             "{primary}; partitions read from the backup header at LBA {last_lba}"
@@ -127,8 +128,8 @@ pub(super) fn read<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Part
                     h
                 }
                 Err(why) => {
-                    t.problems.push(Problem::at(ss64, primary));
-                    t.problems.push(Problem::at(
+                    t.problems.push(damage_at(ss64, primary));
+                    t.problems.push(damage_at(
                         last_lba * ss64,
                         format!("the backup GPT header at LBA {last_lba} is damaged too: {why}; no partition can be read"),
                     ));
@@ -139,7 +140,7 @@ pub(super) fn read<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Part
     };
     t.disk_id = Some(bytes::guid_string(&header.disk_guid));
     if header.last_usable > last_lba {
-        t.problems.push(Problem::at(
+        t.problems.push(damage_at(
             header.lba * ss64,
             format!(
                 "the disk is shorter than its GPT says: last usable LBA {} but the disk ends at LBA {last_lba} (truncated?)",
@@ -159,7 +160,7 @@ pub(super) fn read<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Part
         let first = crate::bytes::le64(entry, PE_STARTING_LBA);
         let last = crate::bytes::le64(entry, PE_ENDING_LBA);
         let Some(sectors) = last.checked_sub(first).and_then(|d| d.checked_add(1)) else {
-            t.problems.push(Problem::at(
+            t.problems.push(damage_at(
                 entry_off,
                 format!(
                     "GPT entry {number} ends (LBA {last}) before it starts (LBA {first}); ignored"
@@ -168,7 +169,7 @@ pub(super) fn read<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Part
             continue;
         };
         let (Some(start), Some(size)) = (first.checked_mul(ss64), sectors.checked_mul(ss64)) else {
-            t.problems.push(Problem::at(
+            t.problems.push(damage_at(
                 entry_off,
                 format!("GPT entry {number}: LBAs {first}..{last} overflow a byte offset; ignored"),
             ));
@@ -177,7 +178,7 @@ pub(super) fn read<D: ReadAt + ?Sized>(dev: &D, sector_size: u32) -> Result<Part
         if let Some(p) = past_end_problem(number, start, size, dev.size(), entry_off) {
             t.problems.push(p);
         } else if first < header.first_usable || last > header.last_usable {
-            t.problems.push(Problem::at(
+            t.problems.push(damage_at(
                 entry_off,
                 format!(
                     "partition {number} (LBA {first}..{last}) lies outside the usable area (LBA {}..{})",
@@ -333,19 +334,19 @@ fn check_backup<D: ReadAt + ?Sized>(
     ss: u32,
     primary: &Header,
     last_lba: u64,
-    problems: &mut Vec<Problem>,
+    problems: &mut Vec<Finding>,
 ) -> Result<()> {
     let alt = primary.alternate_lba;
     let off = alt.saturating_mul(u64::from(ss));
     if alt <= primary.lba || alt > last_lba {
-        problems.push(Problem::at(
+        problems.push(damage_at(
             off,
             format!("the backup GPT header's LBA {alt} (from the primary header) is not on the disk (last LBA {last_lba})"),
         ));
         return Ok(());
     }
     if let Err(why) = read_header(dev, ss, alt, last_lba)? {
-        problems.push(Problem::at(
+        problems.push(damage_at(
             off,
             format!("the backup GPT header at LBA {alt} is damaged: {why}"),
         ));

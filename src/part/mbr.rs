@@ -9,7 +9,7 @@
 //! to the next EBR (its start relative to the extended partition). A hostile chain
 //! cannot make us loop or read without bound: every EBR is visited once, at most
 //! [`MAX_LOGICALS`] logicals and [`MAX_EBRS`] EBRs are read, and each limit hit is
-//! reported as a [`Problem`].
+//! reported as a damage [`Finding`](crate::finding::Finding).
 //!
 //! The entries are read at named offsets here rather than through `mbrman`:
 //! `mbrman::MBR::read_from` gives up on the whole table at the first bad EBR (an
@@ -18,7 +18,7 @@
 
 use std::collections::HashSet;
 
-use super::{past_end_problem, Partition, PartitionTable, Problem, Slot, TableKind};
+use super::{damage_at, past_end_problem, Partition, PartitionTable, Slot, TableKind};
 use crate::disk::ReadAt;
 use crate::error::Result;
 use crate::probe::bytes;
@@ -194,14 +194,14 @@ fn read_logicals<D: ReadAt + ?Sized>(
     loop {
         let off = cur * ss;
         if !visited.insert(cur) {
-            t.problems.push(Problem::at(
+            t.problems.push(damage_at(
                 off,
                 format!("the EBR chain loops back to sector {cur} (offset {off:#x}); logical partitions after it are ignored"),
             ));
             return Ok(());
         }
         if visited.len() > MAX_EBRS {
-            t.problems.push(Problem::at(
+            t.problems.push(damage_at(
                 off,
                 format!("the EBR chain has more than {MAX_EBRS} links; stopped at sector {cur}"),
             ));
@@ -209,7 +209,7 @@ fn read_logicals<D: ReadAt + ?Sized>(
         }
         let first = cur == ex_start;
         let Some(sector) = bytes::read_opt(dev, off, 512)? else {
-            t.problems.push(Problem::at(
+            t.problems.push(damage_at(
                 off,
                 format!("the EBR at sector {cur} (offset {off:#x}) is past the end of the disk (size {disk_size:#x})"),
             ));
@@ -218,7 +218,7 @@ fn read_logicals<D: ReadAt + ?Sized>(
         if !bytes::has(&sector, super::BOOT_SIGNATURE_OFFSET, &[0x55, 0xAA]) {
             // An extended partition without logicals need not hold an EBR.
             if !first {
-                t.problems.push(Problem::at(
+                t.problems.push(damage_at(
                     off,
                     format!("the EBR at sector {cur} (offset {off:#x}) has no 0x55AA signature; the chain ends there"),
                 ));
@@ -242,7 +242,7 @@ fn read_logicals<D: ReadAt + ?Sized>(
                 continue;
             }
             if logicals == MAX_LOGICALS {
-                t.problems.push(Problem::at(
+                t.problems.push(damage_at(
                     off,
                     format!("more than {MAX_LOGICALS} logical partitions; the rest are ignored"),
                 ));

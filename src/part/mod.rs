@@ -6,7 +6,7 @@
 //! by slot), the byte window, the type, and the identifiers fstab can name
 //! (`PARTUUID=`, `PARTLABEL=`). Damage is reported, not fatal: a table that points
 //! past the end of the disk or an EBR chain that loops still yields every partition
-//! that could be read, with a [`Problem`] for each damaged part.
+//! that could be read, with a damage [`Finding`] for each damaged part.
 //!
 //! Which table a disk has, and how entries are numbered, follow libblkid (2.38,
 //! as installed) and the kernel; the tests judge against `sfdisk --json` and
@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::disk::ReadAt;
 use crate::error::{Error, Result};
+use crate::finding::Finding;
 use crate::probe::bytes;
 
 mod foreign;
@@ -81,15 +82,6 @@ pub struct Partition {
     pub bootable: bool,
 }
 
-/// A damaged part of a partition table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Problem {
-    /// Byte offset of the damaged structure, when known.
-    pub offset: Option<u64>,
-    /// What is wrong, in words.
-    pub message: String,
-}
-
 /// The result of reading a disk's partition table.
 #[derive(Clone, Debug, Serialize)]
 pub struct PartitionTable {
@@ -101,8 +93,10 @@ pub struct PartitionTable {
     pub sector_size: u32,
     /// The partitions, in number order (the extended container included for MBR).
     pub partitions: Vec<Partition>,
-    /// Damage found while reading; empty for a healthy table.
-    pub problems: Vec<Problem>,
+    /// Damage found while reading (every finding's severity is
+    /// [`Damage`](crate::finding::Severity::Damage), placed in the
+    /// [`PLACE`]); empty for a healthy table.
+    pub problems: Vec<Finding>,
     /// Partition tables found and not read (BSD, Sun, SGI, Atari): on the
     /// whole disk when `kind` is `none`, or BSD labels nested in MBR slices.
     pub foreign: Vec<ForeignTable>,
@@ -114,14 +108,12 @@ pub const SECTOR_SIZES: [u32; 4] = [512, 1024, 2048, 4096];
 /// Offset of the boot signature `0x55 0xAA` in an MBR or EBR sector.
 const BOOT_SIGNATURE_OFFSET: usize = 0x1FE;
 
-impl Problem {
-    /// A problem at a known byte offset.
-    pub fn at(offset: u64, message: impl Into<String>) -> Problem {
-        Problem {
-            offset: Some(offset),
-            message: message.into(),
-        }
-    }
+/// Where the findings of a table are placed.
+pub const PLACE: &str = "partition table";
+
+/// Damage to the table, at byte `offset` of the disk.
+fn damage_at(offset: u64, message: impl Into<String>) -> Finding {
+    Finding::damage(PLACE, message).at(offset)
 }
 
 impl PartitionTable {
@@ -313,17 +305,17 @@ fn past_end_problem(
     size: u64,
     disk_size: u64,
     entry_offset: u64,
-) -> Option<Problem> {
+) -> Option<Finding> {
     let end = start.checked_add(size);
     match end {
         Some(end) if end <= disk_size => None,
-        Some(end) => Some(Problem::at(
+        Some(end) => Some(damage_at(
             entry_offset,
             format!(
                 "partition {number} extends past the end of the disk (ends at {end:#x}, disk is {disk_size:#x})"
             ),
         )),
-        None => Some(Problem::at(
+        None => Some(damage_at(
             entry_offset,
             format!("partition {number}: start {start:#x} + size {size:#x} overflows"),
         )),

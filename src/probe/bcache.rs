@@ -12,7 +12,7 @@
 //! version is `major.minor`.
 
 use super::bytes;
-use super::{FsInfo, FsType, Label};
+use super::{damaged, FsInfo, FsType, Label};
 use crate::bytes::{le16, le32, le64};
 use crate::disk::ReadAt;
 use crate::error::Result;
@@ -102,7 +102,7 @@ pub(super) fn probe_bcachefs<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInf
         info.label = Label::from_raw(bytes::slice(&sb, BCH_LABEL, BCH_LABEL_LEN));
         let version = le16(&sb, BCH_VERSION);
         info.version = Some(format!("{}.{}", version >> 10, version & 0x3ff));
-        info.problem = verify(dev, off, &sb, sb_size)?;
+        info.problem = verify(dev, off, &sb, sb_size)?.and_then(damaged);
         return Ok(Some(info));
     }
     Ok(None)

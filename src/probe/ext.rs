@@ -13,7 +13,7 @@
 //! its UUID also as the `LOGUUID` the filesystems using it name.
 
 use super::bytes;
-use super::{ExtInfo, ExtState, FsInfo, FsType, Label};
+use super::{damaged, ExtInfo, ExtState, FsInfo, FsType, Label};
 use crate::disk::ReadAt;
 use crate::error::Result;
 pub use crate::ext::features::feature_names;
@@ -127,7 +127,7 @@ fn describe(sb: &Superblock, dev_size: u64) -> FsInfo {
         group_count: sb.groups(),
     });
     if !problems.is_empty() {
-        info.problem = Some(format!(
+        info.problem = damaged(format!(
             "ext superblock at byte {SUPERBLOCK_OFFSET:#x}: {}",
             problems.join("; ")
         ));

@@ -665,5 +665,5 @@ fn bcachefs_superblock_written_from_its_format() {
     assert_eq!(info.problem, None);
     let bad = probe(&MemDisk::new(make(false))).expect("probe");
     assert_eq!(bad.fstype, FsType::Bcachefs);
-    assert!(bad.problem.expect("problem").contains("checksum"));
+    assert!(bad.problem.expect("problem").message.contains("checksum"));
 }

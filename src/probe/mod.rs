@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::disk::ReadAt;
 use crate::error::Result;
+use crate::finding::Finding;
 
 mod bcache;
 mod bitlocker;
@@ -236,12 +237,29 @@ pub struct FsInfo {
     #[serde(skip_serializing_if = "Option::is_none", flatten)]
     pub ext: Option<ExtInfo>,
     /// A signature was found but the structure behind it is damaged (or a
-    /// second filesystem signature is also present); says what and where. Always
-    /// in the JSON document, `null` when nothing is wrong.
-    pub problem: Option<String>,
+    /// second filesystem signature is also present): a damage finding saying what
+    /// and where. A probe sees a window, so it places the finding at
+    /// [`PLACE`] without an offset; `inspect` places it on the disk (the
+    /// partition and its first byte). Always in the JSON document, `null` when
+    /// nothing is wrong.
+    pub problem: Option<Finding>,
+}
+
+/// Where a probe places its findings: it sees one window (a partition or a bare
+/// filesystem), not the disk around it.
+pub const PLACE: &str = "filesystem";
+
+/// The damage a probe found, as [`FsInfo::problem`] holds it.
+fn damaged(message: String) -> Option<Finding> {
+    Some(Finding::damage(PLACE, message))
 }
 
 impl FsInfo {
+    /// What [`FsInfo::problem`] says, if anything.
+    pub fn problem_message(&self) -> Option<&str> {
+        self.problem.as_ref().map(|f| f.message.as_str())
+    }
+
     /// A result of type `fstype` with nothing else known yet.
     pub fn new(fstype: FsType) -> FsInfo {
         FsInfo {
@@ -344,10 +362,13 @@ pub fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<FsInfo> {
             "other signatures are also present: {} (blkid -p calls this ambivalent and names no type)",
             names.join(", ")
         );
-        info.problem = Some(match info.problem.take() {
-            Some(p) => format!("{p}; {note}"),
-            None => note,
-        });
+        info.problem = match info.problem.take() {
+            Some(mut p) => {
+                p.message = format!("{}; {note}", p.message);
+                Some(p)
+            }
+            None => damaged(note),
+        };
     }
     Ok(info)
 }

@@ -7,7 +7,7 @@
 //! report NTFS with the damage in [`FsInfo::problem`].
 
 use super::bytes;
-use super::{FsInfo, FsType, Label};
+use super::{damaged, FsInfo, FsType, Label};
 use crate::bytes::{le16, le32, le64};
 use crate::disk::ReadAt;
 use crate::error::Result;
@@ -61,7 +61,7 @@ pub(super) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
             let serial = le64(&bs, NTFS_VOLUME_SERIAL);
             info.uuid = (serial != 0).then(|| format!("{serial:016X}"));
         }
-        Err(why) => info.problem = Some(format!("NTFS boot sector at byte 0: {why}")),
+        Err(why) => info.problem = damaged(format!("NTFS boot sector at byte 0: {why}")),
     }
     Ok(Some(info))
 }

@@ -4,7 +4,7 @@
 //! whose failure is reported in [`FsInfo::problem`].
 
 use super::bytes;
-use super::{FsInfo, FsType, Label};
+use super::{damaged, FsInfo, FsType, Label};
 use crate::bytes::{be16, be32, be64, le16, le32, le64};
 use crate::disk::ReadAt;
 use crate::error::Result;
@@ -48,7 +48,7 @@ pub(super) fn probe_xfs<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
         info.uuid = bytes::uuid_string(&crate::bytes::bytes16(&sb, XFS_SB_UUID));
         info.label = Label::from_raw(bytes::slice(&sb, XFS_SB_FNAME, XFS_SB_FNAME_LEN));
     } else {
-        info.problem = Some(format!(
+        info.problem = damaged(format!(
             "XFS superblock at byte 0: invalid {}",
             bad.join(", ")
         ));
@@ -129,7 +129,7 @@ pub(super) fn probe_btrfs<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>>
     }
     let mut info = FsInfo::new(FsType::Btrfs);
     if le32(&sb, BTRFS_SECTORSIZE) == 0 {
-        info.problem = Some(format!(
+        info.problem = damaged(format!(
             "Btrfs superblock at byte {BTRFS_SUPER_OFFSET:#x}: sector size 0"
         ));
         return Ok(Some(info));
@@ -146,7 +146,7 @@ pub(super) fn probe_btrfs<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>>
             BTRFS_SB_SIZE - BTRFS_CSUM_SIZE,
         ));
         if stored != computed {
-            info.problem = Some(format!(
+            info.problem = damaged(format!(
                 "Btrfs superblock at byte {BTRFS_SUPER_OFFSET:#x}: checksum {stored:#010x}, computed {computed:#010x}"
             ));
         }
@@ -191,7 +191,7 @@ pub(crate) fn probe_lvm2<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> 
         info.version = Some("LVM2 001".into());
         let at = le64(&l, LABEL_SECTOR_XL);
         if at != sector {
-            info.problem = Some(format!(
+            info.problem = damaged(format!(
                 "LVM2 label in sector {sector} says it is in sector {at}"
             ));
             return Ok(Some(info));
@@ -203,7 +203,7 @@ pub(crate) fn probe_lvm2<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> 
             LVM2_LABEL_SIZE - LABEL_OFFSET_XL,
         ));
         if stored != computed {
-            info.problem = Some(format!(
+            info.problem = damaged(format!(
                 "LVM2 label in sector {sector}: checksum {stored:#010x}, computed {computed:#010x}"
             ));
             return Ok(Some(info));
@@ -247,7 +247,7 @@ pub(super) fn probe_luks<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> 
     let version = be16(&h, LUKS_VERSION);
     info.version = Some(version.to_string());
     if version == 2 && be64(&h, LUKS2_HDR_OFFSET) != 0 {
-        info.problem = Some(format!(
+        info.problem = damaged(format!(
             "LUKS2 header at byte 0 says it is at byte {:#x}",
             be64(&h, LUKS2_HDR_OFFSET)
         ));

@@ -11,7 +11,7 @@
 //! name of the signature (`s1suspend`, ...).
 
 use super::bytes;
-use super::{FsInfo, FsType, Label};
+use super::{damaged, FsInfo, FsType, Label};
 use crate::bytes::le32;
 use crate::disk::ReadAt;
 use crate::error::Result;
@@ -89,13 +89,13 @@ pub(super) fn probe<D: ReadAt + ?Sized>(dev: &D) -> Result<Option<FsInfo>> {
     };
     let hv = le32(&h, SWH_VERSION);
     if hv != 1 && hv.swap_bytes() != 1 {
-        info.problem = Some(format!(
+        info.problem = damaged(format!(
             "swap header at byte {HEADER_OFFSET:#x}: version {hv} (expected 1)"
         ));
         return Ok(Some(info));
     }
     if le32(&h, SWH_LAST_PAGE) == 0 {
-        info.problem = Some(format!(
+        info.problem = damaged(format!(
             "swap header at byte {HEADER_OFFSET:#x}: last_page is 0"
         ));
         return Ok(Some(info));

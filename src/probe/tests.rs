@@ -271,7 +271,7 @@ fn damaged_ext_superblocks_are_named_and_reported() {
     let info = assert_like_blkid_unless_it_checks_csums(&img);
     assert_eq!(info.fstype, FsType::Ext4);
     assert!(
-        info.problem.as_deref().unwrap_or("").contains("checksum"),
+        info.problem_message().unwrap_or("").contains("checksum"),
         "{info:?}"
     );
     // Insane block size and zero counts, without metadata_csum.
@@ -280,7 +280,10 @@ fn damaged_ext_superblocks_are_named_and_reported() {
     patch(&img, 1024 + 0x20, &0u32.to_le_bytes());
     let info = probe_file(&img);
     assert_eq!(info.fstype, FsType::Ext3);
-    let why = info.problem.expect("problem");
+    let found = info.problem.expect("problem");
+    assert_eq!(found.severity, crate::finding::Severity::Damage);
+    assert_eq!(found.place, super::PLACE);
+    let why = found.message;
     assert!(why.contains("s_log_block_size 10"), "{why}");
     assert!(why.contains("s_blocks_per_group is 0"), "{why}");
     assert_eq!(info.ext.expect("ext").block_size, 0);
@@ -293,7 +296,7 @@ fn damaged_ext_superblocks_are_named_and_reported() {
         .expect("truncate");
     let info = assert_like_blkid(&img);
     assert!(
-        info.problem.as_deref().unwrap_or("").contains("truncated"),
+        info.problem_message().unwrap_or("").contains("truncated"),
         "{info:?}"
     );
     // A stray magic with blkid's impossible block size is not ext at all.
@@ -321,7 +324,7 @@ fn inode_count_not_matching_the_groups_is_a_problem() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("corrupt"));
     let info = probe_file(&img);
     assert_eq!(info.fstype, FsType::Ext3);
-    let why = info.problem.expect("problem");
+    let why = info.problem.expect("problem").message;
     assert!(
         why.contains(&format!("s_inodes_count {}", count + 1)),
         "{why}"
@@ -556,7 +559,7 @@ fn lvm2_luks_btrfs_xfs_signatures_match_blkid() {
     patch(&img, 0x10000 + 0x12B, b"T");
     let info = assert_like_blkid_unless_it_checks_csums(&img);
     assert_eq!(info.fstype, FsType::Btrfs);
-    assert!(info.problem.as_deref().unwrap_or("").contains("checksum"));
+    assert!(info.problem_message().unwrap_or("").contains("checksum"));
 
     // XFS v4 superblock with the fields blkid checks.
     let img = dir.path().join("xfs.img");
@@ -869,7 +872,7 @@ fn two_signatures_are_reported_like_blkid_refuses_them() {
     );
     let info = probe_file(&img);
     assert_eq!(info.fstype, FsType::Swap);
-    let why = info.problem.expect("problem");
+    let why = info.problem.expect("problem").message;
     assert!(why.contains("also present: ext4"), "{why}");
 }
 

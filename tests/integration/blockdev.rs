@@ -1,7 +1,7 @@
 //! Block devices: `inspect` on a read-only loop device gives what it gives on the
 //! image file, without changing a byte; a 4096-byte-sector device is read with
-//! 4096-byte sectors. Needs root and loop devices (CI has both); elsewhere each test
-//! says it was skipped.
+//! 4096-byte sectors. Needs root and loop devices (CI has both): under `CI=true`
+//! their absence fails the test; elsewhere each test says it was skipped.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -23,10 +23,10 @@ impl Loop {
             .output()
             .ok()?;
         if !out.status.success() {
-            eprintln!(
-                "skipped: cannot attach a loop device: {}",
+            crate::harness::missing(format!(
+                "cannot attach a loop device: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
-            );
+            ));
             return None;
         }
         Some(Loop(PathBuf::from(

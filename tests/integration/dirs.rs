@@ -16,21 +16,11 @@ use domuify::ext::csum::crc32c;
 use domuify::ext::dir::{self, DirBlocks, DirCtx, HashParams};
 use domuify::{Error, ErrorKind, Result};
 
-fn run(cmd: &mut Command) -> (i32, String) {
-    let out = cmd.output().expect("run tool");
-    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-    s.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), s)
-}
+use crate::harness::run_text as run;
 
 fn debugfs(img: &Path, req: &str) -> String {
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(req)
-        .arg(img)
-        .output()
-        .expect("debugfs");
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    let (out, _) = crate::harness::debugfs_raw(&img.display().to_string(), req);
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn fsck_clean(img: &Path) {
@@ -415,12 +405,7 @@ fn move_all(fs: &Fs, from: &str, to: &str) -> usize {
 }
 
 fn debugfs_w(img: &Path, req: &str) {
-    let (rc, out) = run(Command::new("debugfs")
-        .arg("-w")
-        .arg("-R")
-        .arg(req)
-        .arg(img));
-    assert_eq!(rc, 0, "{out}");
+    crate::harness::debugfs_w(img, 0, req);
 }
 
 fn htree_round_trip(bs: usize, csum: bool, hash: Hash) {

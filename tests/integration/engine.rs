@@ -4,159 +4,18 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 
-use domuify::disk::{Access, Disk, Window};
+use domuify::disk::Access;
 use domuify::ext::{Ext, Ino, NewNode, Timestamp, ROOT_INO};
 use domuify::ErrorKind;
 
 pub const OFFSET: u64 = 1 << 20;
 
-pub fn run(cmd: &mut Command) -> (i32, String) {
-    let out = cmd.output().expect("run tool");
-    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-    s.push_str(&String::from_utf8_lossy(&out.stderr));
-    (out.status.code().unwrap_or(-1), s)
-}
+pub use crate::harness::run_text as run;
 
-/// An image with a filesystem at [`OFFSET`].
-pub struct Img {
-    _dir: tempfile::TempDir,
-    pub path: PathBuf,
-    pub fs_bytes: u64,
-}
-
-impl Img {
-    /// `mke2fs ARGS -d TREE` of `mb` MiB at 1 MiB into a new image.
-    pub fn new(args: &[&str], tree: Option<&Path>, mb: u64) -> Img {
-        Self::build(args, tree, mb, false)
-    }
-
-    /// Like [`Img::new`], over an image full of garbage, with lazily
-    /// initialised inode tables: what mke2fs does not write stays garbage.
-    pub fn new_over_garbage(args: &[&str], mb: u64) -> Img {
-        Self::build(args, None, mb, true)
-    }
-
-    fn build(args: &[&str], tree: Option<&Path>, mb: u64, garbage: bool) -> Img {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("disk.img");
-        let fs_bytes = mb << 20;
-        let total = OFFSET + fs_bytes + (1 << 20);
-        if garbage {
-            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-            let chunk: Vec<u8> = (0..(1 << 20) + 13)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect();
-            let mut data = Vec::with_capacity(total as usize);
-            while (data.len() as u64) < total {
-                data.extend_from_slice(&chunk);
-            }
-            data.truncate(total as usize);
-            fs::write(&path, data).unwrap();
-        } else {
-            let f = fs::File::create(&path).unwrap();
-            f.set_len(total).unwrap();
-        }
-        let ext_opts = if garbage {
-            "offset=1048576,lazy_itable_init=1,nodiscard"
-        } else {
-            "offset=1048576"
-        };
-        let mut cmd = Command::new("mke2fs");
-        cmd.args(["-F", "-q", "-E", ext_opts]).args(args);
-        cmd.env("E2FSPROGS_FAKE_TIME", "1700000000");
-        if let Some(t) = tree {
-            cmd.arg("-d").arg(t);
-        }
-        cmd.arg(&path).arg(format!("{}k", fs_bytes >> 10));
-        let (rc, out) = run(&mut cmd);
-        assert_eq!(rc, 0, "mke2fs {args:?}: {out}");
-        Img {
-            _dir: dir,
-            path,
-            fs_bytes,
-        }
-    }
-
-    /// A copy of another image (cheaper than another mke2fs).
-    pub fn copy_of(other: &Img) -> Img {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("disk.img");
-        fs::copy(&other.path, &path).unwrap();
-        Img {
-            _dir: dir,
-            path,
-            fs_bytes: other.fs_bytes,
-        }
-    }
-
-    pub fn spec(&self) -> String {
-        format!("{}?offset={OFFSET}", self.path.display())
-    }
-
-    pub fn window(&self, access: Access) -> Window<Arc<Disk>> {
-        let disk = Arc::new(Disk::open(&self.path, access).unwrap());
-        Window::new(disk, OFFSET, self.fs_bytes).unwrap()
-    }
-
-    pub fn open_rw(&self) -> Ext<Window<Arc<Disk>>> {
-        Ext::open_read_write(self.window(Access::ReadWrite)).unwrap()
-    }
-
-    pub fn fsck(&self) -> (i32, String) {
-        run(Command::new("e2fsck").arg("-fn").arg(self.spec()))
-    }
-
-    pub fn assert_clean(&self, what: &str) {
-        let (rc, out) = self.fsck();
-        assert_eq!(rc, 0, "{what}: e2fsck -fn not clean:\n{out}");
-        // Exit 0 with remarks (e.g. "extent tree could be narrower") is not clean
-        // either: only the pass banners and the summary may appear.
-        let remarks: Vec<&str> = out
-            .lines()
-            .filter(|l| {
-                !(l.starts_with("Pass ")
-                    || l.starts_with("e2fsck ")
-                    || l.contains(" files (")
-                    || l.trim().is_empty())
-            })
-            .collect();
-        assert!(remarks.is_empty(), "{what}: e2fsck -fn remarks:\n{out}");
-    }
-
-    pub fn debugfs(&self, req: &str) -> String {
-        let out = Command::new("debugfs")
-            .arg("-R")
-            .arg(req)
-            .arg(self.spec())
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    pub fn debugfs_w(&self, req: &str) {
-        let (rc, out) = run(Command::new("debugfs")
-            .arg("-w")
-            .arg("-R")
-            .arg(req)
-            .arg(self.spec()));
-        assert_eq!(rc, 0, "debugfs -w {req}: {out}");
-    }
-
-    /// The whole image (compared instead of a sha256: same verdict, and fast in
-    /// debug builds).
-    pub fn sha(&self) -> Vec<u8> {
-        fs::read(&self.path).unwrap()
-    }
-}
+pub use crate::harness::Img;
 
 pub fn node(perm: u16, t: i64) -> NewNode {
     let ts = Timestamp {

@@ -5,45 +5,14 @@
 //! new contents, never a mix.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use domuify::disk::{Access, Disk, ReadAt, Window, WriteAt};
+use domuify::disk::{Access, Disk, Window, WriteAt};
 use domuify::ext::{Ext, Timestamp, ROOT_INO};
-use domuify::{Error, Result};
+use domuify::testing::FaultDev;
+use domuify::Result;
 
 use super::engine::{node, run, Img};
-
-/// A device that fails every write after the first `left` ones.
-struct FailAfter<D> {
-    inner: D,
-    left: AtomicUsize,
-    count: AtomicUsize,
-}
-
-impl<D: ReadAt> ReadAt for FailAfter<D> {
-    fn read_exact_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
-        self.inner.read_exact_at(offset, buf)
-    }
-    fn size(&self) -> u64 {
-        self.inner.size()
-    }
-}
-
-impl<D: WriteAt> WriteAt for FailAfter<D> {
-    fn write_all_at(&self, offset: u64, buf: &[u8]) -> Result<()> {
-        self.count.fetch_add(1, Ordering::SeqCst);
-        let left = self.left.load(Ordering::SeqCst);
-        if left == 0 {
-            return Err(Error::refused("injected failure"));
-        }
-        self.left.store(left - 1, Ordering::SeqCst);
-        self.inner.write_all_at(offset, buf)
-    }
-    fn sync(&self) -> Result<()> {
-        self.inner.sync()
-    }
-}
 
 const OLD: &[u8] = b"/dev/sda1 / ext4 defaults 0 1\n";
 
@@ -85,27 +54,18 @@ fn crash_round(args: &[&str], flush_often: bool) {
     // Count the writes of an uninterrupted run.
     let total = {
         let img = Img::copy_of(&base);
-        let dev = FailAfter {
-            inner: img.window(Access::ReadWrite),
-            left: AtomicUsize::new(usize::MAX),
-            count: AtomicUsize::new(0),
-        };
-        let dev = Arc::new(dev);
+        let dev = Arc::new(FaultDev::counting(img.window(Access::ReadWrite)));
         let mut fs = Ext::open_read_write(dev.clone()).unwrap();
         operations(&mut fs, &new, flush_often).unwrap();
         drop(fs);
         img.assert_clean("uninterrupted");
-        dev.count.load(Ordering::SeqCst)
+        dev.attempts()
     };
     assert!(total > 5, "only {total} writes");
     eprintln!("{args:?}: {total} writes, each interruption point checked");
     for k in 0..total {
         let img = Img::copy_of(&base);
-        let dev = FailAfter {
-            inner: img.window(Access::ReadWrite),
-            left: AtomicUsize::new(k),
-            count: AtomicUsize::new(0),
-        };
+        let dev = FaultDev::new(img.window(Access::ReadWrite), k);
         let mut fs = Ext::open_read_write(dev).unwrap();
         assert!(
             operations(&mut fs, &new, flush_often).is_err(),
@@ -128,7 +88,7 @@ fn crash_round(args: &[&str], flush_often: bool) {
             fstab.len()
         );
         let disk = Arc::new(Disk::open(&img.path, Access::ReadOnly).unwrap());
-        let w = Window::new(disk, super::engine::OFFSET, img.fs_bytes).unwrap();
+        let w = Window::new(disk, super::engine::OFFSET, img.len).unwrap();
         let r = Ext::open_read_only(w).unwrap();
         let keep = r.resolve(b"/etc/keep", true).unwrap();
         let mut buf = vec![0u8; 60_000];

@@ -44,8 +44,8 @@ fn base(kind: usize) -> &'static (Vec<u8>, u64) {
         .map(|args| {
             let img = Img::new(args, Some(t), 4);
             let all = std::fs::read(&img.path).unwrap();
-            let fs = all[OFFSET as usize..(OFFSET + img.fs_bytes) as usize].to_vec();
-            (fs, img.fs_bytes)
+            let fs = all[OFFSET as usize..(OFFSET + img.len) as usize].to_vec();
+            (fs, img.len)
         })
         .collect()
     })[kind]

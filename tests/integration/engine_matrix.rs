@@ -37,7 +37,7 @@ fn disk_size(path: &std::path::Path) -> u64 {
 #[test]
 fn engine_matrix_fixtures() {
     let Some(dir) = matrix_dir() else {
-        eprintln!("fixture matrix not built (scripts/make-fixtures): skipped");
+        crate::harness::missing("the fixture matrix is not built (scripts/make-fixtures)");
         return;
     };
     let manifest = fs::read_to_string(dir.join("manifest.tsv")).unwrap();

@@ -407,7 +407,7 @@ fn engine_refuses_invalid_metadata_pointers_and_bad_blocks_over_metadata() {
         // A block map (of the victim) that claims a block the bitmap calls free.
         let img = Img::copy_of(&base);
         let (bs, _, _) = layout(&img);
-        let free: u64 = img.fs_bytes / bs - 40;
+        let free: u64 = img.len / bs - 40;
         let (_, testb) = run(Command::new("debugfs")
             .args(["-R", &format!("testb {free}")])
             .arg(img.spec()));
@@ -450,7 +450,7 @@ fn engine_refuses_a_corrupt_indirect_block_before_writing() {
             .unwrap();
         // Pointers into the free tail of the filesystem, in range but not the file's.
         let f = fs::OpenOptions::new().write(true).open(&img.path).unwrap();
-        let last = img.fs_bytes / bs;
+        let last = img.len / bs;
         let fake: Vec<u8> = (0..bs / 4)
             .flat_map(|i| u32::try_from(last - 50 + i % 40).unwrap().to_le_bytes())
             .collect();
@@ -525,7 +525,7 @@ fn engine_refuses_an_extent_claiming_free_blocks_before_writing() {
     let t = tree(8);
     let img = Img::new(&["-t", "ext4", "-b", "1024"], Some(t.path()), 16);
     let (bs, _, _) = layout(&img);
-    let free = img.fs_bytes / bs - 40;
+    let free = img.len / bs - 40;
     let (_, testb) = run(Command::new("debugfs")
         .args(["-R", &format!("testb {free} 8")])
         .arg(img.spec()));

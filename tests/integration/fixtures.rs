@@ -44,19 +44,7 @@ pub fn copy(name: &str, tmp: &Path) -> PathBuf {
     dst
 }
 
-/// Run a judge and return its stdout; panics with its stderr when it fails.
-pub fn run(cmd: &str, args: &[&str]) -> String {
-    let out = Command::new(cmd)
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd} {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use crate::harness::run_judge as run;
 
 /// `blkid -p -O OFFSET -o export IMG` as key/value pairs (empty when nothing found).
 pub fn blkid(img: &Path, offset: u64) -> std::collections::BTreeMap<String, String> {

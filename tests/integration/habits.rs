@@ -289,7 +289,7 @@ fn nothing_recognised_is_a_problem() {
         let (code, json, _) = out(Command::new(domuify()).args(["inspect", "--json"]).arg(img));
         assert_eq!(code, 1, "{}", img.display());
         let v: Value = serde_json::from_str(&json).unwrap();
-        let problems = v["problems"].as_array().unwrap();
+        let problems = crate::harness::findings(&v, "damage");
         assert!(
             problems.iter().any(|p| p["message"]
                 .as_str()
@@ -352,10 +352,11 @@ fn batch_json_lines_in_order() {
                 let (alone_code, alone, _) = inspect_many(&["--json"], std::slice::from_ref(img));
                 let alone: Value = serde_json::from_str(&alone).unwrap();
                 assert_eq!(v, alone, "{}", img.display());
-                let damaged = !v["problems"].as_array().unwrap().is_empty();
+                let damaged = !crate::harness::findings(&v, "damage").is_empty();
                 assert_eq!(alone_code, i32::from(damaged), "{}", img.display());
             } else {
-                let p = &v["problems"][0];
+                let p = crate::harness::findings(&v, "damage")[0];
+                assert_eq!(p["where"], "image", "{v}");
                 assert!(
                     p["message"].as_str().unwrap().contains("missing.img"),
                     "{v}"

@@ -8,7 +8,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use domuify::disk::Window;
+use domuify::ext::Ext;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 /// Byte offset of the first partition of the images made here.
 pub const OFF: u64 = 1 << 20;
@@ -18,10 +21,48 @@ pub fn bin() -> assert_cmd::Command {
     assert_cmd::Command::cargo_bin("domuify").expect("domuify binary")
 }
 
-/// Run a tool, panic with its output if it cannot be started.
+/// Run a tool, panic with its output if it cannot be started. Every helper that
+/// runs a program goes through here.
 pub fn run(cmd: &mut Command) -> std::process::Output {
     cmd.output()
         .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+/// Run a tool: its exit code (-1 when killed) and its stdout then stderr.
+pub fn run_text(cmd: &mut Command) -> (i32, String) {
+    let out = run(cmd);
+    let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
+    s.push_str(&String::from_utf8_lossy(&out.stderr));
+    (out.status.code().unwrap_or(-1), s)
+}
+
+/// Run a judge (`debugfs`, `blkid`, ...) with `args` and return its stdout;
+/// panics with its stderr when it fails.
+pub fn run_judge(cmd: &str, args: &[&str]) -> String {
+    let out = run(Command::new(cmd).args(args));
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Is this a CI run (`CI=true`, as `.ci/run` and `scripts/test` set it)?
+pub fn in_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// A prerequisite of a test is missing (a loop device, a fixture, a package):
+/// under `CI=true` the test fails, naming it; elsewhere it is skipped, with the
+/// reason printed. The caller returns after it.
+#[track_caller]
+pub fn missing(what: impl std::fmt::Display) {
+    assert!(
+        !in_ci(),
+        "prerequisite missing (CI=true: a failure, not a skip): {what}"
+    );
+    eprintln!("skipped: {what}");
 }
 
 fn check(cmd: &mut Command) -> std::process::Output {
@@ -103,7 +144,18 @@ pub fn make_image(dir: &Path, name: &str, tree: Option<&Path>, spec: &ImageSpec)
     (img, off)
 }
 
-/// `debugfs -R REQ` output (stdout).
+/// `debugfs -R REQ SPEC`: raw stdout and stderr, whatever the exit code
+/// (debugfs exits 0 on most errors, which it prints on stderr). Every debugfs
+/// helper is built on it or on [`debugfs_w`].
+pub fn debugfs_raw(spec: &str, req: &str) -> (Vec<u8>, String) {
+    let out = run(Command::new("debugfs").arg("-R").arg(req).arg(spec));
+    (
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `debugfs -R REQ` output (stdout); panics when debugfs fails.
 pub fn debugfs(img: &Path, off: u64, req: &str) -> Vec<u8> {
     check(
         Command::new("debugfs")
@@ -133,7 +185,11 @@ pub fn debugfs_w(img: &Path, off: u64, script: &str) {
         .write_all(script.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "debugfs -w failed");
+    assert!(
+        out.status.success(),
+        "debugfs -w failed on {script:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// One entry of `debugfs -R 'ls -p DIR'`.
@@ -212,6 +268,14 @@ pub fn e2fsck_y(img: &Path, off: u64) -> i32 {
 /// and its summary: any remark (a count it would fix, a note) fails, whatever the
 /// exit code.
 pub fn assert_fsck_clean(img: &Path, off: u64) {
+    if let Err(e) = fsck_verdict(img, off) {
+        panic!("{e}");
+    }
+}
+
+/// The one fsck judge: `Ok` when `e2fsck -fn` exits 0 and says nothing but its
+/// banner, its five passes and its summary; else what it said.
+pub fn fsck_verdict(img: &Path, off: u64) -> Result<(), String> {
     let (code, out) = e2fsck_n(img, off);
     let remark = out.lines().find(|l| {
         !(l.is_empty()
@@ -219,10 +283,12 @@ pub fn assert_fsck_clean(img: &Path, off: u64) {
             || l.starts_with("Pass ")
             || l.contains(" files (") && l.ends_with(" blocks"))
     });
-    assert!(
-        code == 0 && remark.is_none(),
+    if code == 0 && remark.is_none() {
+        return Ok(());
+    }
+    Err(format!(
         "e2fsck -fn (exit {code}) remarked {remark:?}:\n{out}"
-    );
+    ))
 }
 
 /// sha256 of a file, hex.
@@ -325,4 +391,178 @@ pub fn copy_image(img: &Path, dir: &Path, name: &str) -> PathBuf {
     let to = dir.join(name);
     fs::copy(img, &to).unwrap();
     to
+}
+
+/// The findings of one severity (`"damage"`, `"warning"`, `"note"`) in an
+/// `inspect --json` document; each is checked to have the four keys of a finding.
+pub fn findings<'a>(doc: &'a serde_json::Value, severity: &str) -> Vec<&'a serde_json::Value> {
+    let all = doc["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no findings[] in {doc:#}"));
+    for f in all {
+        let keys: Vec<&str> = f.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 4, "{f}");
+        for k in ["severity", "where", "offset", "message"] {
+            assert!(keys.contains(&k), "{k} missing: {f}");
+        }
+    }
+    all.iter().filter(|f| f["severity"] == severity).collect()
+}
+
+/// A private image holding an ext filesystem at byte `offset`, `len` bytes long,
+/// with the judges bound to it: made by `mke2fs` ([`Img::new`]), copied from a
+/// matrix fixture ([`Img::matrix`]) or from another image ([`Img::copy_of`]).
+/// Removed with its temporary directory on drop.
+pub struct Img {
+    _dir: tempfile::TempDir,
+    pub path: PathBuf,
+    pub offset: u64,
+    pub len: u64,
+}
+
+impl Img {
+    /// `mke2fs ARGS -d TREE` of `mb` MiB at [`OFF`] into a new image.
+    pub fn new(args: &[&str], tree: Option<&Path>, mb: u64) -> Img {
+        Self::build(args, tree, mb, false)
+    }
+
+    /// Like [`Img::new`], over an image full of garbage, with lazily
+    /// initialised inode tables: what mke2fs does not write stays garbage.
+    pub fn new_over_garbage(args: &[&str], mb: u64) -> Img {
+        Self::build(args, None, mb, true)
+    }
+
+    fn build(args: &[&str], tree: Option<&Path>, mb: u64, garbage: bool) -> Img {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
+        let fs_bytes = mb << 20;
+        let total = OFF + fs_bytes + (1 << 20);
+        if garbage {
+            let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+            let chunk: Vec<u8> = (0..(1 << 20) + 13)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            let mut data = Vec::with_capacity(total as usize);
+            while (data.len() as u64) < total {
+                data.extend_from_slice(&chunk);
+            }
+            data.truncate(total as usize);
+            fs::write(&path, data).unwrap();
+        } else {
+            let f = fs::File::create(&path).unwrap();
+            f.set_len(total).unwrap();
+        }
+        let ext_opts = if garbage {
+            format!("offset={OFF},lazy_itable_init=1,nodiscard")
+        } else {
+            format!("offset={OFF}")
+        };
+        let mut cmd = Command::new("mke2fs");
+        cmd.args(["-F", "-q", "-E", &ext_opts]).args(args);
+        cmd.env("E2FSPROGS_FAKE_TIME", "1700000000");
+        if let Some(t) = tree {
+            cmd.arg("-d").arg(t);
+        }
+        cmd.arg(&path).arg(format!("{}k", fs_bytes >> 10));
+        let (rc, out) = run_text(&mut cmd);
+        assert_eq!(rc, 0, "mke2fs {args:?}: {out}");
+        Img {
+            _dir: dir,
+            path,
+            offset: OFF,
+            len: fs_bytes,
+        }
+    }
+
+    /// A private sparse copy of `matrix/NAME` (offset from the manifest; the
+    /// partition runs to the end).
+    pub fn matrix(name: &str) -> Img {
+        let row = crate::matrix::manifest()
+            .into_iter()
+            .find(|r| r.name == name)
+            .unwrap_or_else(|| panic!("{name} is not in matrix/manifest.tsv"));
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = crate::fixtures::copy(&format!("matrix/{name}"), dir.path());
+        let size = fs::metadata(&path).expect("stat copy").len();
+        Img {
+            _dir: dir,
+            path,
+            offset: row.offset,
+            len: size - row.offset,
+        }
+    }
+
+    /// A copy of another image (cheaper than another mke2fs).
+    pub fn copy_of(other: &Img) -> Img {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("disk.img");
+        fs::copy(&other.path, &path).unwrap();
+        Img {
+            _dir: dir,
+            path,
+            offset: other.offset,
+            len: other.len,
+        }
+    }
+
+    /// `img?offset=N` as e2fsprogs takes it.
+    pub fn spec(&self) -> String {
+        spec(&self.path, self.offset)
+    }
+
+    pub fn window(&self, access: domuify::Access) -> Window<Arc<domuify::Disk>> {
+        let disk = Arc::new(domuify::Disk::open(&self.path, access).expect("open image"));
+        Window::new(disk, self.offset, self.len).expect("window")
+    }
+
+    pub fn open_rw(&self) -> Ext<Window<Arc<domuify::Disk>>> {
+        Ext::open_read_write(self.window(domuify::Access::ReadWrite))
+            .unwrap_or_else(|e| panic!("open_read_write {}: {e}", self.path.display()))
+    }
+
+    /// `e2fsck -fn`: exit code and output.
+    pub fn fsck(&self) -> (i32, String) {
+        e2fsck_n(&self.path, self.offset)
+    }
+
+    /// [`fsck_verdict`] of this image.
+    pub fn fsck_verdict(&self) -> Result<(), String> {
+        fsck_verdict(&self.path, self.offset)
+    }
+
+    pub fn assert_clean(&self, what: &str) {
+        if let Err(e) = self.fsck_verdict() {
+            panic!("{what}: {e}");
+        }
+    }
+
+    /// `debugfs -R REQ`: raw stdout and stderr.
+    pub fn debugfs_raw(&self, req: &str) -> (Vec<u8>, String) {
+        debugfs_raw(&self.spec(), req)
+    }
+
+    /// `debugfs -R REQ`: stdout as text.
+    pub fn debugfs(&self, req: &str) -> String {
+        String::from_utf8_lossy(&self.debugfs_raw(req).0).into_owned()
+    }
+
+    /// `debugfs -w` running `req`; panics when it fails.
+    pub fn debugfs_w(&self, req: &str) {
+        debugfs_w(&self.path, self.offset, req);
+    }
+
+    /// The whole image (compared instead of a sha256: same verdict, and fast in
+    /// debug builds).
+    pub fn sha(&self) -> Vec<u8> {
+        fs::read(&self.path).unwrap()
+    }
+
+    pub fn sha256(&self) -> String {
+        sha256_file(&self.path)
+    }
 }

@@ -80,7 +80,7 @@ fn inspect_reports_a_hibernated_swap_and_what_it_freezes() {
     assert_eq!(h["swap_partition"], 2);
     assert_eq!(h["systems"], serde_json::json!([3, 5]));
     assert_eq!(h["frozen"], serde_json::json!([3, 5]));
-    let w = &v["warnings"][0];
+    let w = crate::harness::findings(&v, "warning")[0];
     assert_eq!(w["severity"], "warning");
     assert_eq!(w["where"], "partition 2");
     let text = bin().arg("inspect").arg(&img).output().expect("run");

@@ -372,7 +372,7 @@ fn damaged_images_are_reported_not_fatal() {
         let (v, code) = inspect_json(&img);
         assert_eq!(code, 1, "{name}: exit code");
         assert!(
-            !v["problems"].as_array().unwrap().is_empty(),
+            !crate::harness::findings(&v, "damage").is_empty(),
             "{name}: no problem reported"
         );
     }
@@ -433,7 +433,7 @@ fn oversized_fstab_is_a_problem_not_a_lost_guest() {
     );
     let (v, code) = inspect_json(&img);
     assert_eq!(code, 1, "{v:#}");
-    let problems = v["problems"].as_array().unwrap();
+    let problems = crate::harness::findings(&v, "damage");
     assert!(
         problems
             .iter()
@@ -458,7 +458,7 @@ fn oversized_fstab_is_a_problem_not_a_lost_guest() {
 
 /// The keys README's "JSON document" table documents, by object: `""` for the top
 /// level, `partitions[]`, `partitions[].filesystem` (with `+ext` for the keys of ext
-/// only), `systems[]`, `systems[].fstab[]`, `systems[].kernels[]`, `problems[]`.
+/// only), `systems[]`, `systems[].fstab[]`, `systems[].kernels[]`, `findings[]`.
 fn documented_keys() -> std::collections::BTreeMap<String, std::collections::BTreeSet<String>> {
     let readme =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
@@ -570,8 +570,19 @@ fn json_keys_are_those_readme_documents() {
                 assert_eq!(set(k), want("systems[].kernels[]"), "{name}: kernel keys");
             }
         }
-        for p in v["problems"].as_array().unwrap() {
-            assert_eq!(set(p), want("problems[]"), "{name}: problem keys");
+        for f in v["findings"].as_array().unwrap() {
+            assert_eq!(set(f), want("findings[]"), "{name}: finding keys");
+        }
+        for p in v["partitions"].as_array().unwrap() {
+            let problem = &p["filesystem"]["problem"];
+            if problem.is_object() {
+                assert_eq!(set(problem), want("findings[]"), "{name}: problem keys");
+                assert_eq!(problem["severity"], "damage", "{name}");
+                assert!(
+                    v["findings"].as_array().unwrap().contains(problem),
+                    "{name}: {problem} is not among the findings"
+                );
+            }
         }
     }
 }
@@ -710,7 +721,7 @@ fn a_truncated_guest_is_still_inspected() {
         )
         .trim()
     );
-    assert!(v["problems"].as_array().unwrap().iter().any(
+    assert!(crate::harness::findings(&v, "damage").iter().any(
         |p| p["where"] == "partition 5" && p["message"].as_str().unwrap().contains("truncated")
     ));
 }
@@ -804,11 +815,12 @@ fn a_superblock_with_millions_of_groups_is_not_read() {
     assert_eq!(code, 0, "{v:#}");
     assert_eq!(v["partitions"][0]["filesystem"]["type"], "ext2");
     assert!(
-        v["notes"]
-            .as_array()
-            .unwrap()
+        crate::harness::findings(&v, "note")
             .iter()
-            .any(|n| n.as_str().unwrap().contains("268435456 block groups")),
+            .any(|n| n["message"]
+                .as_str()
+                .unwrap()
+                .contains("268435456 block groups")),
         "{v:#}"
     );
     let out = Command::cargo_bin("domuify")
@@ -868,11 +880,9 @@ fn inspect_falls_back_where_ext4_view_cannot_read() {
     let img = fixtures::image("matrix/ext4-128inode-csum.img");
     let (v, code) = inspect_json(&img);
     assert_eq!(code, 0, "{v:#}");
-    let notes: Vec<&str> = v["notes"]
-        .as_array()
-        .unwrap()
+    let notes: Vec<&str> = crate::harness::findings(&v, "note")
         .iter()
-        .map(|n| n.as_str().unwrap())
+        .map(|n| n["message"].as_str().unwrap())
         .collect();
     assert!(
         notes
@@ -901,7 +911,7 @@ fn read_only_commands_keep_the_access_time() {
     );
     std::fs::read(&probe).unwrap();
     if std::fs::metadata(&probe).unwrap().atime() < 1_000_000_000 {
-        eprintln!("skipped: this filesystem does not update access times");
+        crate::harness::missing("this filesystem does not update access times");
         return;
     }
     run("touch", &["-a", "-d", "2001-01-01", img.to_str().unwrap()]);
@@ -929,5 +939,42 @@ fn read_only_commands_keep_the_access_time() {
             atime,
             "{args:?} changed the atime"
         );
+    }
+}
+
+/// `inspect` runs over any device: the bytes of a fixture in memory, and the
+/// same bytes under an undo log, give the report the image file gives (named
+/// as an image in memory); an undo log over the file itself keeps its name.
+#[test]
+fn inspect_runs_over_memory_and_undo_devices() {
+    use domuify::disk::{Access, Disk, MemDisk};
+    use domuify::inspect::{inspect, IN_MEMORY};
+    use domuify::undo::UndoDev;
+    use std::sync::Arc;
+    let tmp = tempfile::tempdir().unwrap();
+    for name in ["seed.img", "gpt.img", "truncated.img"] {
+        let path = fixtures::image(name);
+        let file = inspect(Arc::new(Disk::open(&path, Access::ReadOnly).unwrap())).unwrap();
+        let from_file = serde_json::to_value(&file).unwrap();
+        let mut want = from_file.clone();
+        want["image"] = IN_MEMORY.into();
+        let bytes = std::fs::read(&path).unwrap();
+
+        let in_memory = inspect(Arc::new(bytes.clone())).unwrap();
+        assert_eq!(serde_json::to_value(&in_memory).unwrap(), want, "{name}");
+
+        let log = tmp.path().join(format!("{name}.mem.undo"));
+        let undo = UndoDev::create(MemDisk::new(bytes), &log).unwrap();
+        let under_undo = inspect(Arc::new(undo)).unwrap();
+        assert_eq!(serde_json::to_value(&under_undo).unwrap(), want, "{name}");
+
+        let copy = tmp.path().join(name);
+        std::fs::copy(&path, &copy).unwrap();
+        let log = tmp.path().join(format!("{name}.file.undo"));
+        let disk = Disk::open(&copy, Access::ReadWrite).unwrap();
+        let under_undo = inspect(Arc::new(UndoDev::create(disk, &log).unwrap())).unwrap();
+        let mut want = from_file;
+        want["image"] = copy.display().to_string().into();
+        assert_eq!(serde_json::to_value(&under_undo).unwrap(), want, "{name}");
     }
 }

@@ -9,11 +9,10 @@
 //! htree_dump, ex) and ext4-view. Every `refuse` configuration must be refused
 //! with the manifest's reason and the image left byte for byte unchanged.
 //!
-//! The helpers here ([`Scratch`], [`debugfs`], the data generator) are shared
+//! The helpers here ([`Scratch`], the data generator) are shared
 //! with the model test (`model.rs`).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Arc;
 
@@ -54,109 +53,8 @@ pub fn manifest() -> Vec<Row> {
 
 pub type Fs = Ext<Window<Arc<Disk>>>;
 
-/// A private sparse copy of one matrix image, with the judges bound to it.
-pub struct Scratch {
-    _dir: tempfile::TempDir,
-    pub path: PathBuf,
-    pub offset: u64,
-    pub len: u64,
-}
-
-impl Scratch {
-    /// Copy `matrix/NAME` (offset from the manifest; the partition runs to the end).
-    pub fn new(name: &str) -> Scratch {
-        let row = manifest()
-            .into_iter()
-            .find(|r| r.name == name)
-            .unwrap_or_else(|| panic!("{name} is not in matrix/manifest.tsv"));
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = fixtures::copy(&format!("matrix/{name}"), dir.path());
-        let size = std::fs::metadata(&path).expect("stat copy").len();
-        Scratch {
-            _dir: dir,
-            path,
-            offset: row.offset,
-            len: size - row.offset,
-        }
-    }
-
-    pub fn spec(&self) -> String {
-        fixtures::at(&self.path, self.offset)
-    }
-
-    pub fn window(&self, access: Access) -> Window<Arc<Disk>> {
-        let disk = Arc::new(Disk::open(&self.path, access).expect("open image"));
-        Window::new(disk, self.offset, self.len).expect("window")
-    }
-
-    pub fn open_rw(&self) -> Fs {
-        Ext::open_read_write(self.window(Access::ReadWrite))
-            .unwrap_or_else(|e| panic!("open_read_write {}: {e}", self.path.display()))
-    }
-
-    /// `e2fsck -fn`: exit code and output.
-    pub fn fsck(&self) -> (i32, String) {
-        let out = Command::new("e2fsck")
-            .arg("-fn")
-            .arg(self.spec())
-            .output()
-            .expect("e2fsck");
-        let mut s = String::from_utf8_lossy(&out.stdout).into_owned();
-        s.push_str(&String::from_utf8_lossy(&out.stderr));
-        (out.status.code().unwrap_or(-1), s)
-    }
-
-    /// `e2fsck -fn` exit 0 and no remark (only the pass banners and the summary:
-    /// "could be narrower" and the like come with exit 0 too); else its output.
-    pub fn fsck_verdict(&self) -> Result<(), String> {
-        let (rc, out) = self.fsck();
-        let remarks = out.lines().any(|l| {
-            !(l.starts_with("Pass ")
-                || l.starts_with("e2fsck ")
-                || l.contains(" files (")
-                || l.trim().is_empty())
-        });
-        if rc != 0 || remarks {
-            return Err(format!("e2fsck -fn exited {rc}:\n{out}"));
-        }
-        Ok(())
-    }
-
-    pub fn assert_clean(&self, what: &str) {
-        if let Err(e) = self.fsck_verdict() {
-            panic!("{what}: {e}");
-        }
-    }
-
-    /// `debugfs -R REQ`: raw stdout and stderr.
-    pub fn debugfs_raw(&self, req: &str) -> (Vec<u8>, String) {
-        debugfs(&self.spec(), req)
-    }
-
-    /// `debugfs -R REQ`: stdout as text.
-    pub fn debugfs(&self, req: &str) -> String {
-        String::from_utf8_lossy(&self.debugfs_raw(req).0).into_owned()
-    }
-
-    pub fn sha256(&self) -> String {
-        fixtures::sha256(&self.path)
-    }
-}
-
-/// `debugfs -R REQ SPEC`: raw stdout and stderr (debugfs exits 0 on most errors,
-/// which it prints on stderr).
-pub fn debugfs(spec: &str, req: &str) -> (Vec<u8>, String) {
-    let out = Command::new("debugfs")
-        .arg("-R")
-        .arg(req)
-        .arg(spec)
-        .output()
-        .expect("debugfs");
-    (
-        out.stdout,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+/// A private copy of one matrix image, with the judges bound to it.
+pub type Scratch = crate::harness::Img;
 
 /// A `debugfs stat` field such as `Links: 2` (the token after the key).
 pub fn stat_field(stat: &str, key: &str) -> Option<String> {
@@ -593,7 +491,7 @@ fn scenario(name: &str) {
         .find(|r| r.name == name)
         .expect("row");
     eprintln!("{name}: mke2fs {}", row.options);
-    let img = Scratch::new(name);
+    let img = Scratch::matrix(name);
     let view_ok = name != "ext4-128inode-csum.img";
     let pristine = img.sha256();
 
@@ -1616,7 +1514,7 @@ fn refusal(name: &str) {
         .find(|r| r.name == name)
         .expect("row");
     assert_eq!(row.expected, "refuse", "{name}");
-    let img = Scratch::new(name);
+    let img = Scratch::matrix(name);
     let before = img.sha256();
     let (kind, key) = refusal_for(&row.reason);
     let e = match Ext::open_read_write(img.window(Access::ReadWrite)) {
@@ -1677,7 +1575,7 @@ fn matrix_refusals_cover_the_manifest() {
 /// changes; a file that fits exactly the free space (data plus tree) is accepted.
 #[test]
 fn matrix_full_no_space() {
-    let img = Scratch::new("ext4-full.img");
+    let img = Scratch::matrix("ext4-full.img");
     let before = img.sha256();
     let mut fs = img.open_rw();
     let bs = u64::from(fs.block_size());

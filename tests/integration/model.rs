@@ -860,7 +860,7 @@ fn pristine(name: &'static str) -> &'static BTreeMap<String, Seen> {
     let cache = CACHE.get_or_init(Default::default);
     let mut c = cache.lock().unwrap_or_else(|e| e.into_inner());
     c.entry(name).or_insert_with(|| {
-        let img = Scratch::new(name);
+        let img = Scratch::matrix(name);
         let t = reader_tree(&img, name).unwrap_or_else(|e| panic!("pristine {name}: {e}"));
         Box::leak(Box::new(t))
     })
@@ -927,7 +927,7 @@ fn engine_tree(
 /// operation may be refused with NoSpace, and must then change nothing.
 fn run(name: &'static str, top: &str, nospace_ok: bool, ops: &[Op]) -> R {
     let before = pristine(name);
-    let img = Scratch::new(name);
+    let img = Scratch::matrix(name);
     let existed = before.contains_key(top);
     let mut m = if existed {
         Model::from_seen(top, before)

@@ -32,10 +32,7 @@ fn debian_tree() -> Option<&'static Path> {
             }
         }
         let why = String::from_utf8_lossy(&out.stderr).into_owned();
-        if std::env::var("CI").as_deref() == Ok("true") {
-            panic!("scripts/debian-modules failed under CI: {why}");
-        }
-        eprintln!("skipped: Debian's module tree is not available: {why}");
+        crate::harness::missing(format!("Debian's module tree is not available: {why}"));
         None
     })
     .as_deref()

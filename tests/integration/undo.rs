@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use domuify::disk::{Access, Disk, ReadAt, Window, WriteAt};
 use domuify::ext::{Ext, NewNode, Timestamp};
-use domuify::fault::FaultDev;
+use domuify::testing::FaultDev;
 use domuify::undo::{self, UndoDev};
 
 use crate::harness::*;
