@@ -803,7 +803,7 @@ struct Header {
 }
 
 impl Header {
-    fn to_bytes(&self) -> [u8; HEADER_LEN] {
+    fn to_bytes(self) -> [u8; HEADER_LEN] {
         let mut h = [0u8; HEADER_LEN];
         h[..MAGIC.len()].copy_from_slice(MAGIC);
         h[H_VERSION..H_VERSION + 4].copy_from_slice(&VERSION.to_le_bytes());
@@ -1065,7 +1065,7 @@ fn scan_records(
     let mut prev_batch = None;
     let mut piece = vec![0u8; COPY_PIECE];
     // The final record is record number `hdr.records` of a finished log.
-    let of = hdr.records + 1;
+    let of = hdr.records.saturating_add(1);
     let scan = |regions, ending| Scan {
         regions,
         ending,
@@ -1087,47 +1087,48 @@ fn scan_records(
             }
             return Ok(scan(n, Ending::Open));
         }
-        // Read and check record n; `Err(why)` when it is not intact.
+        // Read and check record n: `Ok(Err(why))` when it is not intact; a
+        // failure to read the log is an error of its own, never taken for damage.
         let after = pos + RECORD_HEADER_LEN as u64;
-        let record: std::result::Result<RecordHeader, String> = (|| {
+        let io_err = |e: io::Error| Error::io(format!("undo file {shown}: read at {pos:#x}"), e);
+        let record: Result<std::result::Result<RecordHeader, String>> = (|| {
             if file_len - pos < RECORD_HEADER_LEN as u64 {
-                return Err(format!(
+                return Ok(Err(format!(
                     "header torn ({} of {RECORD_HEADER_LEN} bytes)",
                     file_len - pos
-                ));
+                )));
             }
             let mut h = [0u8; RECORD_HEADER_LEN];
-            reader
-                .read_exact(&mut h)
-                .map_err(|e| format!("read error: {e}"))?;
-            let r = RecordHeader::parse(&h, hdr.log_id).map_err(str::to_string)?;
+            reader.read_exact(&mut h).map_err(io_err)?;
+            let r = match RecordHeader::parse(&h, hdr.log_id) {
+                Ok(r) => r,
+                Err(why) => return Ok(Err(why.to_string())),
+            };
             if let Some(why) = r.check(hdr, n, prev_batch) {
-                return Err(why);
+                return Ok(Err(why));
             }
             let payload_len = r.payload_len();
             if file_len - after < payload_len {
-                return Err(format!(
+                return Ok(Err(format!(
                     "payload torn ({} of {payload_len} bytes)",
                     file_len - after
-                ));
+                )));
             }
             let mut sum = 0u32;
             let mut left = payload_len;
             while left > 0 {
                 // OK to cast: bounded by COPY_PIECE.
                 let k = left.min(COPY_PIECE as u64) as usize;
-                reader
-                    .read_exact(&mut piece[..k])
-                    .map_err(|e| format!("read error: {e}"))?;
+                reader.read_exact(&mut piece[..k]).map_err(io_err)?;
                 sum = crc32c::crc32c_append(sum, &piece[..k]);
                 left -= k as u64;
             }
             if sum != r.payload_crc {
-                return Err("payload checksum mismatch".into());
+                return Ok(Err("payload checksum mismatch".into()));
             }
-            Ok(r)
+            Ok(Ok(r))
         })();
-        let r = match record {
+        let r = match record? {
             Ok(r) => r,
             Err(why) => {
                 let what = format!("record {n} at {pos:#x}: {why}");
