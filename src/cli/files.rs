@@ -425,12 +425,12 @@ pub fn undo(a: UndoArgs) -> anyhow::Result<()> {
         if rep.complete {
             ""
         } else {
-            "; the log had no complete record (the command was interrupted)"
+            "; the log has no final record: the command was interrupted, and every region it may have written is restored"
         }
     );
     if let Some(why) = rep.tail_reason {
         eprintln!(
-            "domuify: ignored the last {} bytes of {}: {why} (an append cut by the interruption; its write never reached the image)",
+            "domuify: ignored the last {} bytes of {}: {why} (the last append, torn by the interruption; its write never reached the image)",
             rep.ignored_tail,
             a.undo_file.display()
         );

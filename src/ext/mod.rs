@@ -815,9 +815,11 @@ impl<D: WriteAt> Ext<D> {
         std::mem::take(&mut self.findings)
     }
 
-    /// Remove a name and, for a directory, everything below it. A directory
-    /// met twice (a directory hard link, a loop) is not descended into again:
-    /// see [`Ext::take_findings`].
+    /// Remove a name and, for a directory, everything below it. The whole tree
+    /// is read and checked first (every directory, and the block map of every
+    /// inode to free), so that damage anywhere is refused before the first
+    /// change. A directory met twice (a directory hard link, a loop) is not
+    /// descended into again: see [`Ext::take_findings`].
     pub fn remove_tree(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
         let r = self.do_remove_tree(parent, name);
         self.settle(r)

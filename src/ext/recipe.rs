@@ -3,7 +3,7 @@
 //! NoSpace), allocate, build the inode, write data, link into the parent. All
 //! changes except file data stay in memory until [`Ext::flush`].
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 
 use super::inode::{self, Inode, Time, S_IFDIR, S_IFLNK, S_IFREG};
@@ -600,6 +600,71 @@ impl<D: WriteAt> Ext<D> {
         self.parent_link_dec(parent, now)
     }
 
+    /// The check pass of [`Ext::remove_tree`]: walk the tree of directory `top`
+    /// (named `name` in `parent`) as the removal will, descending where it will
+    /// (each directory once, only where its `..` names the directory holding it),
+    /// and read and check everything the removal reads or frees: every directory's
+    /// blocks and entries, every entry's inode, and the block map (extent tree or
+    /// indirect blocks) and xattr block of every inode it will free, each block
+    /// in use and no metadata. A file with more links than the tree holds is
+    /// only unlinked, so its map is not needed. Nothing is changed.
+    fn check_tree_removable(&mut self, top: Ino, parent: Ino, name: &[u8]) -> Result<()> {
+        let mut seen = HashSet::new();
+        // Files with several links: the names of each met in the tree.
+        let mut names_met: HashMap<Ino, u32> = HashMap::new();
+        let mut stack: Vec<(Ino, Vec<Ino>)> = Vec::new();
+        let mut open = Some(top);
+        loop {
+            if let Some(dir) = open.take() {
+                if dir == parent || dir == super::ROOT_INO || !seen.insert(dir) {
+                    return Err(Error::corrupt(format!(
+                        "directory inode {dir} appears twice under {}",
+                        String::from_utf8_lossy(name)
+                    )));
+                }
+                let inode = self.read_inode(dir)?;
+                self.check_freeable(&inode)?;
+                let mut subdirs = Vec::new();
+                for e in self.dir_raw_entries(dir)? {
+                    let child = self.read_inode(e.ino)?;
+                    if child.is_dir() {
+                        subdirs.push(e.ino);
+                    } else if child.links() <= 1 {
+                        self.check_freeable(&child)?;
+                    } else {
+                        *names_met.entry(e.ino).or_default() += 1;
+                    }
+                }
+                stack.push((dir, subdirs));
+            }
+            let Some((dir, subdirs)) = stack.last_mut() else {
+                break;
+            };
+            let dir = *dir;
+            match subdirs.pop() {
+                Some(ino) => {
+                    if !seen.contains(&ino)
+                        && ino != parent
+                        && ino != super::ROOT_INO
+                        && self.lookup(ino, b"..")? == Some(dir)
+                    {
+                        open = Some(ino);
+                    }
+                }
+                None => {
+                    stack.pop();
+                }
+            }
+        }
+        for (ino, met) in names_met {
+            let inode = self.read_inode(ino)?;
+            if u32::from(inode.links()) <= met {
+                self.check_freeable(&inode)?;
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn do_remove_tree(&mut self, parent: Ino, name: &[u8]) -> Result<()> {
         if !self.writable {
             return Err(Error::refused("the filesystem is open read-only"));
@@ -608,6 +673,9 @@ impl<D: WriteAt> Ext<D> {
         if !child.is_dir() {
             return self.do_unlink(parent, name);
         }
+        // Plan before apply: damage anywhere in the tree is refused before the
+        // first change (the removal below may flush between directories).
+        self.check_tree_removable(child.ino, parent, name)?;
         // Post-order, one directory at a time: when a directory's subdirectories
         // are gone, drop its other names' links, free it and take its name out
         // of its parent. Each such step leaves a consistent filesystem, so the

@@ -156,7 +156,9 @@ impl Writer {
     }
 
     /// Flush every open filesystem (data, inodes, directories, bitmaps, group
-    /// descriptors, superblock, in that order), then mark the undo log complete.
+    /// descriptors, superblock, in that order), then, with every write durable,
+    /// append the undo log's final record and mark its header finished (see
+    /// [`UndoDev::complete`]).
     pub fn commit(mut self) -> Result<()> {
         let mut open = std::mem::take(&mut self.open);
         for (_, ext) in open.iter_mut() {
