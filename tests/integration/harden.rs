@@ -582,7 +582,7 @@ fn rm_r_of_a_tree_with_a_damaged_block_map_writes_nothing() {
 fn remove_tree_checks_the_whole_tree_before_its_first_write() {
     use domuify::disk::{Access, Disk, ReadAt, Window, WriteAt};
     use domuify::ext::Ext;
-    use domuify::fault::FaultDev;
+    use domuify::testing::FaultDev;
     use std::sync::Arc;
 
     let t = tempfile::tempdir().unwrap();
