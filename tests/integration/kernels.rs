@@ -342,6 +342,7 @@ fn newc_archives_with_every_compressor_and_an_early_microcode_prefix() {
         "bzip2",
         "gzip",
         "lzma",
+        "lzop",
     ] {
         if run(Command::new("sh")
             .arg("-c")
@@ -394,6 +395,7 @@ fn newc_archives_with_every_compressor_and_an_early_microcode_prefix() {
         ("lzma", Some(&["lzma", "-c"])),
         ("lz4", Some(&["lz4", "-c", "-l"])),
         ("zstd", Some(&["zstd", "-q", "-c", "-T0"])),
+        ("lzo", Some(&["lzop", "-c"])),
     ];
     for (name, cmd) in compressors {
         for with_early in [false, true] {
@@ -418,6 +420,80 @@ fn newc_archives_with_every_compressor_and_an_early_microcode_prefix() {
             assert_eq!(comps, want, "{name} early={with_early}");
         }
     }
+}
+
+/// Debian's kernel with its xz payload recompressed by `lzop` (what
+/// `CONFIG_KERNEL_LZO` builds): the payload is decoded, and says what the xz
+/// one says (the Xen facts read from inside the image, no config file).
+#[test]
+fn a_bzimage_with_an_lzo_payload_reads_as_the_xz_one() {
+    let Some(d) = debian() else { return };
+    for tool in ["xz", "lzop"] {
+        if run(Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}")))
+        .status
+        .code()
+            != Some(0)
+        {
+            missing(tool);
+            return;
+        }
+    }
+    let t = tempfile::tempdir().unwrap();
+    let v = version(&d);
+    let img = fs::read(d.join(format!("vmlinuz-{v}"))).unwrap();
+    let u32_at = |at: usize| u32::from_le_bytes(img[at..at + 4].try_into().unwrap()) as usize;
+    // The boot protocol's setup header: setup_sects, payload_offset, payload_length.
+    let setup_sects = match img[0x1f1] {
+        0 => 4,
+        n => usize::from(n),
+    };
+    let off = (setup_sects + 1) * 512 + u32_at(0x248);
+    let len = u32_at(0x24c);
+    let xz = t.path().join("payload.xz");
+    fs::write(&xz, &img[off..off + len]).unwrap();
+    let out = run(Command::new("sh")
+        .arg("-c")
+        .arg("xz -dc --single-stream payload.xz | lzop -c")
+        .current_dir(t.path()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lzo = out.stdout;
+    // The build appends the decompressed size; payload_length counts it.
+    lzo.extend(&img[off + len - 4..off + len]);
+    let mut made = img[..off].to_vec();
+    made[0x24c..0x250].copy_from_slice(&(lzo.len() as u32).to_le_bytes());
+    made.extend(&lzo);
+    let judge = |name: &str, bytes: &[u8]| {
+        let k = t.path().join(name).join(format!("vmlinuz-{v}"));
+        fs::create_dir_all(k.parent().unwrap()).unwrap();
+        fs::write(&k, bytes).unwrap();
+        let (code, j) = kernels_json(&["--kernel".as_ref(), k.as_os_str()]);
+        (code, j["kernels"][0].clone())
+    };
+    let (code_xz, xz) = judge("xz", &img);
+    let (code, k) = judge("lzo", &made);
+    assert_eq!(xz["compression"], "xz");
+    assert_eq!(k["compression"], "lzo", "{k:#}");
+    assert_eq!(code, code_xz, "{k:#}");
+    assert_eq!(k["config_source"], xz["config_source"], "{k:#}");
+    assert_ne!(k["config_source"], "none", "{k:#}");
+    assert_eq!(k["verdict"], xz["verdict"], "{k:#}");
+    assert!(
+        !k["reasons"].to_string().contains("cannot decompress"),
+        "{k:#}"
+    );
+
+    // Cut inside the lzo data: a clear reason, no panic.
+    let mut cut = made[..off + lzo.len() / 2].to_vec();
+    cut[0x24c..0x250].copy_from_slice(&((lzo.len() / 2) as u32).to_le_bytes());
+    let (code, k) = judge("cut", &cut);
+    assert_eq!(code, 1, "{k:#}");
+    assert!(k["reasons"].to_string().contains("lzo data"), "{k:#}");
 }
 
 /// A disk with a separate /boot (partition 1) and root (partition 2) whose
