@@ -422,6 +422,81 @@ fn newc_archives_with_every_compressor_and_an_early_microcode_prefix() {
     }
 }
 
+/// `--modules DIR` finds the block front-end wherever the tree has it: named
+/// by `modules.dep` outside kernel/drivers/block, built in by
+/// `modules.builtin`, or (no index) found by the walk; absent, it is said.
+#[test]
+fn modules_finds_blkfront_anywhere_in_the_tree() {
+    let Some(d) = debian() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let v = version(&d);
+    let kernel = d.join(format!("vmlinuz-{v}"));
+    // (name, files with their text, whether blkfront is there)
+    type Tree<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+    let trees: &[Tree] = &[
+        (
+            "dkms",
+            &[
+                (
+                    "modules.dep",
+                    "kernel/fs/ext4/ext4.ko:
+updates/dkms/xen-blkfront.ko.xz:
+",
+                ),
+                ("updates/dkms/xen-blkfront.ko.xz", "m"),
+            ],
+            true,
+        ),
+        (
+            "builtin",
+            &[
+                (
+                    "modules.dep",
+                    "kernel/fs/ext4/ext4.ko:
+",
+                ),
+                (
+                    "modules.builtin",
+                    "kernel/drivers/block/xen-blkfront.ko
+",
+                ),
+            ],
+            true,
+        ),
+        ("walk", &[("extra/xen-blkfront.ko", "m")], true),
+        (
+            "absent",
+            &[
+                (
+                    "modules.dep",
+                    "kernel/fs/ext4/ext4.ko:
+",
+                ),
+                ("kernel/fs/ext4/ext4.ko", "m"),
+            ],
+            false,
+        ),
+    ];
+    for (name, files, found) in trees {
+        let tree = t.path().join(name).join(&v);
+        for (p, text) in *files {
+            let p = tree.join(p);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        let (code, j) = kernels_json(&[
+            "--kernel".as_ref(),
+            kernel.as_os_str(),
+            "--modules".as_ref(),
+            tree.as_os_str(),
+        ]);
+        let k = &j["kernels"][0];
+        assert_eq!(code, 0, "{name}: {k:#}");
+        let said = k["reasons"].to_string().contains("not in the module tree");
+        assert_eq!(said, !found, "{name}: {k:#}");
+    }
+}
+
 /// Debian's kernel with its xz payload recompressed by `lzop` (what
 /// `CONFIG_KERNEL_LZO` builds): the payload is decoded, and says what the xz
 /// one says (the Xen facts read from inside the image, no config file).
