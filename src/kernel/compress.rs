@@ -217,6 +217,20 @@ impl<B: BufRead> Decoder<B> {
     pub fn decoded(&self) -> u64 {
         self.out
     }
+
+    /// A decoder's end-of-input error ("incomplete frame", "unexpected end of
+    /// file") said as what it is: the data was cut.
+    fn truncated(&self, e: io::Error) -> io::Error {
+        if e.kind() == io::ErrorKind::UnexpectedEof && !e.get_ref().is_some_and(|i| i.is::<Error>())
+        {
+            io::Error::from(Error::corrupt(format!(
+                "truncated: the {} data ends before its stream does ({e})",
+                self.kind.name()
+            )))
+        } else {
+            e
+        }
+    }
 }
 
 impl<B: BufRead> Read for Decoder<B> {
@@ -225,7 +239,7 @@ impl<B: BufRead> Read for Decoder<B> {
             let Some(cur) = self.cur.as_mut() else {
                 return Ok(0);
             };
-            let n = cur.read(buf)?;
+            let n = cur.read(buf).map_err(|e| self.truncated(e))?;
             if n > 0 || buf.is_empty() {
                 self.out += n as u64;
                 if self.out > self.limit {
@@ -575,6 +589,33 @@ mod tests {
             .unwrap();
         assert_eq!(out, "hello world");
         assert_eq!(r, b"070701rest");
+    }
+
+    #[test]
+    fn a_cut_stream_is_said_truncated_by_every_decoder() {
+        let text: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect();
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&text).unwrap();
+        let mut bz = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        bz.write_all(&text).unwrap();
+        let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+        xz.write_all(&text).unwrap();
+        let streams = [
+            (Compression::Gzip, gz.finish().unwrap()),
+            (Compression::Bzip2, bz.finish().unwrap()),
+            (Compression::Xz, xz.finish().unwrap()),
+            (Compression::Zstd, zstd::encode_all(&text[..], 3).unwrap()),
+        ];
+        for (kind, packed) in streams {
+            let cut = &packed[..packed.len() / 2];
+            let mut d = Decoder::new(kind, cut, 1 << 30).unwrap();
+            let e = io::copy(&mut d, &mut io::sink()).unwrap_err();
+            let e = crate::guest::reader::from_io(e, "test");
+            assert_eq!(e.kind(), crate::ErrorKind::Corrupt, "{kind:?}: {e}");
+            assert!(e.to_string().contains("truncated"), "{kind:?}: {e}");
+        }
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -261,14 +262,55 @@ fn debian_kernel_negatives() {
         *x ^= 0xa5;
     }
     fs::write(&bad, &b).unwrap();
-    for f in [&cut, &bad] {
-        let (code, k) = judge(&[&cfg, f]);
+    // A bomb: a cpio entry of 4 GiB - 1 bytes, then more zeros, in zstd frames
+    // of 64 MiB each: past the 4 GiB cap, refused.
+    let bomb = t.path().join("bomb.img");
+    let mut b = zstd::encode_all(
+        format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}big\0\0\0",
+            1, 0o100_644, 0, 0, 1, 0, u32::MAX, 0, 0, 0, 0, 4, 0
+        )
+        .as_bytes(),
+        3,
+    )
+    .unwrap();
+    let mut zeros = Vec::new();
+    zstd::stream::copy_encode(std::io::repeat(0).take(64 << 20), &mut zeros, 3).unwrap();
+    for _ in 0..65 {
+        b.extend(&zeros);
+    }
+    fs::write(&bomb, &b).unwrap();
+    // Each within 64 MiB of address space (a stricter bound than the RSS).
+    let limited = |initrd: &Path| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v 65536 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_domuify"))
+            .args(["kernels", "--json", "--kernel"])
+            .arg(&kernel)
+            .arg("--kernel-config")
+            .arg(&cfg)
+            .arg("--initrd")
+            .arg(initrd)
+            .output()
+            .unwrap();
+        let j: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code().unwrap_or(-1), j["kernels"][0].clone())
+    };
+    for (f, why) in [
+        (&cut, "truncated"),
+        (&bad, "zstd segment at offset 0x0"),
+        (&bomb, "decompression bomb"),
+    ] {
+        let (code, k) = limited(f);
         assert_eq!(code, 1, "{k:#}");
         assert_eq!(k["verdict"], serde_json::json!(["not-ready"]));
         assert!(
             reasons(&k).contains("initramfs cannot be unpacked"),
             "{k:#}"
         );
+        assert!(reasons(&k).contains(why), "{why}: {k:#}");
         assert!(k["min_memory_mib"].is_null());
     }
 
