@@ -618,6 +618,63 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(96))]
+        /// Bytes changed anywhere in a stream of any compression, and the
+        /// stream cut anywhere: some bytes or an error, never a panic, never
+        /// more than the limit.
+        #[test]
+        fn damaged_streams_never_panic(
+            which in 0usize..6,
+            flips in proptest::collection::vec((0.0f64..1.0, proptest::num::u8::ANY), 1..8),
+            keep in 0.0f64..=1.0,
+        ) {
+            let text: Vec<u8> = (0..20_000u32).flat_map(|i| (i % 97).to_le_bytes()).collect();
+            let (kind, mut data) = match which {
+                0 => {
+                    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    e.write_all(&text).unwrap();
+                    (Compression::Gzip, e.finish().unwrap())
+                }
+                1 => (Compression::Zstd, zstd::encode_all(&text[..], 3).unwrap()),
+                2 => {
+                    let mut e = xz2::write::XzEncoder::new(Vec::new(), 1);
+                    e.write_all(&text).unwrap();
+                    (Compression::Xz, e.finish().unwrap())
+                }
+                3 => {
+                    let mut v = LZ4_LEGACY_MAGIC.to_le_bytes().to_vec();
+                    let c = lz4_flex::block::compress(&text);
+                    v.extend((c.len() as u32).to_le_bytes());
+                    v.extend(c);
+                    (Compression::Lz4, v)
+                }
+                4 => {
+                    let mut e = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+                    e.write_all(&text).unwrap();
+                    (Compression::Bzip2, e.finish().unwrap())
+                }
+                _ => (Compression::Lzo, lzop(&[(12, &ABCD_X3), (5, b"hello"), (12, &ABCD_X3)])),
+            };
+            for (at, b) in flips {
+                let i = ((data.len() - 1) as f64 * at) as usize;
+                data[i] = b;
+            }
+            data.truncate((data.len() as f64 * keep) as usize);
+            let limit = 1 << 20;
+            let mut d = Decoder::new(kind, &data[..], limit).unwrap();
+            let mut out = 0u64;
+            let mut buf = vec![0u8; 64 << 10];
+            loop {
+                match d.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => out += n as u64,
+                }
+            }
+            proptest::prop_assert!(out <= limit);
+        }
+    }
+
     #[test]
     fn a_bomb_is_cut_at_the_limit() {
         let zeros = vec![0u8; 4 << 20];
