@@ -15,10 +15,11 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::modtree::{find_blkfront, Blkfront, HostDir};
 use super::{judge, read_bounded, Depth, KernelFiles, KernelReport, MAX_CONFIG};
 use crate::disk::Disk;
 use crate::error::{Error, ErrorKind, Result};
-use crate::guest::reader::{from_io, GuestFs, GuestRead};
+use crate::guest::reader::{from_io, GuestRead};
 use crate::guest::{Guest, Kernel};
 use crate::inspect::{self, Report};
 
@@ -173,15 +174,8 @@ impl GuestFiles {
             None => None,
         };
         let tree = format!("/lib/modules/{}", k.version);
-        let module_tree = match self.root.list_dir(&tree) {
-            Ok(Some(_)) => {
-                let block = format!("{tree}/kernel/drivers/block");
-                let found = self.root.list_dir(&block).ok().flatten().is_some_and(|l| {
-                    l.iter()
-                        .any(|(n, _)| super::initramfs::is_blkfront(n.as_bytes()))
-                });
-                Some((tree, found))
-            }
+        let module_tree = match find_blkfront(&*self.root, &tree) {
+            Ok(Some(b)) => Some((tree, b != Blkfront::Absent)),
             _ => None,
         };
         Ok(KernelFiles {
@@ -310,10 +304,8 @@ pub fn judge_host(h: &HostKernel, depth: Depth) -> Result<KernelReport> {
         None => None,
     };
     let module_tree = h.modules.as_ref().map(|m| {
-        let found = fs::read_dir(m.join("kernel/drivers/block")).is_ok_and(|d| {
-            d.flatten()
-                .any(|e| super::initramfs::is_blkfront(e.file_name().as_encoded_bytes()))
-        });
+        let found = find_blkfront(&HostDir(m.clone()), "/")
+            .is_ok_and(|b| b.is_some_and(|b| b != Blkfront::Absent));
         (m.display().to_string(), found)
     });
     Ok(judge(

@@ -9,6 +9,7 @@
 //! - [`compress`]: the compressions and their bounded streaming decoders;
 //! - [`initramfs`]: the cpio stream over concatenated segments;
 //! - [`memory`]: the least memory a domU needs to unpack the initramfs;
+//! - [`modtree`]: where the block front-end is in a module tree;
 //! - this module: the verdict from all of them ([`judge`]);
 //! - [`guest`]: finding a guest's kernels, their files, and extracting them.
 
@@ -18,6 +19,7 @@ pub mod image;
 pub mod initramfs;
 pub mod kconfig;
 pub mod memory;
+pub mod modtree;
 
 use std::io::Read;
 
@@ -67,8 +69,9 @@ pub struct KernelFiles<'a> {
     pub config: Option<(String, Vec<u8>)>,
     /// The initramfs: its path as shown and a stream of it, when there is one.
     pub initrd: Option<(String, Box<dyn ReadSeek + 'a>)>,
-    /// The module tree: where it was looked for and whether `xen-blkfront.ko*`
-    /// is in it; `None` when there is no tree to look at.
+    /// The module tree: where it was looked for and whether it has the block
+    /// front-end, as a module anywhere in it or built in
+    /// ([`modtree::find_blkfront`]); `None` when there is no tree to look at.
     pub module_tree: Option<(String, bool)>,
 }
 

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -257,14 +258,55 @@ fn debian_kernel_negatives() {
         *x ^= 0xa5;
     }
     fs::write(&bad, &b).unwrap();
-    for f in [&cut, &bad] {
-        let (code, k) = judge(&[&cfg, f]);
+    // A bomb: a cpio entry of 4 GiB - 1 bytes, then more zeros, in zstd frames
+    // of 64 MiB each: past the 4 GiB cap, refused.
+    let bomb = t.path().join("bomb.img");
+    let mut b = zstd::encode_all(
+        format!(
+            "070701{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}big\0\0\0",
+            1, 0o100_644, 0, 0, 1, 0, u32::MAX, 0, 0, 0, 0, 4, 0
+        )
+        .as_bytes(),
+        3,
+    )
+    .unwrap();
+    let mut zeros = Vec::new();
+    zstd::stream::copy_encode(std::io::repeat(0).take(64 << 20), &mut zeros, 3).unwrap();
+    for _ in 0..65 {
+        b.extend(&zeros);
+    }
+    fs::write(&bomb, &b).unwrap();
+    // Each within 64 MiB of address space (a stricter bound than the RSS).
+    let limited = |initrd: &Path| {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v 65536 && exec \"$0\" \"$@\"")
+            .arg(env!("CARGO_BIN_EXE_domuify"))
+            .args(["kernels", "--json", "--kernel"])
+            .arg(&kernel)
+            .arg("--kernel-config")
+            .arg(&cfg)
+            .arg("--initrd")
+            .arg(initrd)
+            .output()
+            .unwrap();
+        let j: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stderr)));
+        (out.status.code().unwrap_or(-1), j["kernels"][0].clone())
+    };
+    for (f, why) in [
+        (&cut, "truncated"),
+        (&bad, "zstd segment at offset 0x0"),
+        (&bomb, "decompression bomb"),
+    ] {
+        let (code, k) = limited(f);
         assert_eq!(code, 1, "{k:#}");
         assert_eq!(k["verdict"], serde_json::json!(["not-ready"]));
         assert!(
             reasons(&k).contains("initramfs cannot be unpacked"),
             "{k:#}"
         );
+        assert!(reasons(&k).contains(why), "{why}: {k:#}");
         assert!(k["min_memory_mib"].is_null());
     }
 
@@ -338,6 +380,7 @@ fn newc_archives_with_every_compressor_and_an_early_microcode_prefix() {
         "bzip2",
         "gzip",
         "lzma",
+        "lzop",
     ] {
         if run(Command::new("sh")
             .arg("-c")
@@ -390,6 +433,7 @@ fn newc_archives_with_every_compressor_and_an_early_microcode_prefix() {
         ("lzma", Some(&["lzma", "-c"])),
         ("lz4", Some(&["lz4", "-c", "-l"])),
         ("zstd", Some(&["zstd", "-q", "-c", "-T0"])),
+        ("lzo", Some(&["lzop", "-c"])),
     ];
     for (name, cmd) in compressors {
         for with_early in [false, true] {
@@ -414,6 +458,155 @@ fn newc_archives_with_every_compressor_and_an_early_microcode_prefix() {
             assert_eq!(comps, want, "{name} early={with_early}");
         }
     }
+}
+
+/// `--modules DIR` finds the block front-end wherever the tree has it: named
+/// by `modules.dep` outside kernel/drivers/block, built in by
+/// `modules.builtin`, or (no index) found by the walk; absent, it is said.
+#[test]
+fn modules_finds_blkfront_anywhere_in_the_tree() {
+    let Some(d) = debian() else { return };
+    let t = tempfile::tempdir().unwrap();
+    let v = version(&d);
+    let kernel = d.join(format!("vmlinuz-{v}"));
+    // (name, files with their text, whether blkfront is there)
+    type Tree<'a> = (&'a str, &'a [(&'a str, &'a str)], bool);
+    let trees: &[Tree] = &[
+        (
+            "dkms",
+            &[
+                (
+                    "modules.dep",
+                    "kernel/fs/ext4/ext4.ko:
+updates/dkms/xen-blkfront.ko.xz:
+",
+                ),
+                ("updates/dkms/xen-blkfront.ko.xz", "m"),
+            ],
+            true,
+        ),
+        (
+            "builtin",
+            &[
+                (
+                    "modules.dep",
+                    "kernel/fs/ext4/ext4.ko:
+",
+                ),
+                (
+                    "modules.builtin",
+                    "kernel/drivers/block/xen-blkfront.ko
+",
+                ),
+            ],
+            true,
+        ),
+        ("walk", &[("extra/xen-blkfront.ko", "m")], true),
+        (
+            "absent",
+            &[
+                (
+                    "modules.dep",
+                    "kernel/fs/ext4/ext4.ko:
+",
+                ),
+                ("kernel/fs/ext4/ext4.ko", "m"),
+            ],
+            false,
+        ),
+    ];
+    for (name, files, found) in trees {
+        let tree = t.path().join(name).join(&v);
+        for (p, text) in *files {
+            let p = tree.join(p);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        let (code, j) = kernels_json(&[
+            "--kernel".as_ref(),
+            kernel.as_os_str(),
+            "--modules".as_ref(),
+            tree.as_os_str(),
+        ]);
+        let k = &j["kernels"][0];
+        assert_eq!(code, 0, "{name}: {k:#}");
+        let said = k["reasons"].to_string().contains("not in the module tree");
+        assert_eq!(said, !found, "{name}: {k:#}");
+    }
+}
+
+/// Debian's kernel with its xz payload recompressed by `lzop` (what
+/// `CONFIG_KERNEL_LZO` builds): the payload is decoded, and says what the xz
+/// one says (the Xen facts read from inside the image, no config file).
+#[test]
+fn a_bzimage_with_an_lzo_payload_reads_as_the_xz_one() {
+    let Some(d) = debian() else { return };
+    for tool in ["xz", "lzop"] {
+        if run(Command::new("sh")
+            .arg("-c")
+            .arg(format!("command -v {tool}")))
+        .status
+        .code()
+            != Some(0)
+        {
+            missing(tool);
+            return;
+        }
+    }
+    let t = tempfile::tempdir().unwrap();
+    let v = version(&d);
+    let img = fs::read(d.join(format!("vmlinuz-{v}"))).unwrap();
+    let u32_at = |at: usize| u32::from_le_bytes(img[at..at + 4].try_into().unwrap()) as usize;
+    // The boot protocol's setup header: setup_sects, payload_offset, payload_length.
+    let setup_sects = match img[0x1f1] {
+        0 => 4,
+        n => usize::from(n),
+    };
+    let off = (setup_sects + 1) * 512 + u32_at(0x248);
+    let len = u32_at(0x24c);
+    let xz = t.path().join("payload.xz");
+    fs::write(&xz, &img[off..off + len]).unwrap();
+    let out = run(Command::new("sh")
+        .arg("-c")
+        .arg("xz -dc --single-stream payload.xz | lzop -c")
+        .current_dir(t.path()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut lzo = out.stdout;
+    // The build appends the decompressed size; payload_length counts it.
+    lzo.extend(&img[off + len - 4..off + len]);
+    let mut made = img[..off].to_vec();
+    made[0x24c..0x250].copy_from_slice(&(lzo.len() as u32).to_le_bytes());
+    made.extend(&lzo);
+    let judge = |name: &str, bytes: &[u8]| {
+        let k = t.path().join(name).join(format!("vmlinuz-{v}"));
+        fs::create_dir_all(k.parent().unwrap()).unwrap();
+        fs::write(&k, bytes).unwrap();
+        let (code, j) = kernels_json(&["--kernel".as_ref(), k.as_os_str()]);
+        (code, j["kernels"][0].clone())
+    };
+    let (code_xz, xz) = judge("xz", &img);
+    let (code, k) = judge("lzo", &made);
+    assert_eq!(xz["compression"], "xz");
+    assert_eq!(k["compression"], "lzo", "{k:#}");
+    assert_eq!(code, code_xz, "{k:#}");
+    assert_eq!(k["config_source"], xz["config_source"], "{k:#}");
+    assert_ne!(k["config_source"], "none", "{k:#}");
+    assert_eq!(k["verdict"], xz["verdict"], "{k:#}");
+    assert!(
+        !k["reasons"].to_string().contains("cannot decompress"),
+        "{k:#}"
+    );
+
+    // Cut inside the lzo data: a clear reason, no panic.
+    let mut cut = made[..off + lzo.len() / 2].to_vec();
+    cut[0x24c..0x250].copy_from_slice(&((lzo.len() / 2) as u32).to_le_bytes());
+    let (code, k) = judge("cut", &cut);
+    assert_eq!(code, 1, "{k:#}");
+    assert!(k["reasons"].to_string().contains("lzo data"), "{k:#}");
 }
 
 /// A disk with a separate /boot (partition 1) and root (partition 2) whose
