@@ -384,6 +384,29 @@ pub fn plan(image: &Path, mut o: ConvertOptions) -> Result<ConvertPlan> {
         reason: domu.map.mode_reason.clone(),
     });
     defaults.push(Taken {
+        what: "swap".into(),
+        value: if domu.map.swaps.is_empty() {
+            "none".into()
+        } else {
+            domu.map
+                .swaps
+                .iter()
+                .map(|(n, _)| format!("partition {n} as /dev/{}", domu.map.vdev(*n).unwrap_or("?")))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+        reason: if domu.map.swaps.is_empty() {
+            "the guest's fstab names no swap partition on this disk (--swap N gives one)".into()
+        } else {
+            domu.map
+                .swaps
+                .iter()
+                .map(|(_, why)| why.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        },
+    });
+    defaults.push(Taken {
         what: "kernel".into(),
         value: match &domu.boot.kernel {
             BootKernel::Host { kernel, .. } => kernel.display().to_string(),
@@ -394,7 +417,7 @@ pub fn plan(image: &Path, mut o: ConvertOptions) -> Result<ConvertPlan> {
             domu.boot.reason.clone()
         } else {
             format!(
-                "{} (--kernel, --guest-kernel or --bootloader to choose)",
+                "{}; --kernel, --guest-kernel or --bootloader choose another",
                 domu.boot.reason
             )
         },

@@ -279,6 +279,9 @@ pub struct DeviceMap {
     /// The naming style asked for.
     #[serde(skip)]
     pub vdev_style: VdevStyle,
+    /// The domU's swap partitions, each with why.
+    #[serde(skip)]
+    pub swaps: Vec<(u32, String)>,
     /// Every partition the domU sees.
     pub device_map: Vec<MapEntry>,
     /// What the map found worth knowing (forced safety checks among them).
@@ -538,6 +541,7 @@ impl DeviceMap {
             root_reason,
             disk_vdev,
             vdev_style: style,
+            swaps,
             device_map: map,
             findings,
         })

@@ -502,3 +502,93 @@ fn convert_debian12_with_defaults() {
     assert_eq!(debugfs_cat(&img, root_off, "/etc/fstab"), fstab_before);
     assert_fsck_clean(&img, root_off);
 }
+
+/// Another writer holds the image (util-linux `flock`): refused at once with
+/// the image unchanged and no file written; a module tree that does not fit
+/// (Debian's whole tree into the seed's 40 MiB guest) is refused by the plan.
+#[test]
+fn convert_refuses_a_locked_image_and_a_tree_that_does_not_fit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let img = fixtures::copy("seed.img", tmp.path());
+    let original = sha256_file(&img);
+    let ready = crate::config::kernel_kit(&tmp.path().join("kit"), crate::config::READY);
+    let mut holder = Command::new("flock")
+        .args(["-x", "-o"])
+        .arg(&img)
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    // Wait until flock really holds it.
+    let t0 = std::time::Instant::now();
+    while Command::new("flock")
+        .args(["-n", "-x"])
+        .arg(&img)
+        .arg("true")
+        .status()
+        .unwrap()
+        .success()
+    {
+        assert!(t0.elapsed().as_secs() < 20, "flock never took the lock");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = convert(
+        tmp.path(),
+        &[
+            s(&img),
+            "--root",
+            "5",
+            "--split-to",
+            "parts",
+            "--kernel",
+            s(&ready),
+            "--apply",
+        ],
+    );
+    let _ = holder.kill();
+    let _ = holder.wait();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("--wait"), "{err}");
+    assert_eq!(sha256_file(&img), original);
+    assert!(!tmp.path().join("systemdomu.cfg").exists() && !tmp.path().join("parts").exists());
+    // Debian's whole module tree (about 390 MB) into the 40 MiB guest.
+    let Some(tree) = debian_module_tree() else {
+        return;
+    };
+    let out = convert(
+        tmp.path(),
+        &[
+            s(&img),
+            "--root",
+            "5",
+            "--split-to",
+            "parts",
+            "--kernel",
+            s(&ready),
+            "--modules",
+            s(&tree),
+            "--apply",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("does not fit"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(sha256_file(&img), original);
+    assert!(!tmp.path().join("systemdomu.cfg").exists() && !tmp.path().join("parts").exists());
+}
+
+/// Debian's real module tree (`scripts/debian-modules`, cached).
+fn debian_module_tree() -> Option<PathBuf> {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/debian-modules");
+    let out = run(Command::new("bash").arg(&script));
+    if !out.status.success() {
+        return missing(&format!(
+            "scripts/debian-modules failed: {}",
+            text(&out.stderr)
+        ));
+    }
+    Some(PathBuf::from(text(&out.stdout).trim()))
+}
