@@ -171,10 +171,34 @@ pub enum FileAction {
     Replace,
 }
 
+/// Which host file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum HostKind {
+    /// The guest's kernel image, copied out.
+    Kernel,
+    /// The guest's initramfs, copied out.
+    Initramfs,
+    /// An exported partition as its own file.
+    Split {
+        /// The partition.
+        partition: u32,
+        /// Its first byte on the disk.
+        start_bytes: u64,
+        /// Its length.
+        size_bytes: u64,
+    },
+    /// The domU config.
+    Config,
+}
+
 /// One host file the conversion writes.
 #[derive(Clone, Debug, Serialize)]
 pub struct HostFile {
-    /// What it is.
+    /// Which file.
+    #[serde(flatten)]
+    pub kind: HostKind,
+    /// What it is, for a human.
     pub what: String,
     /// Where.
     pub path: PathBuf,
@@ -345,6 +369,155 @@ fn host_file_action(
     }
 }
 
+/// The host files a domU plan writes, in order: the guest's kernel and
+/// initramfs (when it boots them), the split partitions, the config (when
+/// `config_path` names one). Each is new, identical to what it would hold (kept),
+/// or refused unless `force`. `image_changes`: the partitions will be edited
+/// first, so an existing split file cannot already be right.
+pub fn plan_host_files(
+    disk: &Arc<Disk>,
+    domu: &DomuPlan,
+    image_changes: bool,
+    config_path: Option<&Path>,
+    force: bool,
+) -> Result<Vec<HostFile>> {
+    let mut files = Vec::new();
+    if let (BootKernel::Guest { version }, Some(g), crate::xlcfg::Boot::Kernel { kernel, .. }) =
+        (&domu.boot.kernel, &domu.guest, &domu.config.config.boot)
+    {
+        let dir = Path::new(kernel).parent().unwrap_or(Path::new("."));
+        let k = g.kernel(version)?;
+        let kf = g.files(k)?;
+        let mut list: Vec<(
+            HostKind,
+            String,
+            Box<dyn crate::guest::reader::ReadSeek + '_>,
+        )> = vec![(HostKind::Kernel, k.image.clone(), kf.image)];
+        if let Some((p, r)) = kf.initrd {
+            list.push((HostKind::Initramfs, p, r));
+        }
+        for (kind, gpath, mut r) in list {
+            let what = if kind == HostKind::Kernel {
+                "the kernel"
+            } else {
+                "the initramfs"
+            };
+            let path = dir.join(crate::kernel::guest::host_name(&gpath)?);
+            let action = host_file_action(what, &path, Some(&mut r), force)?;
+            files.push(HostFile {
+                kind,
+                what: format!("{what} {gpath}"),
+                path,
+                action,
+            });
+        }
+    }
+    for s in &domu.config.split_files {
+        let path = PathBuf::from(&s.target);
+        let action = if image_changes {
+            host_file_action("the split file", &path, None, force)?
+        } else {
+            let mut r = WindowReader {
+                dev: Window::new(Arc::clone(disk), s.start_bytes, s.size_bytes)?,
+                pos: 0,
+            };
+            host_file_action("the split file", &path, Some(&mut r), force)?
+        };
+        files.push(HostFile {
+            kind: HostKind::Split {
+                partition: s.partition,
+                start_bytes: s.start_bytes,
+                size_bytes: s.size_bytes,
+            },
+            what: format!("partition {}", s.partition),
+            path,
+            action,
+        });
+    }
+    if let Some(p) = config_path {
+        let action =
+            host_file_action("the config file", p, Some(&mut domu.text.as_bytes()), force)?;
+        files.push(HostFile {
+            kind: HostKind::Config,
+            what: "the domU config".into(),
+            path: p.to_path_buf(),
+            action,
+        });
+    }
+    Ok(files)
+}
+
+/// Write the host files [`plan_host_files`] planned (the identical ones are
+/// left alone), in order; the split files are read from `image` now. Returns
+/// the paths written.
+pub fn write_host_files(
+    files: &[HostFile],
+    boot: &BootKernel,
+    guest: Option<&GuestFiles>,
+    image: &Path,
+    config_text: &str,
+) -> Result<Vec<PathBuf>> {
+    let mut written = Vec::new();
+    let mkdir = |p: &Path| -> Result<()> {
+        match p.parent().filter(|d| !d.as_os_str().is_empty()) {
+            Some(d) => fs::create_dir_all(d).map_err(|e| Error::io(d.display().to_string(), e)),
+            None => Ok(()),
+        }
+    };
+    let kernel_files: Vec<&HostFile> = files
+        .iter()
+        .filter(|f| matches!(f.kind, HostKind::Kernel | HostKind::Initramfs))
+        .collect();
+    if let (BootKernel::Guest { version }, Some(first)) = (boot, kernel_files.first()) {
+        if kernel_files
+            .iter()
+            .any(|f| f.action != FileAction::Identical)
+        {
+            mkdir(&first.path)?;
+            let dir = first.path.parent().unwrap_or(Path::new("."));
+            let g = guest.ok_or_else(|| Error::not_found("the guest's files"))?;
+            let force = kernel_files.iter().any(|f| f.action == FileAction::Replace);
+            for x in crate::kernel::guest::extract(g, version, dir, force)? {
+                if x.action != "identical" {
+                    written.push(x.host_path);
+                }
+            }
+        }
+    }
+    for f in files {
+        if f.action == FileAction::Identical {
+            continue;
+        }
+        match &f.kind {
+            HostKind::Split {
+                start_bytes,
+                size_bytes,
+                ..
+            } => {
+                mkdir(&f.path)?;
+                domu::split_partition(
+                    image,
+                    *start_bytes,
+                    *size_bytes,
+                    &f.path,
+                    f.action == FileAction::Replace,
+                )?;
+                written.push(f.path.clone());
+            }
+            HostKind::Config => {
+                write_file(
+                    &f.path,
+                    config_text.as_bytes(),
+                    f.action == FileAction::Replace,
+                )?;
+                written.push(f.path.clone());
+            }
+            HostKind::Kernel | HostKind::Initramfs => {}
+        }
+    }
+    Ok(written)
+}
+
 /// Plan the conversion of `image`. Only reads.
 pub fn plan(image: &Path, mut o: ConvertOptions) -> Result<ConvertPlan> {
     let disk = Arc::new(Disk::open(image, crate::disk::Access::ReadOnly)?);
@@ -503,73 +676,26 @@ pub fn plan(image: &Path, mut o: ConvertOptions) -> Result<ConvertPlan> {
         }
     };
     let image_changes = fstab.changes() || modules.as_ref().is_some_and(|m| m.copy);
-    // Host files: the extracted kernel, the split partitions, the config.
-    let mut files = Vec::new();
-    if let (BootKernel::Guest { version }, Some(g)) = (&domu.boot.kernel, &domu.guest) {
-        let dir = match &domu.config.config.boot {
-            crate::xlcfg::Boot::Kernel { kernel, .. } => Path::new(kernel)
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default(),
-            _ => kernel_default.clone(),
-        };
-        let k = g.kernel(version)?;
-        let kf = g.files(k)?;
-        let mut list: Vec<(&str, String, Box<dyn crate::guest::reader::ReadSeek + '_>)> =
-            vec![("the kernel", k.image.clone(), kf.image)];
-        if let Some((p, r)) = kf.initrd {
-            list.push(("the initramfs", p, r));
-        }
-        for (what, gpath, mut r) in list {
-            let name = crate::kernel::guest::host_name(&gpath)?;
-            let path = dir.join(name);
-            let action = host_file_action(what, &path, Some(&mut r), force)?;
-            files.push(HostFile {
-                what: format!("{what} {gpath}"),
-                path,
-                action,
-            });
-        }
-        if !kernel_dir_given {
-            defaults.push(Taken {
-                what: "kernel-dir".into(),
-                value: dir.display().to_string(),
-                reason: "next to the config (--kernel-dir to choose)".into(),
-            });
-        }
-    }
-    for s in &domu.config.split_files {
-        let path = PathBuf::from(&s.target);
-        let action = if image_changes {
-            host_file_action("the split file", &path, None, force)?
-        } else {
-            let mut r = WindowReader {
-                dev: Window::new(Arc::clone(&disk), s.start_bytes, s.size_bytes)?,
-                pos: 0,
-            };
-            host_file_action("the split file", &path, Some(&mut r), force)?
-        };
-        files.push(HostFile {
-            what: format!("partition {}", s.partition),
-            path,
-            action,
-        });
-    }
     let config_path = match out_given {
         Some(p) => p,
         None => cwd.join(format!("{}.cfg", domu.config.config.name)),
     };
-    let config_action = host_file_action(
-        "the config file",
-        &config_path,
-        Some(&mut domu.text.as_bytes()),
-        force,
-    )?;
-    files.push(HostFile {
-        what: "the domU config".into(),
-        path: config_path.clone(),
-        action: config_action,
-    });
+    let files = plan_host_files(&disk, &domu, image_changes, Some(&config_path), force)?;
+    if let (false, Some(k)) = (
+        kernel_dir_given,
+        files.iter().find(|f| f.kind == HostKind::Kernel),
+    ) {
+        defaults.push(Taken {
+            what: "kernel-dir".into(),
+            value: k
+                .path
+                .parent()
+                .unwrap_or(Path::new("."))
+                .display()
+                .to_string(),
+            reason: "next to the config (--kernel-dir to choose)".into(),
+        });
+    }
     let undo = match (&o.undo, image_changes) {
         (_, false) | (UndoChoice::Off, _) => None,
         (UndoChoice::File(p), true) => Some(p.clone()),
@@ -696,59 +822,13 @@ pub fn apply(plan: &ConvertPlan, progress: Option<&dyn Progress>) -> Result<Appl
         }
     }
     // Host files, in plan order: the kernel, the split partitions, the config.
-    if let (BootKernel::Guest { version }, Some(first)) = (
+    done.files_written = write_host_files(
+        &plan.files,
         &plan.boot.kernel,
-        plan.files.iter().find(|f| f.what.starts_with("the kernel")),
-    ) {
-        let dir = first.path.parent().unwrap_or(Path::new("."));
-        if plan
-            .files
-            .iter()
-            .filter(|f| f.what.starts_with("the kernel") || f.what.starts_with("the initramfs"))
-            .any(|f| f.action != FileAction::Identical)
-        {
-            fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
-            let g = plan
-                .guest
-                .as_ref()
-                .ok_or_else(|| Error::not_found("the guest's files"))?;
-            for x in crate::kernel::guest::extract(g, version, dir, plan.force)? {
-                if x.action != "identical" {
-                    done.files_written.push(x.host_path);
-                }
-            }
-        }
-    }
-    for (s, f) in plan.config.split_files.iter().zip(
-        plan.files
-            .iter()
-            .filter(|f| f.what.starts_with("partition ")),
-    ) {
-        if f.action == FileAction::Identical {
-            continue;
-        }
-        if let Some(dir) = f.path.parent() {
-            fs::create_dir_all(dir).map_err(|e| Error::io(dir.display().to_string(), e))?;
-        }
-        domu::split_partition(
-            &plan.image_path,
-            s.start_bytes,
-            s.size_bytes,
-            &f.path,
-            f.action == FileAction::Replace,
-        )?;
-        done.files_written.push(f.path.clone());
-    }
-    if let Some(f) = plan.files.last() {
-        if f.action != FileAction::Identical {
-            write_file(
-                &f.path,
-                plan.config_text.as_bytes(),
-                f.action == FileAction::Replace,
-            )?;
-            done.files_written.push(f.path.clone());
-        }
-    }
+        plan.guest.as_ref(),
+        &plan.image_path,
+        &plan.config_text,
+    )?;
     Ok(done)
 }
 

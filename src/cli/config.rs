@@ -12,9 +12,8 @@ use clap::{Args, ValueEnum};
 
 use super::{DeviceMapArgs, KernelArgs, UsageError};
 use crate::convert::{self, DomuRequest};
-use crate::disk::{Access, Disk, Window};
-use crate::domu::{self, ConfigOptions, ConfigPlan};
-use crate::guest::reader as guest_reader;
+use crate::disk::{Access, Disk};
+use crate::domu::{ConfigOptions, ConfigPlan};
 use crate::kernel::guest::HostKernel;
 use crate::plan::boot::BootAsk;
 use crate::plan::devmap::Mode;
@@ -182,32 +181,6 @@ pub struct ConfigArgs {
     pub force: bool,
 }
 
-fn write_new(path: &Path, data: &[u8], force: bool) -> anyhow::Result<()> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true);
-    if force {
-        o.create(true).truncate(true);
-    } else {
-        o.create_new(true);
-    }
-    let mut f = o
-        .open(path)
-        .with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(data)
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-fn refuse_existing(path: &Path, what: &str, force: bool) -> anyhow::Result<()> {
-    if !force && std::fs::symlink_metadata(path).is_ok() {
-        anyhow::bail!(
-            "{what} {} already exists: --force replaces it (nothing was written)",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
 pub fn run(a: ConfigArgs) -> anyhow::Result<()> {
     let d = &a.domu;
     if d.kernel.kernel.is_none() && d.guest_kernel.is_none() && d.bootloader.is_none() {
@@ -226,61 +199,20 @@ pub fn run(a: ConfigArgs) -> anyhow::Result<()> {
     let planned = convert::plan_domu(Arc::clone(&disk), &a.image, req, None)
         .map_err(usage_or)
         .with_context(|| a.image.display().to_string())?;
-    let (report, plan, text) = (&planned.report, &planned.config, &planned.text);
-    let notes: Vec<String> = Vec::new();
-    let image_abs =
-        std::fs::canonicalize(&a.image).with_context(|| format!("{}", a.image.display()))?;
-    let opts_split = d.split_to.clone();
-    // Refusals before anything is written.
+    let (plan, text) = (&planned.config, &planned.text);
+    // Every host file planned (refused here when it exists and differs, unless
+    // --force), then written: the guest's kernel, the split files, the config.
     let out = a.out.as_deref().filter(|p| *p != Path::new("-"));
-    if let Some(o) = out {
-        refuse_existing(o, "the config file", a.force)?;
-    }
-    for f in &plan.split_files {
-        refuse_existing(Path::new(&f.target), "the split file", a.force)?;
-    }
-    let extract = guest_kernel_files(report, plan, &a)?;
-    for (_, _, to) in &extract {
-        if std::fs::symlink_metadata(to).is_ok() && !a.force {
-            refuse_existing(to, "the extracted kernel file", false)?;
-        }
-    }
-
-    // Write: split files, the guest's kernel, the config.
-    if let Some(dir) = &opts_split {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    }
-    for f in &plan.split_files {
-        domu::split_partition(
-            &image_abs,
-            f.start_bytes,
-            f.size_bytes,
-            Path::new(&f.target),
-            a.force,
-        )
-        .with_context(|| format!("splitting partition {}", f.partition))?;
-    }
-    if let (Some(dir), false) = (&d.kernel_dir, extract.is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-        for (part, gpath, to) in &extract {
-            if a.force {
-                let _ = std::fs::remove_file(to);
-            }
-            let (start, len) = {
-                let table = crate::part::read_table(&*disk, disk.logical_sector_size())?;
-                table.locate(
-                    Some(*part),
-                    &a.image.display().to_string(),
-                    crate::disk::ReadAt::size(&*disk),
-                )?
-            };
-            let (reader, _) = guest_reader::open(Window::new(disk.clone(), start, len)?)?;
-            let rep = crate::copy::copy_out(&*reader, std::slice::from_ref(gpath), dir)?;
-            if let Some(e) = rep.errors.first() {
-                anyhow::bail!("extracting {}: {e}", String::from_utf8_lossy(gpath));
-            }
-        }
-    }
+    let out_abs = out.map(|o| std::env::current_dir().unwrap_or_default().join(o));
+    let files = convert::plan_host_files(&disk, &planned, false, out_abs.as_deref(), a.force)?;
+    drop(disk);
+    convert::write_host_files(
+        &files,
+        &planned.boot.kernel,
+        planned.guest.as_ref(),
+        &a.image,
+        text,
+    )?;
     if a.json {
         let mut v = serde_json::to_value(plan)?;
         v["format"] = serde_json::json!(match d.format {
@@ -289,18 +221,14 @@ pub fn run(a: ConfigArgs) -> anyhow::Result<()> {
         });
         v["kernel"] = serde_json::to_value(&planned.boot)?;
         v["text"] = serde_json::json!(text);
-        v["notes"] = serde_json::json!(notes);
+        v["files"] = serde_json::to_value(&files)?;
         v["out"] = serde_json::json!(out.map(|p| p.display().to_string()));
-        if let Some(o) = out {
-            write_new(o, text.as_bytes(), a.force)?;
-        }
         println!("{}", serde_json::to_string_pretty(&v)?);
         return Ok(());
     }
     match out {
         Some(o) => {
-            write_new(o, text.as_bytes(), a.force)?;
-            print_summary(plan, &mut std::io::stdout(), &notes);
+            print_summary(plan, &mut std::io::stdout());
             println!(
                 "Config written to {}; start the guest with: xl create -c {}",
                 o.display(),
@@ -308,45 +236,14 @@ pub fn run(a: ConfigArgs) -> anyhow::Result<()> {
             );
         }
         None => {
-            print_summary(plan, &mut std::io::stderr(), &notes);
+            print_summary(plan, &mut std::io::stderr());
             print!("{text}");
         }
     }
     Ok(())
 }
 
-/// (partition, guest path, host file) of each guest kernel file to extract.
-fn guest_kernel_files(
-    report: &crate::inspect::Report,
-    plan: &ConfigPlan,
-    a: &ConfigArgs,
-) -> anyhow::Result<Vec<(u32, Vec<u8>, PathBuf)>> {
-    let (Some(ver), Some(dir)) = (&a.domu.guest_kernel, &a.domu.kernel_dir) else {
-        return Ok(Vec::new());
-    };
-    let guest = report
-        .systems
-        .iter()
-        .find(|s| s.partition == plan.root)
-        .context("the guest vanished")?;
-    let Some(k) = guest.kernels.iter().find(|k| &k.version == ver) else {
-        return Ok(Vec::new());
-    };
-    let mut v = Vec::new();
-    for p in std::iter::once(&k.image).chain(k.initrd.as_ref()) {
-        // A separate /boot: the path inside that filesystem drops /boot.
-        let inside = if k.partition != guest.partition {
-            p.strip_prefix("/boot").unwrap_or(p).to_string()
-        } else {
-            p.clone()
-        };
-        let name = p.rsplit('/').next().unwrap_or(p);
-        v.push((k.partition, inside.into_bytes(), dir.join(name)));
-    }
-    Ok(v)
-}
-
-fn print_summary(plan: &ConfigPlan, w: &mut dyn Write, notes: &[String]) {
+fn print_summary(plan: &ConfigPlan, w: &mut dyn Write) {
     let _ = writeln!(w, "Guest: partition {} ({})", plan.root, plan.root_reason);
     let _ = writeln!(w, "Mode: {:?} ({})", plan.mode, plan.mode_reason);
     for e in &plan.exports {
@@ -373,8 +270,5 @@ fn print_summary(plan: &ConfigPlan, w: &mut dyn Write, notes: &[String]) {
     );
     for f in &plan.findings {
         let _ = writeln!(w, "{:?}: {}: {}", f.severity, f.place, f.message);
-    }
-    for n in notes {
-        let _ = writeln!(w, "{n}");
     }
 }

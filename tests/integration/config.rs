@@ -196,22 +196,49 @@ fn config_seed_partition_mode_split_files() {
     // The split file is a filesystem e2fsck finds clean.
     assert_eq!(crate::harness::e2fsck_n(&parts.join("part5.img"), 0).0, 0);
 
-    // Again: the files exist; refused without --force, nothing rewritten.
+    // Again, the same request: every file is already right; kept, not rewritten.
     let cfg_sum = sha256_file(&cfg);
-    let out = bin()
-        .args([
-            "config",
-            s(&img),
-            "--root",
-            "5",
-            "--swap",
-            "2",
-            "--split-to",
-            s(&parts),
-        ])
-        .args(["--kernel", s(&k), "--out", s(&cfg)])
-        .output()
-        .unwrap();
+    let again = |extra: &[&str]| {
+        bin()
+            .args([
+                "config",
+                s(&img),
+                "--root",
+                "5",
+                "--swap",
+                "2",
+                "--split-to",
+                s(&parts),
+            ])
+            .args(["--kernel", s(&k), "--out", s(&cfg)])
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let mtimes = |dir: &Path| -> Vec<std::time::SystemTime> {
+        let mut v: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().metadata().unwrap().modified().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = (
+        mtimes(&parts),
+        std::fs::metadata(&cfg).unwrap().modified().unwrap(),
+    );
+    let out = again(&[]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        (
+            mtimes(&parts),
+            std::fs::metadata(&cfg).unwrap().modified().unwrap()
+        ),
+        before
+    );
+    // A different config over the existing one: refused without --force,
+    // nothing rewritten.
+    let out = again(&["--memory", "1024"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
     assert_eq!(sha256_file(&cfg), cfg_sum);
