@@ -3,6 +3,7 @@
 
 mod blockdev;
 mod config;
+mod convert_crash;
 mod dirs;
 mod engine;
 mod engine_bench;
