@@ -51,13 +51,18 @@ pub struct WriteOptions {
     pub fail_after: Option<FailAfter>,
 }
 
+/// The disk (behind the injected fault, if any) is what the undo log saves from.
+type Base = Arc<dyn WriteAt + Send + Sync>;
+/// The undo log over the disk.
+type UndoLog = UndoDev<Base>;
+
 /// One write transaction on one disk.
 pub struct Writer {
     image: PathBuf,
     disk: Arc<Disk>,
     table: PartitionTable,
     dev: Arc<dyn WriteAt>,
-    undo: Option<(Arc<UndoDev<Arc<dyn WriteAt>>>, PathBuf)>,
+    undo: Option<(Arc<UndoLog>, PathBuf)>,
     opts: WriteOptions,
     locks: Vec<Lock>,
     open: Vec<(Option<u32>, Ext<WDev>)>,
@@ -90,7 +95,7 @@ impl Writer {
         let table = part::read_table(&disk, disk.logical_sector_size())
             .map_err(|e| e.context(format!("{}: partition table", image.display())))?;
         let disk = Arc::new(disk);
-        let base: Arc<dyn WriteAt> = match &opts.fail_after {
+        let base: Base = match &opts.fail_after {
             Some(f) => Arc::new(f.device(disk.clone())),
             None => disk.clone(),
         };
