@@ -37,7 +37,7 @@ use super::harness::{
 /// the whole tree, ≈3 s a point on the project's loaded 2-core machine): the
 /// first and last five and an even spread between.
 /// `DOMUIFY_CRASH_SAMPLE=N` tries N (up to every point).
-const MODULE_SAMPLE: u64 = 24;
+const MODULE_SAMPLE: u64 = 20;
 
 fn module_sample() -> u64 {
     std::env::var("DOMUIFY_CRASH_SAMPLE")
@@ -219,9 +219,25 @@ fn crash_case(name: &str, case: &Case, max: u64) {
         let r = case.fresh();
         let plan = case.plan(&r, true);
         let e = convert::apply_with_fault(&plan, None, Some(FailAfter::new(k)));
-        assert!(e.is_err(), "{what}: apply did not fail");
+        let e = e
+            .expect_err(&format!("{what}: apply did not fail"))
+            .to_string();
+        assert!(
+            e.contains("not issued"),
+            "{what}: not the injected fault: {e}"
+        );
         let undo_left = r.undo.exists();
         assert_eq!(undo_left, k > 0, "{what}: undo file kept: {undo_left}");
+        // The error says how to get the image back, or that it is unchanged.
+        let says = if undo_left {
+            "domuify undo"
+        } else {
+            "nothing was written"
+        };
+        assert!(
+            e.contains(says),
+            "{what}: the error does not say {says:?}: {e}"
+        );
         if undo_left {
             undo(&r.undo, &r.img, &what);
             std::fs::remove_file(&r.undo).unwrap();
@@ -242,7 +258,13 @@ fn crash_case(name: &str, case: &Case, max: u64) {
         let r = case.fresh();
         let plan = case.plan(&r, false);
         let e = convert::apply_with_fault(&plan, None, Some(FailAfter::new(k)));
-        assert!(e.is_err(), "{what}: apply did not fail");
+        let e = e
+            .expect_err(&format!("{what}: apply did not fail"))
+            .to_string();
+        assert!(
+            e.contains("not issued"),
+            "{what}: not the injected fault: {e}"
+        );
         assert_no_host_files(&r, &what);
         let out = run(Command::new("e2fsck")
             .arg("-fy")
