@@ -780,6 +780,17 @@ pub struct Applied {
 /// Carry out `plan`: the image's edits in one write transaction (refused when
 /// mounted or locked, before any byte), then the host files, the config last.
 pub fn apply(plan: &ConvertPlan, progress: Option<&dyn Progress>) -> Result<Applied> {
+    apply_with_fault(plan, progress, None)
+}
+
+/// [`apply`] with the image's writes failing after `fail_after.allow` (crash
+/// tests; see [`crate::fault::FailAfter`]).
+#[doc(hidden)]
+pub fn apply_with_fault(
+    plan: &ConvertPlan,
+    progress: Option<&dyn Progress>,
+    fail_after: Option<crate::fault::FailAfter>,
+) -> Result<Applied> {
     let mut done = Applied::default();
     if plan.nothing_to_do {
         return Ok(done);
@@ -789,6 +800,7 @@ pub fn apply(plan: &ConvertPlan, progress: Option<&dyn Progress>) -> Result<Appl
             undo: plan.undo.clone(),
             wait: plan.wait,
             force: plan.force,
+            fail_after,
         };
         let mut w = Writer::open(&plan.image_path, &wopts)?;
         let part = (plan.root != 0).then_some(plan.root);

@@ -2,9 +2,11 @@
 //! writes through and fails every later one, as a power loss would (after the
 //! failure nothing else reaches the disk). It also counts writes, so a test can
 //! first learn how many writes an operation issues, then interrupt it after each.
+//! [`FailAfter`] asks a [`crate::writer::Writer`] to put one under its undo log.
 
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::disk::{ReadAt, WriteAt};
 use crate::error::{Error, Result};
@@ -16,8 +18,51 @@ pub struct FaultDev<D> {
     dev: D,
     allow: u64,
     attempts: AtomicU64,
-    passed: AtomicU64,
+    passed: Arc<AtomicU64>,
     tripped: AtomicBool,
+}
+
+/// A fault for a whole write transaction ([`crate::writer::WriteOptions`]): the
+/// writer opens the image behind a [`FaultDev`] *below* its undo log, so the log
+/// is written as in a real crash and image write `allow + 1` never happens.
+/// `passed` counts the writes that reached the image, also after the writer is
+/// gone: a test first runs with [`FailAfter::counting`] to learn `n`, then with
+/// each `k < n`.
+#[doc(hidden)]
+#[derive(Clone, Debug)]
+pub struct FailAfter {
+    /// Image writes let through; every later one fails.
+    pub allow: u64,
+    /// Image writes that went through.
+    pub passed: Arc<AtomicU64>,
+}
+
+impl FailAfter {
+    /// Let `allow` image writes through, fail the rest.
+    pub fn new(allow: u64) -> FailAfter {
+        FailAfter {
+            allow,
+            passed: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Never fail: only count.
+    pub fn counting() -> FailAfter {
+        FailAfter::new(u64::MAX)
+    }
+
+    /// Image writes that went through so far.
+    pub fn writes(&self) -> u64 {
+        self.passed.load(Ordering::SeqCst)
+    }
+
+    /// The device `dev` behind this fault (its writes counted in `passed`).
+    pub fn device<D>(&self, dev: D) -> FaultDev<D> {
+        FaultDev {
+            passed: Arc::clone(&self.passed),
+            ..FaultDev::new(dev, self.allow)
+        }
+    }
 }
 
 impl<D> FaultDev<D> {
@@ -27,7 +72,7 @@ impl<D> FaultDev<D> {
             dev,
             allow,
             attempts: AtomicU64::new(0),
-            passed: AtomicU64::new(0),
+            passed: Arc::new(AtomicU64::new(0)),
             tripped: AtomicBool::new(false),
         }
     }

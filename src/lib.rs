@@ -79,5 +79,5 @@ pub fn cli_main() -> std::process::ExitCode {
 /// Test-only devices, for the integration tests. Not an API.
 #[doc(hidden)]
 pub mod testing {
-    pub use crate::fault::FaultDev;
+    pub use crate::fault::{FailAfter, FaultDev};
 }

@@ -44,8 +44,9 @@ pub struct ConvertArgs {
     /// Print the plan (and with --apply what was done) as one JSON document.
     #[arg(long)]
     pub json: bool,
-    /// Turn the refusals a user may knowingly take into warnings: a kernel not
-    /// ready, less memory than it needs, an unsafe device map, existing files.
+    /// Go on past the refusals a user may knowingly take (each is then said in
+    /// the report): a kernel not ready, less memory than it needs, an unsafe
+    /// device map, existing files.
     #[arg(long)]
     pub force: bool,
 }

@@ -252,6 +252,7 @@ pub(super) fn write_options(o: &WriteOpts) -> WriteOptions {
         undo: o.undo.clone(),
         wait: o.wait,
         force: o.force,
+        fail_after: None,
     }
 }
 

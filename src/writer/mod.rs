@@ -25,6 +25,7 @@ use std::sync::Arc;
 use crate::disk::{Access, Disk, DiskKind, ReadAt, Window, WriteAt};
 use crate::error::{Error, Result};
 use crate::ext::Ext;
+use crate::fault::FailAfter;
 use crate::part::{self, PartitionTable};
 use crate::undo::UndoDev;
 
@@ -44,7 +45,16 @@ pub struct WriteOptions {
     pub wait: bool,
     /// Override the safety refusals a user may knowingly take.
     pub force: bool,
+    /// Crash tests only: fail the image's writes after the first `allow`, below
+    /// the undo log. Never set by the command line.
+    #[doc(hidden)]
+    pub fail_after: Option<FailAfter>,
 }
+
+/// The disk (behind the injected fault, if any) is what the undo log saves from.
+type Base = Arc<dyn WriteAt + Send + Sync>;
+/// The undo log over the disk.
+type UndoLog = UndoDev<Base>;
 
 /// One write transaction on one disk.
 pub struct Writer {
@@ -52,7 +62,7 @@ pub struct Writer {
     disk: Arc<Disk>,
     table: PartitionTable,
     dev: Arc<dyn WriteAt>,
-    undo: Option<(Arc<UndoDev<Arc<Disk>>>, PathBuf)>,
+    undo: Option<(Arc<UndoLog>, PathBuf)>,
     opts: WriteOptions,
     locks: Vec<Lock>,
     open: Vec<(Option<u32>, Ext<WDev>)>,
@@ -85,12 +95,16 @@ impl Writer {
         let table = part::read_table(&disk, disk.logical_sector_size())
             .map_err(|e| e.context(format!("{}: partition table", image.display())))?;
         let disk = Arc::new(disk);
+        let base: Base = match &opts.fail_after {
+            Some(f) => Arc::new(f.device(disk.clone())),
+            None => disk.clone(),
+        };
         let (dev, undo): (Arc<dyn WriteAt>, _) = match &opts.undo {
             Some(p) => {
-                let u = Arc::new(UndoDev::create(disk.clone(), p)?);
+                let u = Arc::new(UndoDev::create(base, p)?);
                 (u.clone(), Some((u, p.clone())))
             }
-            None => (disk.clone(), None),
+            None => (base, None),
         };
         Ok(Writer {
             image: image.to_path_buf(),

@@ -4,6 +4,7 @@
 mod blockdev;
 mod config;
 mod convert;
+mod convert_crash;
 mod dirs;
 mod engine;
 mod engine_bench;
