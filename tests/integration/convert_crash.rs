@@ -22,10 +22,10 @@ use std::sync::Arc;
 use domuify::convert::{self, ConvertOptions, ConvertPlan, DomuRequest, UndoChoice};
 use domuify::disk::{Access, Disk, ReadAt};
 use domuify::domu::ConfigOptions;
-use domuify::testing::FailAfter;
 use domuify::kernel::guest::HostKernel;
 use domuify::plan::boot::BootAsk;
 use domuify::plan::devmap::{MapOptions, Mode};
+use domuify::testing::FailAfter;
 use domuify::xlcfg::Format;
 
 use super::fixtures;

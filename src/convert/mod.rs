@@ -14,197 +14,35 @@
 //! A converted image plans to nothing: the fstab is already as planned, the
 //! module tree is there, and the host files are identical; [`apply`] then
 //! writes nothing.
+//!
+//! Parts: `domu_plan` (the domU half `config` uses too: map, boot kernel,
+//! config), `files` (the host files, planned then written); this module the
+//! whole plan and its apply.
 
 use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::copy::Progress;
-use crate::disk::{Disk, DiskKind, ReadAt, Window};
-use crate::domu::{self, BootChoice, ConfigOptions, ConfigPlan};
+use crate::disk::{Disk, ReadAt, Window};
+use crate::domu::ConfigPlan;
 use crate::error::{Error, ErrorKind, Result};
 use crate::ext::Ext;
 use crate::finding::Finding;
-use crate::inspect::Report;
 use crate::kernel::guest::GuestFiles;
 use crate::modules::{self, ModulesOptions, ModulesPlan};
-use crate::plan::boot::{self, BootAsk, BootKernel, BootPlan};
-use crate::plan::devmap::{DeviceMap, MapOptions, Mode};
-use crate::plan::{self, apply as fstab_apply, FstabInputs, FstabOptions, FstabPlan};
+use crate::plan::boot::{BootAsk, BootKernel, BootPlan};
+use crate::plan::devmap::{MapOptions, Mode};
+use crate::plan::{self, apply as fstab_apply, FstabOptions, FstabPlan};
 use crate::writer::{WriteOptions, Writer};
-use crate::xlcfg::{self, Format};
 
-/// What the user asked of the domU (the flags `config` and `convert` share).
-#[derive(Debug)]
-pub struct DomuRequest {
-    /// The device map's options.
-    pub map: MapOptions,
-    /// dom0's fstab (`--host-fstab`): its text and how to name it.
-    pub host_fstab: Option<(Vec<u8>, String)>,
-    /// What boots.
-    pub boot: BootAsk,
-    /// Where the guest's kernel is extracted (`--kernel-dir`).
-    pub kernel_dir: Option<PathBuf>,
-    /// The rest of the config's options (`boot` and `min_memory_mib` are
-    /// filled in from the boot plan).
-    pub config: ConfigOptions,
-    /// xl or xm.
-    pub format: Format,
-}
+mod domu_plan;
+mod files;
 
-/// The domU half of a plan: what `config` needs, and what `convert` builds on.
-pub struct DomuPlan {
-    /// What was read of the image: the facts and the guest's fstab.
-    pub inputs: FstabInputs,
-    /// The inspection.
-    pub report: Report,
-    /// The device map.
-    pub map: DeviceMap,
-    /// The boot kernel, judged.
-    pub boot: BootPlan,
-    /// The config.
-    pub config: ConfigPlan,
-    /// The config as text.
-    pub text: String,
-    /// The guest's files, when a guest kernel was judged (for extraction).
-    pub guest: Option<GuestFiles>,
-}
-
-/// The image's absolute path.
-fn absolute(p: &Path) -> Result<PathBuf> {
-    fs::canonicalize(p).map_err(|e| Error::io(p.display().to_string(), e))
-}
-
-/// Plan the domU of the guest on `disk` (opened read-only from `image`).
-/// `kernel_dir_default` is where the guest's kernel goes when `req.kernel_dir`
-/// is not given (`None`: it must be given).
-pub fn plan_domu(
-    disk: Arc<Disk>,
-    image: &Path,
-    mut req: DomuRequest,
-    kernel_dir_default: Option<&Path>,
-) -> Result<DomuPlan> {
-    let (inputs, report) = plan::gather_all(Arc::clone(&disk), req.map.root)?;
-    let host = plan::host::for_disk(
-        &disk,
-        &inputs.facts,
-        req.host_fstab
-            .as_ref()
-            .map(|(t, w)| (t.as_slice(), w.as_str())),
-    );
-    let split_implies = req.map.mode.is_none() && req.config.split_to.is_some();
-    if split_implies {
-        req.map.mode = Some(Mode::Partitions);
-    }
-    let mut map = plan::device_map(&inputs, &host, &req.map)?;
-    if split_implies {
-        map.mode_reason = "--split-to given: each exported partition is its own file".into();
-    }
-    let needs_guest = !matches!(req.boot, BootAsk::Host(_));
-    let guest = if needs_guest {
-        Some(GuestFiles::from_report(
-            Arc::clone(&disk),
-            &report,
-            Some(inputs.root),
-        )?)
-    } else {
-        None
-    };
-    let ty = req.config.guest_type;
-    let force = req.config.force;
-    let boot = boot::plan_boot(req.boot, guest.as_ref(), ty, force)?;
-    let choice = match &boot.kernel {
-        BootKernel::Host { kernel, initrd } => BootChoice::Kernel {
-            kernel: kernel.clone(),
-            initrd: initrd.clone(),
-        },
-        BootKernel::Guest { version } => {
-            let dir = req
-                .kernel_dir
-                .clone()
-                .or_else(|| kernel_dir_default.map(Path::to_path_buf))
-                .ok_or_else(|| {
-                    Error::usage(
-                        "the guest's kernel is extracted to --kernel-dir DIR: give it".to_string(),
-                    )
-                })?;
-            BootChoice::GuestKernel {
-                version: version.clone(),
-                dir,
-            }
-        }
-        BootKernel::Pygrub => BootChoice::Pygrub,
-    };
-    req.config.boot = Some(choice);
-    req.config.min_memory_mib = boot.min_memory_mib;
-    let image_abs = absolute(image)?;
-    let is_block = disk.kind() == DiskKind::BlockDevice;
-    let mut config = domu::plan(&report, &map, &image_abs, is_block, &req.config)?;
-    config.findings.extend(boot.findings.iter().cloned());
-    // A value the config syntax cannot carry is refused (exit 1), not a usage
-    // error: the flags were well formed.
-    let text =
-        xlcfg::render(&config.config, req.format).map_err(|e| Error::refused(e.to_string()))?;
-    Ok(DomuPlan {
-        inputs,
-        report,
-        map,
-        boot,
-        config,
-        text,
-        guest,
-    })
-}
-
-/// What happens to one host file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum FileAction {
-    /// Created.
-    Write,
-    /// Already there with the same bytes: kept.
-    Identical,
-    /// There and different: replaced (`--force`).
-    Replace,
-}
-
-/// Which host file.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case", tag = "kind")]
-pub enum HostKind {
-    /// The guest's kernel image, copied out.
-    Kernel,
-    /// The guest's initramfs, copied out.
-    Initramfs,
-    /// An exported partition as its own file.
-    Split {
-        /// The partition.
-        partition: u32,
-        /// Its first byte on the disk.
-        start_bytes: u64,
-        /// Its length.
-        size_bytes: u64,
-    },
-    /// The domU config.
-    Config,
-}
-
-/// One host file the conversion writes.
-#[derive(Clone, Debug, Serialize)]
-pub struct HostFile {
-    /// Which file.
-    #[serde(flatten)]
-    pub kind: HostKind,
-    /// What it is, for a human.
-    pub what: String,
-    /// Where.
-    pub path: PathBuf,
-    /// What happens to it.
-    pub action: FileAction,
-}
+pub use domu_plan::{plan_domu, DomuPlan, DomuRequest};
+pub use files::{plan_host_files, write_file, write_host_files, FileAction, HostFile, HostKind};
 
 /// The module tree step.
 #[derive(Clone, Debug, Serialize)]
@@ -305,217 +143,6 @@ impl std::fmt::Debug for ConvertPlan {
             .field("image_changes", &self.image_changes)
             .finish_non_exhaustive()
     }
-}
-
-/// Are `a` (a host file) and the bytes `b` streams the same?
-fn same_stream(a: &Path, b: &mut dyn Read) -> Result<bool> {
-    let mut f = fs::File::open(a).map_err(|e| Error::io(a.display().to_string(), e))?;
-    let mut x = vec![0u8; 1 << 20];
-    let mut y = vec![0u8; 1 << 20];
-    loop {
-        let n = read_full(&mut f, &mut x).map_err(|e| Error::io(a.display().to_string(), e))?;
-        let m = read_full(b, &mut y[..n.max(1)]).map_err(|e| Error::io("reading", e))?;
-        if n != m || x[..n] != y[..m] {
-            return Ok(false);
-        }
-        if n == 0 {
-            return Ok(true);
-        }
-    }
-}
-
-fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut done = 0;
-    while done < buf.len() {
-        match r.read(&mut buf[done..]) {
-            Ok(0) => break,
-            Ok(n) => done += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(done)
-}
-
-/// What happens to the host file `path` that would hold `new` (a stream of its
-/// bytes, `None` when they are not known yet: they differ from anything there).
-fn host_file_action(
-    what: &str,
-    path: &Path,
-    new: Option<&mut dyn Read>,
-    force: bool,
-) -> Result<FileAction> {
-    match fs::symlink_metadata(path) {
-        Err(_) => Ok(FileAction::Write),
-        Ok(m) => {
-            let same = match new {
-                Some(r) if m.is_file() => same_stream(path, r)?,
-                _ => false,
-            };
-            if same {
-                Ok(FileAction::Identical)
-            } else if force {
-                Ok(FileAction::Replace)
-            } else {
-                Err(Error::new(
-                    ErrorKind::AlreadyExists,
-                    format!(
-                        "{what} {} already exists and differs: --force replaces it (nothing was written)",
-                        path.display()
-                    ),
-                ))
-            }
-        }
-    }
-}
-
-/// The host files a domU plan writes, in order: the guest's kernel and
-/// initramfs (when it boots them), the split partitions, the config (when
-/// `config_path` names one). Each is new, identical to what it would hold (kept),
-/// or refused unless `force`. `image_changes`: the partitions will be edited
-/// first, so an existing split file cannot already be right.
-pub fn plan_host_files(
-    disk: &Arc<Disk>,
-    domu: &DomuPlan,
-    image_changes: bool,
-    config_path: Option<&Path>,
-    force: bool,
-) -> Result<Vec<HostFile>> {
-    let mut files = Vec::new();
-    if let (BootKernel::Guest { version }, Some(g), crate::xlcfg::Boot::Kernel { kernel, .. }) =
-        (&domu.boot.kernel, &domu.guest, &domu.config.config.boot)
-    {
-        let dir = Path::new(kernel).parent().unwrap_or(Path::new("."));
-        let k = g.kernel(version)?;
-        let kf = g.files(k)?;
-        let mut list: Vec<(
-            HostKind,
-            String,
-            Box<dyn crate::guest::reader::ReadSeek + '_>,
-        )> = vec![(HostKind::Kernel, k.image.clone(), kf.image)];
-        if let Some((p, r)) = kf.initrd {
-            list.push((HostKind::Initramfs, p, r));
-        }
-        for (kind, gpath, mut r) in list {
-            let what = if kind == HostKind::Kernel {
-                "the kernel"
-            } else {
-                "the initramfs"
-            };
-            let path = dir.join(crate::kernel::guest::host_name(&gpath)?);
-            let action = host_file_action(what, &path, Some(&mut r), force)?;
-            files.push(HostFile {
-                kind,
-                what: format!("{what} {gpath}"),
-                path,
-                action,
-            });
-        }
-    }
-    for s in &domu.config.split_files {
-        let path = PathBuf::from(&s.target);
-        let action = if image_changes {
-            host_file_action("the split file", &path, None, force)?
-        } else {
-            let mut r = WindowReader {
-                dev: Window::new(Arc::clone(disk), s.start_bytes, s.size_bytes)?,
-                pos: 0,
-            };
-            host_file_action("the split file", &path, Some(&mut r), force)?
-        };
-        files.push(HostFile {
-            kind: HostKind::Split {
-                partition: s.partition,
-                start_bytes: s.start_bytes,
-                size_bytes: s.size_bytes,
-            },
-            what: format!("partition {}", s.partition),
-            path,
-            action,
-        });
-    }
-    if let Some(p) = config_path {
-        let action =
-            host_file_action("the config file", p, Some(&mut domu.text.as_bytes()), force)?;
-        files.push(HostFile {
-            kind: HostKind::Config,
-            what: "the domU config".into(),
-            path: p.to_path_buf(),
-            action,
-        });
-    }
-    Ok(files)
-}
-
-/// Write the host files [`plan_host_files`] planned (the identical ones are
-/// left alone), in order; the split files are read from `image` now. Returns
-/// the paths written.
-pub fn write_host_files(
-    files: &[HostFile],
-    boot: &BootKernel,
-    guest: Option<&GuestFiles>,
-    image: &Path,
-    config_text: &str,
-) -> Result<Vec<PathBuf>> {
-    let mut written = Vec::new();
-    let mkdir = |p: &Path| -> Result<()> {
-        match p.parent().filter(|d| !d.as_os_str().is_empty()) {
-            Some(d) => fs::create_dir_all(d).map_err(|e| Error::io(d.display().to_string(), e)),
-            None => Ok(()),
-        }
-    };
-    let kernel_files: Vec<&HostFile> = files
-        .iter()
-        .filter(|f| matches!(f.kind, HostKind::Kernel | HostKind::Initramfs))
-        .collect();
-    if let (BootKernel::Guest { version }, Some(first)) = (boot, kernel_files.first()) {
-        if kernel_files
-            .iter()
-            .any(|f| f.action != FileAction::Identical)
-        {
-            mkdir(&first.path)?;
-            let dir = first.path.parent().unwrap_or(Path::new("."));
-            let g = guest.ok_or_else(|| Error::not_found("the guest's files"))?;
-            let force = kernel_files.iter().any(|f| f.action == FileAction::Replace);
-            for x in crate::kernel::guest::extract(g, version, dir, force)? {
-                if x.action != "identical" {
-                    written.push(x.host_path);
-                }
-            }
-        }
-    }
-    for f in files {
-        if f.action == FileAction::Identical {
-            continue;
-        }
-        match &f.kind {
-            HostKind::Split {
-                start_bytes,
-                size_bytes,
-                ..
-            } => {
-                mkdir(&f.path)?;
-                domu::split_partition(
-                    image,
-                    *start_bytes,
-                    *size_bytes,
-                    &f.path,
-                    f.action == FileAction::Replace,
-                )?;
-                written.push(f.path.clone());
-            }
-            HostKind::Config => {
-                write_file(
-                    &f.path,
-                    config_text.as_bytes(),
-                    f.action == FileAction::Replace,
-                )?;
-                written.push(f.path.clone());
-            }
-            HostKind::Kernel | HostKind::Initramfs => {}
-        }
-    }
-    Ok(written)
 }
 
 /// Plan the conversion of `image`. Only reads.
@@ -743,27 +370,6 @@ pub fn plan(image: &Path, mut o: ConvertOptions) -> Result<ConvertPlan> {
     })
 }
 
-/// A partition read as a stream.
-struct WindowReader {
-    dev: Window<Arc<Disk>>,
-    pos: u64,
-}
-
-impl Read for WindowReader {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let left = self.dev.size().saturating_sub(self.pos);
-        let n = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
-        if n == 0 {
-            return Ok(0);
-        }
-        self.dev
-            .read_exact_at(self.pos, &mut buf[..n])
-            .map_err(std::io::Error::other)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
-}
-
 /// What [`apply`] did.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct Applied {
@@ -842,29 +448,4 @@ pub fn apply_with_fault(
         &plan.config_text,
     )?;
     Ok(done)
-}
-
-/// Write a new host file (`replace`: over an existing one).
-pub fn write_file(path: &Path, data: &[u8], replace: bool) -> Result<()> {
-    use std::io::Write;
-    let mut o = fs::OpenOptions::new();
-    o.write(true);
-    if replace {
-        o.create(true).truncate(true);
-    } else {
-        o.create_new(true);
-    }
-    let mut f = o.open(path).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::AlreadyExists {
-            Error::new(
-                ErrorKind::AlreadyExists,
-                format!("{} already exists: --force replaces it", path.display()),
-            )
-        } else {
-            Error::io(format!("cannot create {}", path.display()), e)
-        }
-    })?;
-    f.write_all(data)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
