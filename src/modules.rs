@@ -123,6 +123,33 @@ impl ModulesPlan {
     }
 }
 
+/// The plan `p`, made against the filesystem as it was, checked again against
+/// `ext` as it is now (another step of the same write may have taken blocks):
+/// the target and the free space are read again; the host tree, measured once
+/// by [`plan`], is not walked again.
+pub fn recheck<D: ReadAt>(ext: &Ext<D>, p: &ModulesPlan) -> Result<ModulesPlan> {
+    let (resolved_dir, dir) = modules_dir(ext)?;
+    let old = match dir {
+        Some(d) => ext.lookup(d, p.version.as_bytes())?,
+        None => None,
+    };
+    let mut q = p.clone();
+    if format!("{resolved_dir}/{}", p.version) != p.resolved_destination
+        || old.is_some() != p.exists
+        || dir.is_none() != p.create_modules_dir
+    {
+        return Err(Error::refused(format!(
+            "{}: the guest changed between the plan and the write; plan again",
+            p.destination
+        )));
+    }
+    let free = ext.free_space();
+    q.free = free.into();
+    q.fits = q.need.blocks <= free.blocks + q.freed.blocks
+        && q.need.inodes <= free.inodes + q.freed.inodes;
+    Ok(q)
+}
+
 /// Does `dir` look like a kernel module tree (`modules.dep` or `kernel/`)?
 pub fn check_module_tree(dir: &Path) -> Result<()> {
     let meta = fs::metadata(dir).map_err(|e| Error::io(format!("{}", dir.display()), e))?;

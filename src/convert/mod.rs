@@ -126,8 +126,6 @@ pub struct ConvertPlan {
     #[serde(skip)]
     guest: Option<GuestFiles>,
     #[serde(skip)]
-    modules_opts: Option<ModulesOptions>,
-    #[serde(skip)]
     image_path: PathBuf,
     #[serde(skip)]
     wait: bool,
@@ -259,7 +257,7 @@ pub fn plan(image: &Path, mut o: ConvertOptions) -> Result<ConvertPlan> {
         .iter()
         .find(|s| s.partition == root)
         .ok_or_else(|| Error::not_found(format!("partition {root}: no system")))?;
-    let (modules, modules_opts) = match &modules_from {
+    let modules = match &modules_from {
         Some(from) => {
             let opts = ModulesOptions {
                 from: from.clone(),
@@ -277,14 +275,11 @@ pub fn plan(image: &Path, mut o: ConvertOptions) -> Result<ConvertPlan> {
             } else if let Some(e) = mp.refusal() {
                 return Err(e);
             }
-            (
-                Some(ModulesStep {
-                    partition: part,
-                    copy,
-                    plan: mp,
-                }),
-                copy.then_some(opts),
-            )
+            Some(ModulesStep {
+                partition: part,
+                copy,
+                plan: mp,
+            })
         }
         None => {
             if let BootKernel::Host { kernel, .. } = &domu.boot.kernel {
@@ -299,7 +294,7 @@ pub fn plan(image: &Path, mut o: ConvertOptions) -> Result<ConvertPlan> {
                     ));
                 }
             }
-            (None, None)
+            None
         }
     };
     let image_changes = fstab.changes() || modules.as_ref().is_some_and(|m| m.copy);
@@ -363,7 +358,6 @@ pub fn plan(image: &Path, mut o: ConvertOptions) -> Result<ConvertPlan> {
         nothing_to_do,
         findings,
         guest: domu.guest,
-        modules_opts,
         image_path: image.to_path_buf(),
         wait: o.wait,
         force,
@@ -418,9 +412,9 @@ pub fn apply_with_fault(
                 fstab_written = true;
             }
             let mut entries = 0;
-            if let (Some(opts), Some(step)) = (&plan.modules_opts, &plan.modules) {
+            if let Some(step) = plan.modules.as_ref().filter(|m| m.copy) {
                 let ext = w.ext(step.partition)?;
-                let mp = modules::plan(ext, opts)?;
+                let mp = modules::recheck(ext, &step.plan)?;
                 if let Some(e) = mp.refusal() {
                     return Err(e);
                 }
