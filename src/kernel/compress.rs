@@ -326,7 +326,15 @@ impl<B: BufRead> Read for Lz4Legacy<B> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         if self.at == self.block.len() {
             if !self.started {
-                self.inner.consume(4);
+                // The magic (checked by the caller that chose this decoder);
+                // a stream cut inside it is truncated, not a panic.
+                let mut magic = [0u8; 4];
+                self.inner.read_exact(&mut magic).map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "lz4 stream truncated inside its magic",
+                    )
+                })?;
                 self.started = true;
             }
             let len = loop {
