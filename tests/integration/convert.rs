@@ -420,17 +420,18 @@ fn args_vec(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-/// The cached Debian 12 system (`scripts/debian-guest`, root: debootstrap).
-fn debian_guest() -> Option<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/debian-guest");
-    let out = run(Command::new("bash").arg(&script));
+/// The directory a caching script of `scripts/` prints (it builds what is
+/// missing first; as root: debootstrap).
+fn cached(script: &str) -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scripts")
+        .join(script);
+    let out = run(Command::new("bash").arg(&path));
     if !out.status.success() {
-        return missing(&format!(
-            "scripts/debian-guest failed: {}",
-            text(&out.stderr)
-        ));
+        return missing(&format!("scripts/{script} failed: {}", text(&out.stderr)));
     }
-    Some(PathBuf::from(text(&out.stdout).trim()))
+    let stdout = text(&out.stdout);
+    Some(PathBuf::from(stdout.lines().last().unwrap_or("").trim()))
 }
 
 /// A real Debian 12 system on a GPT disk (ESP, ext4 root with metadata_csum,
@@ -442,7 +443,9 @@ fn debian_guest() -> Option<PathBuf> {
 #[test]
 fn convert_debian12_with_defaults() {
     let Some(check) = xlcheck() else { return };
-    let Some(g) = debian_guest() else { return };
+    let Some(g) = cached("debian-guest") else {
+        return;
+    };
     let tmp = tempfile::tempdir().unwrap();
     let img = tmp.path().join("debian12.img");
     assert!(Command::new("cp")
@@ -552,7 +555,7 @@ fn convert_refuses_a_locked_image_and_a_tree_that_does_not_fit() {
     assert_eq!(sha256_file(&img), original);
     assert!(!tmp.path().join("systemdomu.cfg").exists() && !tmp.path().join("parts").exists());
     // Debian's whole module tree (about 390 MB) into the 40 MiB guest.
-    let Some(tree) = debian_module_tree() else {
+    let Some(tree) = cached("debian-modules") else {
         return;
     };
     let out = convert(
@@ -578,17 +581,4 @@ fn convert_refuses_a_locked_image_and_a_tree_that_does_not_fit() {
     );
     assert_eq!(sha256_file(&img), original);
     assert!(!tmp.path().join("systemdomu.cfg").exists() && !tmp.path().join("parts").exists());
-}
-
-/// Debian's real module tree (`scripts/debian-modules`, cached).
-fn debian_module_tree() -> Option<PathBuf> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/debian-modules");
-    let out = run(Command::new("bash").arg(&script));
-    if !out.status.success() {
-        return missing(&format!(
-            "scripts/debian-modules failed: {}",
-            text(&out.stderr)
-        ));
-    }
-    Some(PathBuf::from(text(&out.stdout).trim()))
 }
