@@ -19,15 +19,6 @@ use crate::plan::boot::BootAsk;
 use crate::plan::devmap::Mode;
 use crate::xlcfg::{Format, GuestType};
 
-/// A library error as the CLI reports it: bad arguments are usage errors (2).
-fn usage_or(e: crate::Error) -> anyhow::Error {
-    if e.kind() == crate::ErrorKind::InvalidInput {
-        UsageError(e.to_string()).into()
-    } else {
-        e.into()
-    }
-}
-
 /// `--type`.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 pub enum TypeArg {
@@ -197,7 +188,7 @@ pub fn run(a: ConfigArgs) -> anyhow::Result<()> {
     let req = d.request(&a.map, a.force, "config")?;
     let disk = Arc::new(Disk::open(&a.image, Access::ReadOnly)?);
     let planned = convert::plan_domu(Arc::clone(&disk), &a.image, req, None)
-        .map_err(usage_or)
+        .map_err(super::usage_or)
         .with_context(|| a.image.display().to_string())?;
     let (plan, text) = (&planned.config, &planned.text);
     // Every host file planned (refused here when it exists and differs, unless

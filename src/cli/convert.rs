@@ -51,17 +51,6 @@ pub struct ConvertArgs {
     pub force: bool,
 }
 
-fn usage_or(e: crate::Error) -> anyhow::Error {
-    if matches!(
-        e.kind(),
-        crate::ErrorKind::InvalidInput | crate::ErrorKind::Usage
-    ) {
-        UsageError(e.to_string()).into()
-    } else {
-        e.into()
-    }
-}
-
 pub fn run(a: ConvertArgs) -> anyhow::Result<()> {
     if a.domu.kernel.modules.is_some() && a.domu.kernel.kernel.is_none() {
         return Err(UsageError("--modules DIR goes with --kernel PATH".into()).into());
@@ -79,7 +68,7 @@ pub fn run(a: ConvertArgs) -> anyhow::Result<()> {
         wait: a.wait,
     };
     let plan = convert::plan(&a.image, opts)
-        .map_err(usage_or)
+        .map_err(super::usage_or)
         .with_context(|| a.image.display().to_string())?;
     if !a.apply {
         if a.json {

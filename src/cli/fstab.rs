@@ -8,20 +8,10 @@ use std::sync::Arc;
 use super::inspect::print_out;
 use super::{FstabArgs, UsageError};
 use crate::disk::{Access, Disk};
-use crate::error::ErrorKind;
 use crate::plan::devmap::Mode;
 use crate::plan::fstab::Action;
 use crate::plan::{self, apply, BackupAction, FstabOptions, FstabPlan};
 use crate::writer;
-
-/// A library error as the CLI reports it: bad arguments are usage errors (2).
-fn usage_or(e: crate::Error) -> anyhow::Error {
-    if e.kind() == ErrorKind::InvalidInput {
-        UsageError(e.to_string()).into()
-    } else {
-        e.into()
-    }
-}
 
 pub fn run(a: FstabArgs) -> anyhow::Result<()> {
     if a.revert && (a.map.whole_disk || a.map.partitions || !a.map.export.is_empty()) {
@@ -32,7 +22,7 @@ pub fn run(a: FstabArgs) -> anyhow::Result<()> {
         .into());
     }
     let disk = Arc::new(Disk::open(&a.image, Access::ReadOnly)?);
-    let inputs = plan::gather(Arc::clone(&disk), a.map.root).map_err(usage_or)?;
+    let inputs = plan::gather(Arc::clone(&disk), a.map.root).map_err(super::usage_or)?;
     let host_use = a.map.host_use(&disk, &inputs.facts)?;
     drop(disk);
     let opts = FstabOptions {
@@ -40,7 +30,7 @@ pub fn run(a: FstabArgs) -> anyhow::Result<()> {
         revert: a.revert,
         backup: !a.no_backup,
     };
-    let plan = plan::plan_fstab(&inputs, &host_use, &opts).map_err(usage_or)?;
+    let plan = plan::plan_fstab(&inputs, &host_use, &opts).map_err(super::usage_or)?;
     if a.json {
         let mut out = serde_json::to_string_pretty(&plan)?;
         out.push('\n');

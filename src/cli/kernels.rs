@@ -8,11 +8,10 @@ use anyhow::Context;
 use serde::Serialize;
 
 use super::inspect::{human_size, print_out};
-use super::{DamageFound, KernelsArgs, UsageError};
+use super::{DamageFound, KernelsArgs};
 use crate::disk::{Access, Disk};
 use crate::kernel::guest::{self as kguest, GuestFiles, HostKernel};
 use crate::kernel::{Depth, KernelReport};
-use crate::ErrorKind;
 
 #[derive(Serialize)]
 struct Doc<'a> {
@@ -20,13 +19,6 @@ struct Doc<'a> {
 }
 
 pub fn run(a: KernelsArgs) -> anyhow::Result<()> {
-    let usage = |e: crate::Error| -> anyhow::Error {
-        if e.kind() == ErrorKind::InvalidInput {
-            UsageError(e.to_string()).into()
-        } else {
-            e.into()
-        }
-    };
     let (title, kernels) = if let Some(k) = &a.kernel.kernel {
         let h = HostKernel {
             kernel: k.clone(),
@@ -34,14 +26,14 @@ pub fn run(a: KernelsArgs) -> anyhow::Result<()> {
             initrd: a.kernel.initrd.clone(),
             modules: a.kernel.modules.clone(),
         };
-        let r = kguest::judge_host(&h, Depth::Full).map_err(usage)?;
+        let r = kguest::judge_host(&h, Depth::Full).map_err(super::usage_or)?;
         (format!("Kernel {}", k.display()), vec![r])
     } else {
         // OK to unwrap: clap requires IMAGE without --kernel.
         let image = a.image.as_ref().unwrap();
         let disk = Arc::new(Disk::open(image, Access::ReadOnly)?);
         let g = GuestFiles::open(disk, a.part)
-            .map_err(usage)
+            .map_err(super::usage_or)
             .with_context(|| image.display().to_string())?;
         for n in &g.notes {
             eprintln!("domuify: note: {}: {}", n.place, n.message);

@@ -29,6 +29,17 @@ impl std::fmt::Display for UsageError {
 
 impl std::error::Error for UsageError {}
 
+/// A library error as the CLI reports it: a bad argument the library found
+/// (`InvalidInput`: a partition that is not there, a `--root` that holds no
+/// system) is a usage error (exit 2), like one clap finds.
+pub(crate) fn usage_or(e: crate::Error) -> anyhow::Error {
+    if e.kind() == crate::ErrorKind::InvalidInput {
+        UsageError(e.to_string()).into()
+    } else {
+        e.into()
+    }
+}
+
 /// A run that completed but found damage: the report was printed, exit code 1.
 #[derive(Debug)]
 pub struct DamageFound;
